@@ -1,0 +1,47 @@
+# DDSP Morph — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ]; then \
+		echo "creating $(VENV)"; \
+		$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11)" 2>/dev/null || { echo "error: Python 3.11 is required ($(PYTHON) is not 3.11)"; exit 1; }; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install the project (reused when up to date)
+	@echo ".venv is up to date"
+
+data: $(STAMP) ## Render the default corpus and cache its features (skips what exists)
+	$(PY) -m ddsp_morph.prepare $(ARGS)
+
+train: data ## Set everything up, then train with the default config (ARGS="synth=harmonic ...")
+	$(PY) train.py $(ARGS)
+
+test: $(STAMP) ## Run the default test suite (not slow, not gpu)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP) ## Run every test, slow ones included
+	$(PY) -m pytest -q -m "not gpu"
+
+lint: $(STAMP) ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests train.py
+	$(VENV)/bin/ruff format --check src tests train.py
+
+clean: ## Remove runs and logs (keeps data and .venv)
+	rm -rf runs logs outputs
+
+.PHONY: help venv data train test test-all lint clean

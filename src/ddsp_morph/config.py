@@ -1,0 +1,47 @@
+"""Checks on the composed config: a value of the wrong kind gives one line naming the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ddsp_morph.errors import ConfigError
+
+# key -> (types, predicate description, predicate)
+_POSITIVE = ("> 0", lambda v: v > 0)
+_ANY = ("", lambda v: True)
+SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
+    "data.sample_rate": ((int,), _POSITIVE),
+    "data.hop_length": ((int,), _POSITIVE),
+    "data.batch_size": ((int,), _POSITIVE),
+    "data.example_seconds": ((int, float), _POSITIVE),
+    "data.corpus.minutes_per_instrument": ((int, float), _POSITIVE),
+    "data.corpus.phrase_seconds": ((int, float), _POSITIVE),
+    "data.corpus.seed": ((int,), _ANY),
+    "data.corpus.soundfont": ((str,), _ANY),
+    "data.features.f0_model": ((str,), ("'tiny' or 'full'", lambda v: v in ("tiny", "full"))),
+    "data.features.f0_fmin": ((int, float), (">= 32 Hz (CREPE's lowest bin)", lambda v: v >= 32)),
+    "synth.n_harmonics": ((int,), _POSITIVE),
+    "synth.n_noise_bands": ((int,), ("> 1", lambda v: v > 1)),
+    "synth.noise": ((bool,), _ANY),
+    "synth.reverb": ((bool,), _ANY),
+    "model.hidden_size": ((int,), _POSITIVE),
+    "model.gru_size": ((int,), _POSITIVE),
+    "model.lr": ((float, int), _POSITIVE),
+    "trainer.max_steps": ((int,), ("> 0 or -1", lambda v: v > 0 or v == -1)),
+}
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value has the wrong kind or range."""
+    for key, (types, (desc, ok)) in SCHEMA.items():
+        value = OmegaConf.select(cfg, key, default="__absent__")
+        if isinstance(value, str) and value == "__absent__":
+            continue
+        is_bool = isinstance(value, bool)
+        if (is_bool and bool not in types) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"config {key}: expected {names}, got {type(value).__name__} {value!r}")
+        if not ok(value):
+            raise ConfigError(f"config {key}: must be {desc}, got {value!r}")

@@ -1,0 +1,43 @@
+"""``python -m ddsp_morph.prepare``: build the default corpus and cache its features."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from ddsp_morph.config import validate_config
+from ddsp_morph.data.corpus import build_corpus, extract_corpus_features
+from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.training.build import corpus_dir, corpus_settings, feature_settings
+
+log = logging.getLogger(__name__)
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def prepare(cfg: DictConfig) -> Path:
+    validate_config(cfg)
+    out = corpus_dir(cfg)
+    manifest = build_corpus(corpus_settings(cfg), out)
+    usable, skipped = extract_corpus_features(out, feature_settings(cfg))
+    minutes = usable.groupby("instrument")["seconds"].sum() / 60.0
+    print(f"corpus ready at {out}: {len(usable)} of {len(manifest)} examples usable, {len(skipped)} skipped")
+    for name, m in minutes.items():
+        print(f"  {name:12s} {m:6.2f} min")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    try:
+        prepare(cfg)
+    except DDSPMorphError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

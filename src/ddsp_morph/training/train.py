@@ -1,0 +1,93 @@
+"""train(cfg): the whole training job, testable without Hydra's command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ddsp_morph.config import validate_config
+from ddsp_morph.training.artifacts import write_resynthesis
+from ddsp_morph.training.build import build_datamodule, build_model, build_module
+
+log = logging.getLogger(__name__)
+
+
+def build_logger(cfg: DictConfig, output_dir: Path):
+    kind = cfg.logger.name
+    if kind == "wandb":
+        os.environ.setdefault("WANDB_MODE", str(cfg.logger.mode))
+        os.environ.setdefault("WANDB_SILENT", "true")
+        from lightning.pytorch.loggers import WandbLogger
+
+        tags = [f"synth={cfg.synth.name}", f"conditioning={cfg.conditioning.name}", f"latent={cfg.latent.name}"]
+        return WandbLogger(
+            project=str(cfg.logger.project), save_dir=str(output_dir), offline=cfg.logger.mode == "offline",
+            name=output_dir.name, tags=tags, group=cfg.logger.get("group"),
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(output_dir), name="csv")
+    return False
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train one model; write checkpoints, resynthesized audio and a spectrogram PNG under
+    ``cfg.paths.output_dir``. Returns the final metrics."""
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.seed is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+    torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    model = build_model(cfg, n_instruments=len(dm.instruments))
+    model.set_loudness_stats(dm.stats["loudness_db_mean"], dm.stats["loudness_db_std"])
+    module = build_module(cfg, model)
+
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=output_dir / "checkpoints", filename="step{step:06d}", auto_insert_metric_name=False,
+        monitor="val/loss", mode="min", save_last=True, save_top_k=1,
+    )
+    t = cfg.trainer
+    trainer = L.Trainer(
+        default_root_dir=str(output_dir), accelerator=str(t.accelerator), devices=t.devices,
+        max_steps=int(t.max_steps), max_epochs=int(t.max_epochs), val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=int(t.log_every_n_steps), gradient_clip_val=t.gradient_clip_val,
+        precision=t.precision, fast_dev_run=t.fast_dev_run, overfit_batches=t.overfit_batches,
+        enable_progress_bar=bool(t.enable_progress_bar), deterministic=bool(t.deterministic),
+        logger=build_logger(cfg, output_dir), callbacks=[ckpt], enable_model_summary=True,
+    )
+    start = time.time()
+    trainer.fit(module, datamodule=dm)
+    wall = time.time() - start
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["train_wall_seconds"] = wall
+    metrics["global_step"] = trainer.global_step
+    log.info("trained %d steps in %.1f s; metrics %s", trainer.global_step, wall, metrics)
+
+    examples = dm.datasets["valid"] if len(dm.datasets["valid"]) else dm.datasets["train"]
+    written = write_resynthesis(module.model.cpu(), examples, output_dir / "audio", sample_rate=int(cfg.data.sample_rate),
+                                n_examples=int(cfg.n_audio_examples))
+    png = output_dir / "audio" / "resynthesis.png"
+    if png.exists() and trainer.logger and hasattr(trainer.logger, "log_image"):
+        trainer.logger.log_image("val/resynthesis", [str(png)])
+    log.info("wrote %d files under %s", len(written), output_dir / "audio")
+    if not (output_dir / "checkpoints" / "last.ckpt").exists():
+        trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+    if trainer.logger and cfg.logger.name == "wandb":
+        import wandb
+
+        wandb.finish()
+    return metrics
