@@ -37,11 +37,14 @@ test: $(STAMP) ## Run the default test suite (not slow, not gpu)
 test-all: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest -q -m "not gpu"
 
+bench: $(STAMP) ## DSP + training-step benchmark against reference implementations (CPU, < 5 min)
+	$(PY) experiments/benchmarks/dsp_bench.py $(ARGS)
+
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check src tests train.py
-	$(VENV)/bin/ruff format --check src tests train.py
+	$(VENV)/bin/ruff check src tests train.py experiments
+	$(VENV)/bin/ruff format --check src tests train.py experiments
 
 clean: ## Remove runs and logs (keeps data and .venv)
 	rm -rf runs logs outputs
 
-.PHONY: help venv data train test test-all lint clean
+.PHONY: help venv data train test test-all bench lint clean

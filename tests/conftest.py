@@ -13,7 +13,11 @@ from ddsp_morph.data.features import FeatureSettings
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = CorpusSettings(
-    instruments=("violin", "flute"), minutes_per_instrument=0.2, phrase_seconds=4.0, example_seconds=2.0, seed=0
+    instruments=("violin", "flute"),
+    minutes_per_instrument=0.2,
+    phrase_seconds=4.0,
+    example_seconds=2.0,
+    seed=0,
 )
 
 

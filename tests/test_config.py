@@ -15,7 +15,18 @@ from ddsp_morph.training.build import build_model
 from .conftest import REPO
 
 CONF = REPO / "conf"
-GROUPS = ["synth", "conditioning", "latent", "model", "trainer", "logger", "data", "paths", "debug", "experiment"]
+GROUPS = [
+    "synth",
+    "conditioning",
+    "latent",
+    "model",
+    "trainer",
+    "logger",
+    "data",
+    "paths",
+    "debug",
+    "experiment",
+]
 
 
 def options(group: str) -> list[str]:
@@ -67,8 +78,16 @@ def test_wrong_kind_of_value_names_the_key(override, message):
 
 def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data.batch_size=many", f"paths.root_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "data.batch_size=many",
+            f"paths.root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

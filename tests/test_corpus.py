@@ -37,7 +37,10 @@ def test_ground_truth_f0_is_real(tiny_corpus: Path):
     m = pd.read_csv(tiny_corpus / "manifest.csv")
     errors = []
     for row in m.itertuples():
-        truth, feats = load_npz(tiny_corpus / row.truth_path), load_npz(tiny_corpus / row.feature_path)
+        truth, feats = (
+            load_npz(tiny_corpus / row.truth_path),
+            load_npz(tiny_corpus / row.feature_path),
+        )
         voiced = truth["voiced"].astype(bool)
         errors.append(1200 * np.abs(np.log2(feats["f0_hz"][voiced] / truth["f0_hz"][voiced])))
     cents = np.concatenate(errors)
@@ -49,7 +52,10 @@ def test_dynamics_truth_follows_loudness(tiny_corpus: Path):
     m = pd.read_csv(tiny_corpus / "manifest.csv")
     voiced_ld, unvoiced_ld = [], []
     for row in m.itertuples():
-        truth, feats = load_npz(tiny_corpus / row.truth_path), load_npz(tiny_corpus / row.feature_path)
+        truth, feats = (
+            load_npz(tiny_corpus / row.truth_path),
+            load_npz(tiny_corpus / row.feature_path),
+        )
         v = truth["voiced"].astype(bool)
         voiced_ld.append(feats["loudness_db"][v])
         unvoiced_ld.append(feats["loudness_db"][~v])

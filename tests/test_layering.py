@@ -4,7 +4,16 @@ import ast
 from pathlib import Path
 
 DSP = Path(__file__).resolve().parents[1] / "src" / "ddsp_morph" / "dsp"
-ALLOWED = {"torch", "numpy", "math", "__future__", "typing", "collections", "dataclasses", "ddsp_morph"}
+ALLOWED = {
+    "torch",
+    "numpy",
+    "math",
+    "__future__",
+    "typing",
+    "collections",
+    "dataclasses",
+    "ddsp_morph",
+}
 
 
 def imports(path: Path) -> set[str]:
@@ -15,7 +24,9 @@ def imports(path: Path) -> set[str]:
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
-            if node.module.startswith("ddsp_morph") and not node.module.startswith("ddsp_morph.dsp"):
+            if node.module.startswith("ddsp_morph") and not node.module.startswith(
+                "ddsp_morph.dsp"
+            ):
                 names.add(node.module)
     return names
 
@@ -24,5 +35,9 @@ def test_dsp_imports_nothing_heavy():
     files = sorted(DSP.glob("*.py"))
     assert len(files) >= 6
     for f in files:
-        bad = {n for n in imports(f) if n.split(".")[0] not in ALLOWED or (n.startswith("ddsp_morph") and n != "ddsp_morph")}
+        bad = {
+            n
+            for n in imports(f)
+            if n.split(".")[0] not in ALLOWED or (n.startswith("ddsp_morph") and n != "ddsp_morph")
+        }
         assert not bad, f"{f.name} imports {bad}"

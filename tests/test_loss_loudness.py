@@ -29,7 +29,9 @@ def test_loss_matches_hand_computation():
     lin = np.abs(ma - mb).mean()
     log = np.abs(np.log(ma + 1e-7) - np.log(mb + 1e-7)).mean()
     ta, tb = torch.from_numpy(a)[None], torch.from_numpy(b)[None]
-    got = multiscale_spectral_loss(ta, tb, fft_sizes=[64], overlap=0.75, linear_weight=1.0, log_weight=0.5)
+    got = multiscale_spectral_loss(
+        ta, tb, fft_sizes=[64], overlap=0.75, linear_weight=1.0, log_weight=0.5
+    )
     assert float(got) == pytest.approx(lin + 0.5 * log, rel=1e-9)
 
 
@@ -38,7 +40,9 @@ def test_loss_rejects_mismatched_shapes():
         multiscale_spectral_loss(torch.zeros(1, 100), torch.zeros(1, 200))
 
 
-@pytest.mark.parametrize("freq, expected_db", [(50.119, -30.2), (100, -19.1), (1000, 0.0), (4000, 1.0), (10000, -2.5)])
+@pytest.mark.parametrize(
+    "freq, expected_db", [(50.119, -30.2), (100, -19.1), (1000, 0.0), (4000, 1.0), (10000, -2.5)]
+)
 def test_a_weighting_at_standard_frequencies(freq, expected_db):
     # IEC 61672-1 table values, rounded to 0.1 dB
     assert float(a_weighting_db(torch.tensor([float(freq)]))) == pytest.approx(expected_db, abs=0.1)
@@ -61,6 +65,10 @@ def test_loudness_frame_count_and_silence_floor():
 
 def test_a_weighting_makes_low_tones_quieter():
     t = torch.arange(SR) / SR
-    low = a_weighted_loudness_db(torch.sin(2 * torch.pi * 100 * t)[None], sample_rate=SR, hop_length=128)[0, 20:-20].mean()
-    mid = a_weighted_loudness_db(torch.sin(2 * torch.pi * 1000 * t)[None], sample_rate=SR, hop_length=128)[0, 20:-20].mean()
+    low = a_weighted_loudness_db(
+        torch.sin(2 * torch.pi * 100 * t)[None], sample_rate=SR, hop_length=128
+    )[0, 20:-20].mean()
+    mid = a_weighted_loudness_db(
+        torch.sin(2 * torch.pi * 1000 * t)[None], sample_rate=SR, hop_length=128
+    )[0, 20:-20].mean()
     assert float(mid - low) == pytest.approx(19.1, abs=0.5)

@@ -50,11 +50,20 @@ def test_generator_makes_noise_reproducible():
 
 def test_noise_streaming_equals_one_shot():
     torch.manual_seed(1)
-    mags, noise = torch.rand(2, 20, 65), torch.rand(2, 20 * HOP) * 2 - 1  # ir (128) longer than a hop
+    mags, noise = (
+        torch.rand(2, 20, 65),
+        torch.rand(2, 20 * HOP) * 2 - 1,
+    )  # ir (128) longer than a hop
     full = filtered_noise(mags, hop_length=HOP, noise=noise)
     out, tail = [], None
     for s, e in [(0, 1), (1, 2), (2, 9), (9, 20)]:
-        y, tail = filtered_noise(mags[:, s:e], hop_length=HOP, noise=noise[:, s * HOP : e * HOP], tail=tail, return_tail=True)
+        y, tail = filtered_noise(
+            mags[:, s:e],
+            hop_length=HOP,
+            noise=noise[:, s * HOP : e * HOP],
+            tail=tail,
+            return_tail=True,
+        )
         out.append(y)
     torch.testing.assert_close(torch.cat(out, 1), full, atol=1e-5, rtol=0)
 
@@ -84,7 +93,9 @@ def test_reverb_wet_dry_and_decay():
     torch.testing.assert_close(y[0, 1:50], 0.3 * ir[0, 1:])
     noise = torch.ones(2, 16000)
     d = decaying_noise_ir(noise, torch.tensor([6.9, 13.8]), sample_rate=16000)
-    assert float(d[0, 15999]) == pytest.approx(np.exp(-6.9 * 15999 / 16000), rel=1e-4)  # -60 dB after 1 s
+    assert float(d[0, 15999]) == pytest.approx(
+        np.exp(-6.9 * 15999 / 16000), rel=1e-4
+    )  # -60 dB after 1 s
     assert float(d[1, 8000]) == pytest.approx(np.exp(-6.9), rel=1e-4)
 
 

@@ -18,7 +18,9 @@ def test_matches_float64_sum_of_sines_for_constant_controls():
     f0, n = 220.0, 8
     weights = np.array([1.0, 0.5, 0.25, 0.125, 0.0, 0.1, 0.2, 0.05])
     dist = torch.tensor(weights, dtype=torch.float32).expand(1, 100, n).contiguous()
-    y = harmonic_synth(const(1, 100, f0), const(1, 100, 0.8, 1), dist, sample_rate=SR, hop_length=HOP)
+    y = harmonic_synth(
+        const(1, 100, f0), const(1, 100, 0.8, 1), dist, sample_rate=SR, hop_length=HOP
+    )
     t = np.arange(100 * HOP) + 1  # phase[n] = 2 pi f0 (n + 1) / sr
     a = 0.8 * weights / weights.sum()
     ref = sum(a[k] * np.sin(2 * np.pi * f0 * (k + 1) * t / SR) for k in range(n))
@@ -28,8 +30,13 @@ def test_matches_float64_sum_of_sines_for_constant_controls():
 def test_pure_tone_lands_on_its_fft_bin():
     n_fft = 16000  # 1 Hz bins
     frames = n_fft // HOP + 1
-    y = harmonic_synth(const(1, frames, 440.0), const(1, frames, 1.0, 1), const(1, frames, 1.0, 1),
-                       sample_rate=SR, hop_length=HOP)[0, :n_fft]
+    y = harmonic_synth(
+        const(1, frames, 440.0),
+        const(1, frames, 1.0, 1),
+        const(1, frames, 1.0, 1),
+        sample_rate=SR,
+        hop_length=HOP,
+    )[0, :n_fft]
     spec = np.abs(np.fft.rfft(y.numpy() * np.hanning(n_fft)))
     assert int(np.argmax(spec)) == 440
 
@@ -39,7 +46,9 @@ def test_nothing_at_or_above_nyquist():
     # with harmonics 3+ removed the distribution is renormalized over 1 and 2.
     frames, n = 300, 20
     dist = torch.ones(1, frames, n)
-    y = harmonic_synth(const(1, frames, 3000.0), const(1, frames, 1.0, 1), dist, sample_rate=SR, hop_length=HOP)
+    y = harmonic_synth(
+        const(1, frames, 3000.0), const(1, frames, 1.0, 1), dist, sample_rate=SR, hop_length=HOP
+    )
     spec = np.abs(np.fft.rfft(y[0].numpy() * np.hanning(y.shape[1])))
     freqs = np.fft.rfftfreq(y.shape[1], 1 / SR)
     total = spec.sum()
@@ -52,7 +61,13 @@ def test_nothing_at_or_above_nyquist():
 
 
 def test_zero_amplitude_is_exact_silence():
-    y = harmonic_synth(const(2, 10, 440.0), const(2, 10, 0.0, 1), torch.rand(2, 10, 16), sample_rate=SR, hop_length=HOP)
+    y = harmonic_synth(
+        const(2, 10, 440.0),
+        const(2, 10, 0.0, 1),
+        torch.rand(2, 10, 16),
+        sample_rate=SR,
+        hop_length=HOP,
+    )
     assert torch.count_nonzero(y) == 0
 
 
@@ -64,8 +79,16 @@ def test_block_by_block_equals_one_shot():
         full = harmonic_synth(f0, amp, dist, sample_rate=SR, hop_length=HOP, upsample=upsample)
         pieces, state = [], None
         for s, e in [(0, 1), (1, 5), (5, 6), (6, 23), (23, 40)]:
-            y, state = harmonic_synth(f0[:, s:e], amp[:, s:e], dist[:, s:e], sample_rate=SR, hop_length=HOP,
-                                      upsample=upsample, state=state, return_state=True)
+            y, state = harmonic_synth(
+                f0[:, s:e],
+                amp[:, s:e],
+                dist[:, s:e],
+                sample_rate=SR,
+                hop_length=HOP,
+                upsample=upsample,
+                state=state,
+                return_state=True,
+            )
             pieces.append(y)
         torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=0)
 
@@ -73,7 +96,10 @@ def test_block_by_block_equals_one_shot():
 def test_matches_materialized_reference():
     torch.manual_seed(2)
     f0 = torch.rand(2, 30, dtype=torch.float64) * 500 + 80
-    amp, dist = torch.rand(2, 30, 1, dtype=torch.float64), torch.rand(2, 30, 40, dtype=torch.float64)
+    amp, dist = (
+        torch.rand(2, 30, 1, dtype=torch.float64),
+        torch.rand(2, 30, 40, dtype=torch.float64),
+    )
     fast = harmonic_synth(f0, amp, dist, sample_rate=SR, hop_length=HOP)
     ref = harmonic_synth_reference(f0, amp, dist, sample_rate=SR, hop_length=HOP)
     torch.testing.assert_close(fast, ref, atol=1e-9, rtol=0)
@@ -82,8 +108,13 @@ def test_matches_materialized_reference():
 def test_minutes_of_audio_do_not_drift():
     minutes = 3
     frames = minutes * 60 * SR // 128
-    y = harmonic_synth(const(1, frames, 1234.5), const(1, frames, 1.0, 1), const(1, frames, 1.0, 1),
-                       sample_rate=SR, hop_length=128)[0]
+    y = harmonic_synth(
+        const(1, frames, 1234.5),
+        const(1, frames, 1.0, 1),
+        const(1, frames, 1.0, 1),
+        sample_rate=SR,
+        hop_length=128,
+    )[0]
     tail = np.arange(len(y) - 1000, len(y), dtype=np.float64) + 1
     ref = np.sin(2 * np.pi * 1234.5 * tail / SR)
     assert np.abs(y[-1000:].double().numpy() - ref).max() < 1e-3
@@ -95,7 +126,10 @@ def test_gradcheck_float64():
     dist = torch.rand(2, 4, 6, dtype=torch.float64, requires_grad=True)
     for upsample in ("hann", "linear"):
         assert torch.autograd.gradcheck(
-            lambda f, a, d, u=upsample: harmonic_synth(f, a, d, sample_rate=1000, hop_length=4, upsample=u), (f0, amp, dist)
+            lambda f, a, d, u=upsample: harmonic_synth(
+                f, a, d, sample_rate=1000, hop_length=4, upsample=u
+            ),
+            (f0, amp, dist),
         )
 
 
@@ -118,9 +152,24 @@ def test_chunked_kernel_matches_single_chunk(monkeypatch):
 @pytest.mark.parametrize(
     "f0, amp, dist, message",
     [
-        (torch.ones(2, 5, 1), torch.ones(2, 5, 1), torch.ones(2, 5, 3), "f0_hz: expected shape [batch, n_frames]"),
-        (torch.ones(2, 5), torch.ones(2, 5, 1), torch.ones(2, 5), "harmonic_distribution: expected shape"),
-        (torch.ones(2, 5), torch.ones(2, 4, 1), torch.ones(2, 5, 3), "must share [batch, n_frames]"),
+        (
+            torch.ones(2, 5, 1),
+            torch.ones(2, 5, 1),
+            torch.ones(2, 5, 3),
+            "f0_hz: expected shape [batch, n_frames]",
+        ),
+        (
+            torch.ones(2, 5),
+            torch.ones(2, 5, 1),
+            torch.ones(2, 5),
+            "harmonic_distribution: expected shape",
+        ),
+        (
+            torch.ones(2, 5),
+            torch.ones(2, 4, 1),
+            torch.ones(2, 5, 3),
+            "must share [batch, n_frames]",
+        ),
         (torch.zeros(2, 5), torch.ones(2, 5, 1), torch.ones(2, 5, 3), "f0_hz: must be > 0"),
     ],
 )
@@ -138,5 +187,7 @@ def test_phase_wraps_but_stays_continuous():
     # float32 rounding may turn a value just below 2 pi into 2 pi itself
     assert float(phase.min()) >= 0 and float(phase.max()) <= 2 * math.pi + 1e-6
     step = torch.remainder(phase[0, 1:] - phase[0, :-1], 2 * math.pi)
-    torch.testing.assert_close(step, torch.full_like(step, 2 * math.pi * 3000 / SR), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        step, torch.full_like(step, 2 * math.pi * 3000 / SR), atol=1e-4, rtol=0
+    )
     assert final.dtype == torch.float64

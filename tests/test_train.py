@@ -15,11 +15,22 @@ from .conftest import REPO
 
 def cfg_for(corpus: Path, out: Path, *overrides: str):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=[
-            f"paths.output_dir={out}", f"data.corpus_dir={corpus}", "data.example_seconds=2.0",
-            "data.crop_seconds=1.0", "data.batch_size=4", "model.hidden_size=32", "model.gru_size=32",
-            "synth.n_harmonics=24", "logger=csv", "trainer.enable_progress_bar=false", *overrides,
-        ])
+        return compose(
+            "config",
+            overrides=[
+                f"paths.output_dir={out}",
+                f"data.corpus_dir={corpus}",
+                "data.example_seconds=2.0",
+                "data.crop_seconds=1.0",
+                "data.batch_size=4",
+                "model.hidden_size=32",
+                "model.gru_size=32",
+                "synth.n_harmonics=24",
+                "logger=csv",
+                "trainer.enable_progress_bar=false",
+                *overrides,
+            ],
+        )
 
 
 def test_fast_dev_run(tiny_corpus: Path, tmp_path: Path):
@@ -30,8 +41,15 @@ def test_fast_dev_run(tiny_corpus: Path, tmp_path: Path):
 
 
 def test_short_run_writes_checkpoint_audio_and_png(tiny_corpus: Path, tmp_path: Path):
-    cfg = cfg_for(tiny_corpus, tmp_path, "trainer.max_steps=6", "trainer.check_val_every_n_epoch=1",
-                  "synth=harmonic_noise_reverb", "synth.reverb_seconds=0.1", "n_audio_examples=2")
+    cfg = cfg_for(
+        tiny_corpus,
+        tmp_path,
+        "trainer.max_steps=6",
+        "trainer.check_val_every_n_epoch=1",
+        "synth=harmonic_noise_reverb",
+        "synth.reverb_seconds=0.1",
+        "n_audio_examples=2",
+    )
     metrics = train(cfg)
     assert metrics["global_step"] == 6 and np.isfinite(metrics["val/loss"])
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
@@ -39,7 +57,9 @@ def test_short_run_writes_checkpoint_audio_and_png(tiny_corpus: Path, tmp_path: 
     orig, rate = sf.read(tmp_path / "audio" / "example00_original.wav")
     resyn, _ = sf.read(tmp_path / "audio" / "example00_resynth.wav")
     assert rate == 16000 and orig.shape == resyn.shape and np.abs(resyn).max() > 0
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    state = torch.load(
+        tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
+    )
     assert state["global_step"] == 6
     assert "model.loudness_mean" in state["state_dict"]
 

@@ -42,6 +42,8 @@ def validate_config(cfg: DictConfig) -> None:
         is_bool = isinstance(value, bool)
         if (is_bool and bool not in types) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
-            raise ConfigError(f"config {key}: expected {names}, got {type(value).__name__} {value!r}")
+            raise ConfigError(
+                f"config {key}: expected {names}, got {type(value).__name__} {value!r}"
+            )
         if not ok(value):
             raise ConfigError(f"config {key}: must be {desc}, got {value!r}")

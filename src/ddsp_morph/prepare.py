@@ -24,7 +24,9 @@ def prepare(cfg: DictConfig) -> Path:
     manifest = build_corpus(corpus_settings(cfg), out)
     usable, skipped = extract_corpus_features(out, feature_settings(cfg))
     minutes = usable.groupby("instrument")["seconds"].sum() / 60.0
-    print(f"corpus ready at {out}: {len(usable)} of {len(manifest)} examples usable, {len(skipped)} skipped")
+    print(
+        f"corpus ready at {out}: {len(usable)} of {len(manifest)} examples usable, {len(skipped)} skipped"
+    )
     for name, m in minutes.items():
         print(f"  {name:12s} {m:6.2f} min")
     return out

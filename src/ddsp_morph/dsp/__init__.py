@@ -8,7 +8,7 @@ from ddsp_morph.dsp.core import (
     midi_to_hz,
     upsample_frames,
 )
-from ddsp_morph.dsp.loudness import a_weighting_db, a_weighted_loudness_db
+from ddsp_morph.dsp.loudness import a_weighted_loudness_db, a_weighting_db
 from ddsp_morph.dsp.noise import filtered_noise, noise_filter_irs
 from ddsp_morph.dsp.oscillators import (
     harmonic_synth,

@@ -12,7 +12,9 @@ LOG10 = math.log(10.0)
 def check_shape(name: str, x: torch.Tensor, expected: str, ndim: int) -> None:
     """Raise a ValueError naming ``name`` when ``x`` does not have ``ndim`` dimensions."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape {expected}, got {type(x).__name__}")
+        raise TypeError(
+            f"{name}: expected a torch.Tensor of shape {expected}, got {type(x).__name__}"
+        )
     if x.ndim != ndim:
         raise ValueError(f"{name}: expected shape {expected}, got {tuple(x.shape)}")
 

@@ -21,7 +21,9 @@ def a_weighting_db(frequencies_hz: torch.Tensor) -> torch.Tensor:
     num = (_F4**2) * f2**2
     den = (f2 + _F1**2) * torch.sqrt((f2 + _F2**2) * (f2 + _F3**2)) * (f2 + _F4**2)
     gain = 20.0 * torch.log10((num / den).clamp_min(1e-10)) + _A1000_DB
-    return gain.clamp_min(-200.0).to(frequencies_hz.dtype if frequencies_hz.is_floating_point() else torch.float32)
+    return gain.clamp_min(-200.0).to(
+        frequencies_hz.dtype if frequencies_hz.is_floating_point() else torch.float32
+    )
 
 
 def a_weighted_loudness_db(
@@ -42,11 +44,18 @@ def a_weighted_loudness_db(
     n_frames = audio.shape[-1] // hop_length
     window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
     spec = torch.stft(
-        audio, n_fft, hop_length=hop_length, window=window, center=True, pad_mode="constant",
+        audio,
+        n_fft,
+        hop_length=hop_length,
+        window=window,
+        center=True,
+        pad_mode="constant",
         return_complex=True,
     )[..., :n_frames]  # [B, F, M]
     power = spec.real**2 + spec.imag**2
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=audio.dtype, device=audio.device)
+    freqs = torch.linspace(
+        0, sample_rate / 2, n_fft // 2 + 1, dtype=audio.dtype, device=audio.device
+    )
     weight = torch.pow(10.0, a_weighting_db(freqs) / 10.0)
     # One-sided spectrum: every bin but DC and Nyquist stands for two.
     weight = weight * torch.where((freqs > 0) & (freqs < sample_rate / 2), 2.0, 1.0)

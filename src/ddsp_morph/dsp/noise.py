@@ -25,7 +25,10 @@ def noise_filter_irs(magnitudes: torch.Tensor) -> torch.Tensor:
     if n_bands < 2:
         raise ValueError(f"magnitudes: need at least 2 bands, got {n_bands}")
     ir_size = 2 * (n_bands - 1)
-    ir = torch.fft.irfft(magnitudes.to(torch.complex64 if magnitudes.dtype == torch.float32 else torch.complex128), n=ir_size)
+    ir = torch.fft.irfft(
+        magnitudes.to(torch.complex64 if magnitudes.dtype == torch.float32 else torch.complex128),
+        n=ir_size,
+    )
     ir = torch.roll(ir, shifts=ir_size // 2, dims=-1)
     # Periodic Hann: symmetric about ir_size // 2, so the windowed filter keeps its linear phase.
     window = torch.hann_window(ir_size, periodic=True, dtype=ir.dtype, device=ir.device)
@@ -63,9 +66,17 @@ def filtered_noise(
     batch, n_frames, _ = magnitudes.shape
     n_samples = n_frames * hop_length
     if noise is None:
-        noise = torch.rand(
-            batch, n_samples, generator=generator, dtype=magnitudes.dtype, device=magnitudes.device
-        ) * 2.0 - 1.0
+        noise = (
+            torch.rand(
+                batch,
+                n_samples,
+                generator=generator,
+                dtype=magnitudes.dtype,
+                device=magnitudes.device,
+            )
+            * 2.0
+            - 1.0
+        )
     check_shape("noise", noise, "[batch, n_samples]", 2)
     if noise.shape != (batch, n_samples):
         raise ValueError(f"noise: expected shape {(batch, n_samples)}, got {tuple(noise.shape)}")

@@ -53,7 +53,9 @@ def remove_above_nyquist(
     return harmonic_distribution * below.to(harmonic_distribution.dtype)
 
 
-def normalize_distribution(harmonic_distribution: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
+def normalize_distribution(
+    harmonic_distribution: torch.Tensor, *, eps: float = 1e-7
+) -> torch.Tensor:
     """Scale each frame's harmonic distribution to sum to one (all-zero frames stay zero)."""
     total = harmonic_distribution.sum(dim=-1, keepdim=True)
     return harmonic_distribution / total.clamp_min(eps)
@@ -102,7 +104,11 @@ def accumulate_phase(
     if initial_phase is not None:
         phase = phase + initial_phase.to(torch.float64).reshape(-1, 1)
     phase = torch.remainder(phase, TWO_PI)
-    final = phase[:, -1].detach() if phase.shape[1] else torch.zeros(phase.shape[0], dtype=torch.float64)
+    final = (
+        phase[:, -1].detach()
+        if phase.shape[1]
+        else torch.zeros(phase.shape[0], dtype=torch.float64)
+    )
     return phase.to(f0_hz_samples.dtype), final
 
 
@@ -211,7 +217,9 @@ def harmonic_synth(
     phase, final_phase = accumulate_phase(
         f0_samples, sample_rate=sample_rate, initial_phase=None if state is None else state.phase
     )
-    a_start = torch.cat([amps[:, :1] if prev_amps is None else prev_amps.unsqueeze(1), amps[:, :-1]], 1)
+    a_start = torch.cat(
+        [amps[:, :1] if prev_amps is None else prev_amps.unsqueeze(1), amps[:, :-1]], 1
+    )
     ramp = upsample_ramp(hop_length, method=upsample, dtype=amps.dtype, device=amps.device)
     y = _HarmonicBank.apply(
         phase.reshape(batch, n_frames, hop_length),

@@ -44,7 +44,11 @@ def decaying_noise_ir(
 
 
 def reverb(
-    audio: torch.Tensor, ir: torch.Tensor, *, wet: torch.Tensor | float = 1.0, dry: torch.Tensor | float = 1.0
+    audio: torch.Tensor,
+    ir: torch.Tensor,
+    *,
+    wet: torch.Tensor | float = 1.0,
+    dry: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
     """``dry * audio + wet * (audio conv ir)``, cropped to the input length.
 
@@ -90,7 +94,9 @@ class PartitionedConvolver:
     def process(self, block: torch.Tensor) -> torch.Tensor:
         """Convolve the next block. Shape [batch, block_size] in and out."""
         if block.shape != self.previous.shape:
-            raise ValueError(f"block: expected shape {tuple(self.previous.shape)}, got {tuple(block.shape)}")
+            raise ValueError(
+                f"block: expected shape {tuple(self.previous.shape)}, got {tuple(block.shape)}"
+            )
         n_parts = self.ir_spectra.shape[1]
         # Ring buffer: slot head holds the newest block's spectrum.
         self._head = (self._head - 1) % n_parts

@@ -43,7 +43,9 @@ def multiscale_spectral_loss(
         A scalar.
     """
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target must match: got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must match: got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     loss = pred.new_zeros(())
     for n_fft in fft_sizes:
         s_pred = stft_magnitude(pred, n_fft, overlap=overlap)
@@ -51,5 +53,7 @@ def multiscale_spectral_loss(
         if linear_weight:
             loss = loss + linear_weight * (s_pred - s_true).abs().mean()
         if log_weight:
-            loss = loss + log_weight * (torch.log(s_pred + eps) - torch.log(s_true + eps)).abs().mean()
+            loss = (
+                loss + log_weight * (torch.log(s_pred + eps) - torch.log(s_true + eps)).abs().mean()
+            )
     return loss

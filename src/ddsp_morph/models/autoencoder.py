@@ -19,13 +19,20 @@ class DDSPAutoencoder(nn.Module):
     """
 
     def __init__(
-        self, *, decoder: Decoder, synth: SynthStack, conditioning: list[str],
-        loudness_mean: float = -40.0, loudness_std: float = 15.0,
+        self,
+        *,
+        decoder: Decoder,
+        synth: SynthStack,
+        conditioning: list[str],
+        loudness_mean: float = -40.0,
+        loudness_std: float = 15.0,
     ) -> None:
         super().__init__()
         unknown = [c for c in conditioning if c not in INPUT_SIZES]
         if unknown:
-            raise ValueError(f"conditioning: unknown inputs {unknown}; known: {sorted(INPUT_SIZES)}")
+            raise ValueError(
+                f"conditioning: unknown inputs {unknown}; known: {sorted(INPUT_SIZES)}"
+            )
         self.decoder, self.synth, self.conditioning = decoder, synth, list(conditioning)
         self.register_buffer("loudness_mean", torch.tensor(float(loudness_mean)))
         self.register_buffer("loudness_std", torch.tensor(float(loudness_std)))
@@ -39,13 +46,19 @@ class DDSPAutoencoder(nn.Module):
         if "f0" in self.conditioning:
             inputs["f0"] = (hz_to_midi(batch["f0_hz"]) / 127.0).unsqueeze(-1)
         if "loudness" in self.conditioning:
-            inputs["loudness"] = ((batch["loudness_db"] - self.loudness_mean) / self.loudness_std).unsqueeze(-1)
+            inputs["loudness"] = (
+                (batch["loudness_db"] - self.loudness_mean) / self.loudness_std
+            ).unsqueeze(-1)
         return inputs
 
-    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Args: batch with f0_hz, loudness_db Shape [batch, n_frames]. Returns signals and controls."""
         raw = self.decoder(self.decoder_inputs(batch))
         controls = self.synth.get_controls(raw)
-        out = self.synth(batch["f0_hz"], controls, instrument_id=batch.get("instrument_id"), generator=generator)
+        out = self.synth(
+            batch["f0_hz"], controls, instrument_id=batch.get("instrument_id"), generator=generator
+        )
         out.update(controls)
         return out

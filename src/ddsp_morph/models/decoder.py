@@ -8,7 +8,11 @@ def mlp(in_size: int, hidden_size: int, n_layers: int) -> nn.Sequential:
     """Dense -> LayerNorm -> LeakyReLU, ``n_layers`` times (the DDSP MLP)."""
     layers: list[nn.Module] = []
     for i in range(n_layers):
-        layers += [nn.Linear(in_size if i == 0 else hidden_size, hidden_size), nn.LayerNorm(hidden_size), nn.LeakyReLU()]
+        layers += [
+            nn.Linear(in_size if i == 0 else hidden_size, hidden_size),
+            nn.LayerNorm(hidden_size),
+            nn.LeakyReLU(),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -21,12 +25,19 @@ class Decoder(nn.Module):
     """
 
     def __init__(
-        self, *, input_sizes: dict[str, int], output_sizes: dict[str, int], hidden_size: int = 512,
-        gru_size: int = 512, n_mlp_layers: int = 3,
+        self,
+        *,
+        input_sizes: dict[str, int],
+        output_sizes: dict[str, int],
+        hidden_size: int = 512,
+        gru_size: int = 512,
+        n_mlp_layers: int = 3,
     ) -> None:
         super().__init__()
         self.input_names = list(input_sizes)
-        self.input_mlps = nn.ModuleDict({k: mlp(v, hidden_size, n_mlp_layers) for k, v in input_sizes.items()})
+        self.input_mlps = nn.ModuleDict(
+            {k: mlp(v, hidden_size, n_mlp_layers) for k, v in input_sizes.items()}
+        )
         n_in = hidden_size * len(input_sizes)
         self.gru = nn.GRU(n_in, gru_size, batch_first=True)
         self.out_mlp = mlp(gru_size + n_in, hidden_size, n_mlp_layers)
@@ -34,15 +45,26 @@ class Decoder(nn.Module):
         self.head = nn.Linear(hidden_size, sum(output_sizes.values()))
 
     def forward(
-        self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None = None, return_hidden: bool = False
+        self,
+        inputs: dict[str, torch.Tensor],
+        hidden: torch.Tensor | None = None,
+        return_hidden: bool = False,
     ):
         """Args: inputs name -> Shape [batch, n_frames, channels]. Returns name -> raw head outputs."""
         missing = [k for k in self.input_names if k not in inputs]
         if missing:
-            raise ValueError(f"inputs: missing {missing}; the decoder was built for {self.input_names}")
+            raise ValueError(
+                f"inputs: missing {missing}; the decoder was built for {self.input_names}"
+            )
         hs = [self.input_mlps[k](inputs[k]) for k in self.input_names]
         x = torch.cat(hs, dim=-1)
         g, hidden = self.gru(x, hidden)
         y = self.head(self.out_mlp(torch.cat([g, x], dim=-1)))
-        out = dict(zip(self.output_sizes, torch.split(y, list(self.output_sizes.values()), dim=-1), strict=True))
+        out = dict(
+            zip(
+                self.output_sizes,
+                torch.split(y, list(self.output_sizes.values()), dim=-1),
+                strict=True,
+            )
+        )
         return (out, hidden) if return_hidden else out

@@ -14,10 +14,19 @@ class FilteredNoise(nn.Module):
         self.hop_length, self.n_bands = hop_length, n_bands
 
     def forward(
-        self, magnitudes: torch.Tensor, *, noise: torch.Tensor | None = None,
-        generator: torch.Generator | None = None, tail: torch.Tensor | None = None, return_tail: bool = False,
+        self,
+        magnitudes: torch.Tensor,
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        tail: torch.Tensor | None = None,
+        return_tail: bool = False,
     ):
         return filtered_noise(
-            magnitudes, hop_length=self.hop_length, noise=noise, generator=generator, tail=tail,
+            magnitudes,
+            hop_length=self.hop_length,
+            noise=noise,
+            generator=generator,
+            tail=tail,
             return_tail=return_tail,
         )

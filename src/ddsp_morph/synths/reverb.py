@@ -22,8 +22,15 @@ class Reverb(nn.Module):
     """
 
     def __init__(
-        self, *, sample_rate: int, ir_seconds: float = 1.0, mode: str = "decaying_noise", n_irs: int = 1,
-        initial_decay: float = 8.0, initial_wet: float = 0.2, seed: int = 0,
+        self,
+        *,
+        sample_rate: int,
+        ir_seconds: float = 1.0,
+        mode: str = "decaying_noise",
+        n_irs: int = 1,
+        initial_decay: float = 8.0,
+        initial_wet: float = 0.2,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if mode not in ("free", "decaying_noise"):
@@ -34,7 +41,9 @@ class Reverb(nn.Module):
         noise = torch.rand(n_irs, ir_size, generator=gen) * 2.0 - 1.0
         noise[:, 0] = 0.0  # the dry path carries the direct sound
         inv_softplus = math.log(math.expm1(initial_decay))
-        self.mix_logit = nn.Parameter(torch.full((n_irs,), math.log(initial_wet / (1.0 - initial_wet))))
+        self.mix_logit = nn.Parameter(
+            torch.full((n_irs,), math.log(initial_wet / (1.0 - initial_wet)))
+        )
         if mode == "free":
             t = torch.arange(ir_size) / sample_rate
             self.taps = nn.Parameter(noise * torch.exp(-initial_decay * t) * 0.1)
@@ -54,13 +63,17 @@ class Reverb(nn.Module):
         wet = torch.sigmoid(self.mix_logit)
         return wet, 1.0 - wet
 
-    def forward(self, audio: torch.Tensor, instrument_id: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, audio: torch.Tensor, instrument_id: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Args: audio Shape [batch, n_samples]; instrument_id Shape [batch] (needed when n_irs > 1)."""
         ir = self.impulse_response()
         wet, dry = self.wet_dry()
         if self.n_irs > 1:
             if instrument_id is None:
-                raise ValueError("instrument_id: required when the reverb holds one IR per instrument")
+                raise ValueError(
+                    "instrument_id: required when the reverb holds one IR per instrument"
+                )
             ir, wet, dry = ir[instrument_id], wet[instrument_id], dry[instrument_id]
         else:
             ir, wet, dry = ir, wet.expand(audio.shape[0]), dry.expand(audio.shape[0])

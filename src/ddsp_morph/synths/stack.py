@@ -19,19 +19,38 @@ class SynthStack(nn.Module):
     """
 
     def __init__(
-        self, *, sample_rate: int, hop_length: int, n_harmonics: int = 100, noise: bool = True,
-        n_noise_bands: int = 65, reverb: bool = False, upsample: str = "hann",
-        reverb_mode: str = "decaying_noise", reverb_seconds: float = 1.0, reverb_per_instrument: bool = False,
+        self,
+        *,
+        sample_rate: int,
+        hop_length: int,
+        n_harmonics: int = 100,
+        noise: bool = True,
+        n_noise_bands: int = 65,
+        reverb: bool = False,
+        upsample: str = "hann",
+        reverb_mode: str = "decaying_noise",
+        reverb_seconds: float = 1.0,
+        reverb_per_instrument: bool = False,
         n_instruments: int = 1,
     ) -> None:
         super().__init__()
         self.sample_rate, self.hop_length = sample_rate, hop_length
-        self.harmonic = HarmonicSynth(sample_rate=sample_rate, hop_length=hop_length, n_harmonics=n_harmonics, upsample=upsample)
+        self.harmonic = HarmonicSynth(
+            sample_rate=sample_rate,
+            hop_length=hop_length,
+            n_harmonics=n_harmonics,
+            upsample=upsample,
+        )
         self.noise = FilteredNoise(hop_length=hop_length, n_bands=n_noise_bands) if noise else None
         self.reverb = (
-            Reverb(sample_rate=sample_rate, ir_seconds=reverb_seconds, mode=reverb_mode,
-                   n_irs=n_instruments if reverb_per_instrument else 1)
-            if reverb else None
+            Reverb(
+                sample_rate=sample_rate,
+                ir_seconds=reverb_seconds,
+                mode=reverb_mode,
+                n_irs=n_instruments if reverb_per_instrument else 1,
+            )
+            if reverb
+            else None
         )
 
     @property
@@ -51,11 +70,19 @@ class SynthStack(nn.Module):
         return controls
 
     def forward(
-        self, f0_hz: torch.Tensor, controls: dict[str, torch.Tensor], *,
-        instrument_id: torch.Tensor | None = None, generator: torch.Generator | None = None,
+        self,
+        f0_hz: torch.Tensor,
+        controls: dict[str, torch.Tensor],
+        *,
+        instrument_id: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """Args: f0_hz Shape [batch, n_frames]. Returns signals of shape [batch, n_samples]."""
-        out = {"harmonic": self.harmonic(f0_hz, controls["amplitude"], controls["harmonic_distribution"])}
+        out = {
+            "harmonic": self.harmonic(
+                f0_hz, controls["amplitude"], controls["harmonic_distribution"]
+            )
+        }
         audio = out["harmonic"]
         if self.noise is not None:
             out["noise"] = self.noise(controls["noise_magnitudes"], generator=generator)

@@ -16,19 +16,30 @@ from ddsp_morph.data.io import save_wav  # noqa: E402
 
 def log_spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
     x = torch.from_numpy(np.asarray(audio, dtype=np.float32))
-    spec = torch.stft(x, n_fft, hop_length=hop, window=torch.hann_window(n_fft), return_complex=True).abs()
+    spec = torch.stft(
+        x, n_fft, hop_length=hop, window=torch.hann_window(n_fft), return_complex=True
+    ).abs()
     return (20 * torch.log10(spec.clamp_min(1e-5))).numpy()
 
 
-def spectrogram_grid(rows: list[tuple[str, np.ndarray, np.ndarray]], path: Path, *, sample_rate: int) -> None:
+def spectrogram_grid(
+    rows: list[tuple[str, np.ndarray, np.ndarray]], path: Path, *, sample_rate: int
+) -> None:
     """One row per example: original | resynthesis, log-magnitude spectrograms on a shared scale."""
     fig, axes = plt.subplots(len(rows), 2, figsize=(11, 2.6 * len(rows)), squeeze=False)
     for r, (name, orig, resyn) in enumerate(rows):
         for c, (title, audio) in enumerate([("original", orig), ("resynthesis", resyn)]):
             s = log_spectrogram_db(audio)
             ax = axes[r, c]
-            ax.imshow(s, origin="lower", aspect="auto", vmin=-80, vmax=s.max() if s.size else 0, cmap="magma",
-                      extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000))
+            ax.imshow(
+                s,
+                origin="lower",
+                aspect="auto",
+                vmin=-80,
+                vmax=s.max() if s.size else 0,
+                cmap="magma",
+                extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000),
+            )
             ax.set_title(f"{name} — {title}", fontsize=9)
             ax.set_ylabel("kHz")
     axes[-1, 0].set_xlabel("s")
@@ -40,7 +51,9 @@ def spectrogram_grid(rows: list[tuple[str, np.ndarray, np.ndarray]], path: Path,
 
 
 @torch.no_grad()
-def write_resynthesis(model: torch.nn.Module, dataset, out_dir: Path, *, sample_rate: int, n_examples: int = 4) -> list[Path]:
+def write_resynthesis(
+    model: torch.nn.Module, dataset, out_dir: Path, *, sample_rate: int, n_examples: int = 4
+) -> list[Path]:
     """Resynthesize the first ``n_examples`` of ``dataset``; write wavs and ``resynthesis.png``."""
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,16 @@ def corpus_dir(cfg: DictConfig) -> Path:
 def corpus_settings(cfg: DictConfig) -> CorpusSettings:
     c = cfg.data.corpus
     return CorpusSettings(
-        instruments=list(c.instruments), minutes_per_instrument=float(c.minutes_per_instrument),
-        phrase_seconds=float(c.phrase_seconds), example_seconds=float(cfg.data.example_seconds),
-        sample_rate=int(cfg.data.sample_rate), hop_length=int(cfg.data.hop_length),
-        render_rate=int(c.render_rate), soundfont=str(c.soundfont), gain_db=float(c.gain_db), seed=int(c.seed),
+        instruments=list(c.instruments),
+        minutes_per_instrument=float(c.minutes_per_instrument),
+        phrase_seconds=float(c.phrase_seconds),
+        example_seconds=float(cfg.data.example_seconds),
+        sample_rate=int(cfg.data.sample_rate),
+        hop_length=int(cfg.data.hop_length),
+        render_rate=int(c.render_rate),
+        soundfont=str(c.soundfont),
+        gain_db=float(c.gain_db),
+        seed=int(c.seed),
         split_fractions=dict(c.split_fractions),
     )
 
@@ -35,35 +41,57 @@ def corpus_settings(cfg: DictConfig) -> CorpusSettings:
 def feature_settings(cfg: DictConfig) -> FeatureSettings:
     f = cfg.data.features
     return FeatureSettings(
-        sample_rate=int(cfg.data.sample_rate), hop_length=int(cfg.data.hop_length), f0_model=str(f.f0_model),
-        f0_fmin=float(f.f0_fmin), f0_fmax=float(f.f0_fmax), f0_decoder=str(f.f0_decoder),
-        f0_batch_size=int(f.f0_batch_size), loudness_n_fft=int(f.loudness_n_fft),
+        sample_rate=int(cfg.data.sample_rate),
+        hop_length=int(cfg.data.hop_length),
+        f0_model=str(f.f0_model),
+        f0_fmin=float(f.f0_fmin),
+        f0_fmax=float(f.f0_fmax),
+        f0_decoder=str(f.f0_decoder),
+        f0_batch_size=int(f.f0_batch_size),
+        loudness_n_fft=int(f.loudness_n_fft),
     )
 
 
 def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
     d = cfg.data
-    instruments = d.train_instruments if isinstance(d.train_instruments, str) else list(d.train_instruments)
+    instruments = (
+        d.train_instruments if isinstance(d.train_instruments, str) else list(d.train_instruments)
+    )
     return CorpusDataModule(
-        corpus_dir=corpus_dir(cfg), instruments=instruments, sample_rate=int(d.sample_rate),
-        hop_length=int(d.hop_length), batch_size=int(d.batch_size), crop_seconds=d.crop_seconds,
-        num_workers=int(d.num_workers), balance=str(d.balance), seed=int(cfg.seed if cfg.seed is not None else 0),
+        corpus_dir=corpus_dir(cfg),
+        instruments=instruments,
+        sample_rate=int(d.sample_rate),
+        hop_length=int(d.hop_length),
+        batch_size=int(d.batch_size),
+        crop_seconds=d.crop_seconds,
+        num_workers=int(d.num_workers),
+        balance=str(d.balance),
+        seed=int(cfg.seed if cfg.seed is not None else 0),
     )
 
 
 def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
     s = cfg.synth
     synth = SynthStack(
-        sample_rate=int(cfg.data.sample_rate), hop_length=int(cfg.data.hop_length), n_harmonics=int(s.n_harmonics),
-        noise=bool(s.noise), n_noise_bands=int(s.n_noise_bands), reverb=bool(s.reverb), upsample=str(s.upsample),
-        reverb_mode=str(s.reverb_mode), reverb_seconds=float(s.reverb_seconds),
-        reverb_per_instrument=bool(s.reverb_per_instrument), n_instruments=n_instruments,
+        sample_rate=int(cfg.data.sample_rate),
+        hop_length=int(cfg.data.hop_length),
+        n_harmonics=int(s.n_harmonics),
+        noise=bool(s.noise),
+        n_noise_bands=int(s.n_noise_bands),
+        reverb=bool(s.reverb),
+        upsample=str(s.upsample),
+        reverb_mode=str(s.reverb_mode),
+        reverb_seconds=float(s.reverb_seconds),
+        reverb_per_instrument=bool(s.reverb_per_instrument),
+        n_instruments=n_instruments,
     )
     inputs = list(cfg.conditioning.inputs)
     decoder = Decoder(
         input_sizes={k: INPUT_SIZES[k] for k in inputs if k in INPUT_SIZES} or {"f0": 1},
-        output_sizes=synth.control_sizes, hidden_size=int(cfg.model.hidden_size),
-        gru_size=int(cfg.model.gru_size), n_mlp_layers=int(cfg.model.n_mlp_layers),
+        output_sizes=synth.control_sizes,
+        hidden_size=int(cfg.model.hidden_size),
+        gru_size=int(cfg.model.gru_size),
+        n_mlp_layers=int(cfg.model.n_mlp_layers),
     )
     return DDSPAutoencoder(decoder=decoder, synth=synth, conditioning=inputs)
 
@@ -72,6 +100,11 @@ def build_module(cfg: DictConfig, model: DDSPAutoencoder) -> DDSPModule:
     m, loss = cfg.model, cfg.model.loss
     optimizer = functools.partial(torch.optim.Adam, lr=float(m.lr))
     return DDSPModule(
-        model, optimizer=optimizer, lr_decay=float(m.lr_decay), fft_sizes=list(loss.fft_sizes),
-        overlap=float(loss.overlap), linear_weight=float(loss.linear_weight), log_weight=float(loss.log_weight),
+        model,
+        optimizer=optimizer,
+        lr_decay=float(m.lr_decay),
+        fft_sizes=list(loss.fft_sizes),
+        overlap=float(loss.overlap),
+        linear_weight=float(loss.linear_weight),
+        log_weight=float(loss.log_weight),
     )

@@ -21,14 +21,25 @@ class DDSPModule(L.LightningModule):
     """
 
     def __init__(
-        self, model: DDSPAutoencoder, *, optimizer: Callable[..., torch.optim.Optimizer],
-        lr_decay: float = 1.0, fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128, 64),
-        overlap: float = 0.75, linear_weight: float = 1.0, log_weight: float = 1.0,
+        self,
+        model: DDSPAutoencoder,
+        *,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        lr_decay: float = 1.0,
+        fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128, 64),
+        overlap: float = 0.75,
+        linear_weight: float = 1.0,
+        log_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.optimizer_factory, self.lr_decay = optimizer, lr_decay
-        self.loss_kwargs = dict(fft_sizes=tuple(fft_sizes), overlap=overlap, linear_weight=linear_weight, log_weight=log_weight)
+        self.loss_kwargs = dict(
+            fft_sizes=tuple(fft_sizes),
+            overlap=overlap,
+            linear_weight=linear_weight,
+            log_weight=log_weight,
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.model(batch)

@@ -25,10 +25,18 @@ def build_logger(cfg: DictConfig, output_dir: Path):
         os.environ.setdefault("WANDB_SILENT", "true")
         from lightning.pytorch.loggers import WandbLogger
 
-        tags = [f"synth={cfg.synth.name}", f"conditioning={cfg.conditioning.name}", f"latent={cfg.latent.name}"]
+        tags = [
+            f"synth={cfg.synth.name}",
+            f"conditioning={cfg.conditioning.name}",
+            f"latent={cfg.latent.name}",
+        ]
         return WandbLogger(
-            project=str(cfg.logger.project), save_dir=str(output_dir), offline=cfg.logger.mode == "offline",
-            name=output_dir.name, tags=tags, group=cfg.logger.get("group"),
+            project=str(cfg.logger.project),
+            save_dir=str(output_dir),
+            offline=cfg.logger.mode == "offline",
+            name=output_dir.name,
+            tags=tags,
+            group=cfg.logger.get("group"),
             config=OmegaConf.to_container(cfg, resolve=True),
         )
     if kind == "csv":
@@ -56,18 +64,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = build_module(cfg, model)
 
     ckpt = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=output_dir / "checkpoints", filename="step{step:06d}", auto_insert_metric_name=False,
-        monitor="val/loss", mode="min", save_last=True, save_top_k=1,
+        dirpath=output_dir / "checkpoints",
+        filename="step{step:06d}",
+        auto_insert_metric_name=False,
+        monitor="val/loss",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
     )
     t = cfg.trainer
     trainer = L.Trainer(
-        default_root_dir=str(output_dir), accelerator=str(t.accelerator), devices=t.devices,
-        max_steps=int(t.max_steps), max_epochs=int(t.max_epochs), val_check_interval=t.val_check_interval,
-        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_val_batches=t.limit_val_batches,
-        log_every_n_steps=int(t.log_every_n_steps), gradient_clip_val=t.gradient_clip_val,
-        precision=t.precision, fast_dev_run=t.fast_dev_run, overfit_batches=t.overfit_batches,
-        enable_progress_bar=bool(t.enable_progress_bar), deterministic=bool(t.deterministic),
-        logger=build_logger(cfg, output_dir), callbacks=[ckpt], enable_model_summary=True,
+        default_root_dir=str(output_dir),
+        accelerator=str(t.accelerator),
+        devices=t.devices,
+        max_steps=int(t.max_steps),
+        max_epochs=int(t.max_epochs),
+        val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=int(t.log_every_n_steps),
+        gradient_clip_val=t.gradient_clip_val,
+        precision=t.precision,
+        fast_dev_run=t.fast_dev_run,
+        overfit_batches=t.overfit_batches,
+        enable_progress_bar=bool(t.enable_progress_bar),
+        deterministic=bool(t.deterministic),
+        logger=build_logger(cfg, output_dir),
+        callbacks=[ckpt],
+        enable_model_summary=True,
     )
     start = time.time()
     trainer.fit(module, datamodule=dm)
@@ -78,8 +102,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("trained %d steps in %.1f s; metrics %s", trainer.global_step, wall, metrics)
 
     examples = dm.datasets["valid"] if len(dm.datasets["valid"]) else dm.datasets["train"]
-    written = write_resynthesis(module.model.cpu(), examples, output_dir / "audio", sample_rate=int(cfg.data.sample_rate),
-                                n_examples=int(cfg.n_audio_examples))
+    written = write_resynthesis(
+        module.model.cpu(),
+        examples,
+        output_dir / "audio",
+        sample_rate=int(cfg.data.sample_rate),
+        n_examples=int(cfg.n_audio_examples),
+    )
     png = output_dir / "audio" / "resynthesis.png"
     if png.exists() and trainer.logger and hasattr(trainer.logger, "log_image"):
         trainer.logger.log_image("val/resynthesis", [str(png)])

@@ -1,0 +1,282 @@
+"""DSP and training-step benchmark: ours next to a straightforward reference, same process.
+
+    make bench            # or: python experiments/benchmarks/dsp_bench.py [--quick]
+
+Each timed case runs in a fresh subprocess so that its peak memory (Linux VmHWM, reset
+before the case) is its own. Ratios are reference / ours for time and ours / reference
+for memory: a time ratio above 1 and a memory ratio below 1 are wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+SR, HOP = 16000, 128
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _inputs(batch: int, seconds: float, n_harmonics: int, n_bands: int, grad: bool):
+    g = torch.Generator().manual_seed(0)
+    m = int(seconds * SR) // HOP
+    f0 = torch.rand(batch, m, generator=g) * 400 + 100
+    amp = torch.rand(batch, m, 1, generator=g).requires_grad_(grad)
+    dist = torch.rand(batch, m, n_harmonics, generator=g).requires_grad_(grad)
+    mags = torch.rand(batch, m, n_bands, generator=g).requires_grad_(grad)
+    return f0, amp, dist, mags
+
+
+def noise_reference(mags, noise):
+    """Direct time-domain convolution of each hop of noise with its frame's FIR, overlap-added."""
+    from ddsp_morph.dsp.noise import noise_filter_irs
+
+    b, m, _ = mags.shape
+    irs = noise_filter_irs(mags)  # [B, M, L]
+    L = irs.shape[-1]
+    frames = noise.reshape(1, b * m, HOP)
+    y = F.conv1d(
+        F.pad(frames, (L - 1, L - 1)), irs.reshape(b * m, 1, L).flip(-1), groups=b * m
+    )  # [1, BM, HOP+L-1]
+    y = y.reshape(b, m, HOP + L - 1)
+    out = F.fold(
+        y.transpose(1, 2),
+        output_size=(1, (m - 1) * HOP + HOP + L - 1),
+        kernel_size=(1, HOP + L - 1),
+        stride=(1, HOP),
+    )
+    return out.reshape(b, -1)[:, : m * HOP]
+
+
+def reverb_reference(audio, ir):
+    """Direct time-domain convolution (conv1d), cropped to the input length."""
+    b, n = audio.shape
+    y = F.conv1d(
+        F.pad(audio.unsqueeze(0), (ir.shape[-1] - 1, 0)), ir.flip(-1).unsqueeze(1), groups=b
+    )
+    return y[0, :, :n]
+
+
+def case(name: str, args: dict) -> dict:
+    """Run one case; returns median time (s) and peak memory (MB) above the start."""
+    torch.set_num_threads(args.get("threads", torch.get_num_threads()))
+    from ddsp_morph.dsp.noise import filtered_noise
+    from ddsp_morph.dsp.oscillators import harmonic_synth, harmonic_synth_reference
+    from ddsp_morph.dsp.reverb import fft_convolve
+
+    b, secs, k, nb, backward = (
+        args["batch"],
+        args["seconds"],
+        args["n_harmonics"],
+        args["n_bands"],
+        args["backward"],
+    )
+    f0, amp, dist, mags = _inputs(b, secs, k, nb, backward)
+    noise = torch.rand(b, f0.shape[1] * HOP) * 2 - 1
+    ir = torch.rand(1, int(args.get("ir_seconds", 1.0) * SR)) * torch.exp(
+        -torch.arange(int(args.get("ir_seconds", 1.0) * SR)) / 3000.0
+    )
+    ir_b = ir.expand(b, -1).contiguous()
+    audio = torch.randn(b, f0.shape[1] * HOP, requires_grad=backward)
+
+    def harm():
+        return harmonic_synth(f0, amp, dist, sample_rate=SR, hop_length=HOP)
+
+    def harm_ref():
+        return harmonic_synth_reference(f0, amp, dist, sample_rate=SR, hop_length=HOP)
+
+    fns = {
+        "harmonic": harm,
+        "harmonic_ref": harm_ref,
+        "noise": lambda: filtered_noise(mags, hop_length=HOP, noise=noise),
+        "noise_ref": lambda: noise_reference(mags, noise),
+        "reverb": lambda: fft_convolve(audio, ir_b),
+        "reverb_ref": lambda: reverb_reference(audio, ir_b),
+        "stack": lambda: fft_convolve(
+            harm() + filtered_noise(mags, hop_length=HOP, noise=noise), ir_b
+        ),
+        "stack_ref": lambda: reverb_reference(harm_ref() + noise_reference(mags, noise), ir_b),
+    }
+    fn = fns[name]
+    reps = args.get("reps", 3)
+    times = []
+    fn()  # warm-up
+    before = _rss_kb("VmRSS")
+    _reset_peak()
+    for _ in range(reps):
+        t = time.perf_counter()
+        y = fn()
+        if backward:
+            y.square().sum().backward()
+        times.append(time.perf_counter() - t)
+        del y
+    peak = (_rss_kb("VmHWM") - before) / 1024
+    return {"time_s": statistics.median(times), "peak_mb": max(peak, 0.0)}
+
+
+def training_step_case(args: dict) -> dict:
+    torch.set_num_threads(args.get("threads", torch.get_num_threads()))
+    from ddsp_morph.dsp.spectral import multiscale_spectral_loss
+    from ddsp_morph.models.autoencoder import DDSPAutoencoder
+    from ddsp_morph.models.decoder import Decoder
+    from ddsp_morph.synths.stack import SynthStack
+
+    hop = args["hop"]
+    synth = SynthStack(
+        sample_rate=SR,
+        hop_length=hop,
+        n_harmonics=100,
+        noise=True,
+        n_noise_bands=65,
+        reverb=args["reverb"],
+        reverb_seconds=1.0,
+    )
+    dec = Decoder(
+        input_sizes={"f0": 1, "loudness": 1},
+        output_sizes=synth.control_sizes,
+        hidden_size=512,
+        gru_size=512,
+    )
+    model = DDSPAutoencoder(decoder=dec, synth=synth, conditioning=["f0", "loudness"])
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    b, m = args["batch"], int(args["seconds"] * SR) // hop
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "f0_hz": torch.rand(b, m, generator=g) * 400 + 100,
+        "loudness_db": torch.randn(b, m, generator=g) * 10 - 40,
+        "audio": torch.randn(b, m * hop, generator=g) * 0.1,
+    }
+    times = []
+    for i in range(args.get("reps", 3) + 1):
+        t = time.perf_counter()
+        out = model(batch)
+        loss = multiscale_spectral_loss(out["audio"], batch["audio"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    return {"time_s": statistics.median(times), "peak_process_mb": _rss_kb("VmHWM") / 1024}
+
+
+def streaming_case(args: dict) -> dict:
+    torch.set_num_threads(1)
+    from ddsp_morph.dsp.noise import filtered_noise
+    from ddsp_morph.dsp.oscillators import harmonic_synth
+    from ddsp_morph.dsp.reverb import PartitionedConvolver
+
+    block_frames = args["block_frames"]
+    ir = torch.rand(1, SR) * torch.exp(-torch.arange(SR) / 3000.0)
+    conv = PartitionedConvolver(ir, HOP * block_frames)
+    f0 = torch.full((1, block_frames), 220.0)
+    amp, dist, mags = (
+        torch.full((1, block_frames, 1), 0.1),
+        torch.rand(1, block_frames, 100),
+        torch.rand(1, block_frames, 65),
+    )
+    gen = torch.Generator().manual_seed(0)
+    state, tail = None, None
+    times = []
+    with torch.inference_mode():
+        for i in range(args["n_blocks"] + 50):
+            t = time.perf_counter()
+            h, state = harmonic_synth(
+                f0, amp, dist, sample_rate=SR, hop_length=HOP, state=state, return_state=True
+            )
+            n, tail = filtered_noise(
+                mags, hop_length=HOP, generator=gen, tail=tail, return_tail=True
+            )
+            conv.process(h + n)
+            if i >= 50:
+                times.append(time.perf_counter() - t)
+    times.sort()
+    return {
+        "median_ms": 1e3 * times[len(times) // 2],
+        "p99_ms": 1e3 * times[int(len(times) * 0.99)],
+    }
+
+
+def _run(target, *a) -> dict:
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(target, a)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
+    p.add_argument("--json", help="also write the results here")
+    opts = p.parse_args()
+    size = dict(batch=4, seconds=1.0) if opts.quick else dict(batch=16, seconds=4.0)
+    base = dict(size, n_harmonics=100, n_bands=65, ir_seconds=1.0)
+    print(
+        f"DSP benchmark — batch {size['batch']} x {size['seconds']} s at {SR} Hz, hop {HOP}, 100 harmonics, "
+        f"65 noise bands, 1 s IR; torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
+    results: dict = {"size": base}
+    print(
+        f"\n{'case':10s} {'pass':8s} {'ours s':>9s} {'ref s':>9s} {'speed-up':>9s} {'ours MB':>9s} {'ref MB':>9s} {'mem ratio':>9s}"
+    )
+    for name in ("harmonic", "noise", "reverb", "stack"):
+        for backward in (False, True):
+            if name in ("reverb", "stack") and backward and not opts.quick:
+                reps = 1  # the direct-convolution reference is slow
+            else:
+                reps = 3
+            args = dict(base, backward=backward, reps=reps)
+            ours = _run(case, name, args)
+            ref = _run(case, f"{name}_ref", args)
+            label = "fwd+bwd" if backward else "fwd"
+            results[f"{name}/{label}"] = {"ours": ours, "ref": ref}
+            print(
+                f"{name:10s} {label:8s} {ours['time_s']:9.3f} {ref['time_s']:9.3f} {ref['time_s'] / ours['time_s']:8.1f}x "
+                f"{ours['peak_mb']:9.0f} {ref['peak_mb']:9.0f} {ours['peak_mb'] / max(ref['peak_mb'], 1e-9):9.2f}"
+            )
+    print(
+        "\nFull training step (GRU 512 decoder, 100 harmonics, 65 bands, forward + loss + backward + Adam):"
+    )
+    for hop, reverb in ((HOP, False), (HOP, True), (160, True)):
+        r = _run(
+            training_step_case, dict(size, hop=hop, reverb=reverb, reps=2 if not opts.quick else 1)
+        )
+        results[f"train_step/hop{hop}/reverb{int(reverb)}"] = r
+        print(
+            f"  hop {hop:3d} ({SR // hop} frames/s), reverb {'on ' if reverb else 'off'}: {r['time_s']:.2f} s/step, "
+            f"{size['batch'] / r['time_s']:.1f} examples/s, peak process memory {r['peak_process_mb']:.0f} MB"
+        )
+    print("\nStreaming harmonic + noise + reverb (1 s IR, partitioned), one thread:")
+    for frames in (1, 4):
+        r = _run(streaming_case, dict(block_frames=frames, n_blocks=300 if opts.quick else 2000))
+        results[f"stream/{frames}"] = r
+        print(
+            f"  block of {frames * HOP:4d} samples: median {r['median_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms "
+            f"(realtime budget {1e3 * frames * HOP / SR:.1f} ms)"
+        )
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
