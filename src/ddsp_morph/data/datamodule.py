@@ -1,0 +1,127 @@
+"""The LightningDataModule over a corpus: in-memory examples, instruments sampled in balance."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from ddsp_morph.data.io import load_npz, read_audio
+from ddsp_morph.errors import ConfigError, DDSPMorphError
+
+
+class FrameDataset(Dataset):
+    """Examples held in memory: audio [n_samples], f0_hz / loudness_db / periodicity [n_frames].
+
+    ``crop_frames``: when set, each item is a random crop of that many frames (training).
+    """
+
+    def __init__(self, items: list[dict[str, torch.Tensor]], *, hop_length: int, crop_frames: int | None = None, seed: int = 0):
+        self.items, self.hop_length, self.crop_frames = items, hop_length, crop_frames
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.items[i]
+        n_frames = item["f0_hz"].shape[0]
+        if self.crop_frames is None or self.crop_frames >= n_frames:
+            return item
+        start = int(self.rng.integers(0, n_frames - self.crop_frames + 1))
+        out = {k: v for k, v in item.items() if v.ndim == 0}
+        for k in ("f0_hz", "loudness_db", "periodicity"):
+            out[k] = item[k][start : start + self.crop_frames]
+        h = self.hop_length
+        out["audio"] = item["audio"][start * h : (start + self.crop_frames) * h]
+        return out
+
+
+class CorpusDataModule(L.LightningDataModule):
+    """Serves a corpus made by ``prepare`` (manifest.csv + cached features + stats.json).
+
+    Args:
+        corpus_dir: the corpus folder.
+        instruments: the instruments to train on, or "all".
+        balance: "equal" samples every instrument equally often (weights 1 / its count).
+    """
+
+    def __init__(
+        self, *, corpus_dir: str | Path, instruments: Sequence[str] | str = "all", sample_rate: int = 16000,
+        hop_length: int = 128, batch_size: int = 8, crop_seconds: float | None = None, num_workers: int = 0,
+        balance: str = "equal", seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.corpus_dir = Path(corpus_dir)
+        self.requested = instruments
+        self.sample_rate, self.hop_length = sample_rate, hop_length
+        self.batch_size, self.num_workers, self.balance, self.seed = batch_size, num_workers, balance, seed
+        self.crop_frames = None if not crop_seconds else int(crop_seconds * sample_rate) // hop_length
+        self.datasets: dict[str, FrameDataset] = {}
+        self.instruments: list[str] = []
+        self.stats: dict = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        manifest_path = self.corpus_dir / "manifest.csv"
+        if not manifest_path.exists():
+            raise DDSPMorphError(f"{manifest_path}: no corpus here; run `make data` first")
+        manifest = pd.read_csv(manifest_path)
+        self.instruments = sorted(manifest["instrument"].unique())
+        wanted = self.instruments if self.requested == "all" else list(self.requested)
+        unknown = [i for i in wanted if i not in self.instruments]
+        if unknown:
+            raise ConfigError(f"data.train_instruments: {unknown} not in the corpus; known: {self.instruments}")
+        stats_path = self.corpus_dir / "stats.json"
+        if not stats_path.exists():
+            raise DDSPMorphError(f"{stats_path}: missing; run `make data` to extract features")
+        self.stats = json.loads(stats_path.read_text())
+        manifest = manifest[manifest["instrument"].isin(wanted)]
+        for split in ("train", "valid", "test"):
+            rows = manifest[manifest["split"] == split]
+            items = [self._load(r) for r in rows.itertuples()]
+            items = [it for it in items if it is not None]
+            crop = self.crop_frames if split == "train" else None
+            self.datasets[split] = FrameDataset(items, hop_length=self.hop_length, crop_frames=crop, seed=self.seed)
+        if not len(self.datasets["train"]):
+            raise DDSPMorphError(f"{self.corpus_dir}: no training example for {wanted}")
+
+    def _load(self, row) -> dict[str, torch.Tensor] | None:
+        audio, _ = read_audio(self.corpus_dir / row.audio_path, expected_rate=self.sample_rate)
+        feats = load_npz(self.corpus_dir / row.feature_path)
+        if feats is None:
+            raise DDSPMorphError(f"{self.corpus_dir / row.feature_path}: features missing or unreadable; run `make data`")
+        n_frames = len(feats["f0_hz"])
+        return {
+            "audio": torch.from_numpy(audio[: n_frames * self.hop_length].copy()),
+            "f0_hz": torch.from_numpy(feats["f0_hz"]).float(),
+            "loudness_db": torch.from_numpy(feats["loudness_db"]).float(),
+            "periodicity": torch.from_numpy(feats["periodicity"]).float(),
+            "instrument_id": torch.tensor(self.instruments.index(row.instrument)),
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.datasets["train"]
+        sampler = None
+        if self.balance == "equal":
+            ids = np.array([int(it["instrument_id"]) for it in ds.items])
+            counts = np.bincount(ids)
+            weights = torch.from_numpy(1.0 / counts[ids]).double()
+            sampler = WeightedRandomSampler(weights, num_samples=len(ds), replacement=True, generator=torch.Generator().manual_seed(self.seed))
+        elif self.balance != "none":
+            raise ConfigError(f"data.balance: expected 'equal' or 'none', got {self.balance!r}")
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=sampler is None,
+                          num_workers=self.num_workers, drop_last=len(ds) >= self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["valid"], batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["test"], batch_size=self.batch_size, num_workers=self.num_workers)
