@@ -125,6 +125,12 @@ def _sines(phase: torch.Tensor, f0: torch.Tensor, k: torch.Tensor, nyquist: floa
     return torch.sin(kphase) * audible
 
 
+def _audible(f0: torch.Tensor, n_harmonics: int, nyquist: float) -> int:
+    """How many harmonics can be below Nyquist somewhere in ``f0`` (the rest are silent)."""
+    lowest = float(f0.min()) if f0.numel() else 1.0
+    return max(1, min(n_harmonics, math.ceil(nyquist / max(lowest, 1e-3))))
+
+
 class _HarmonicBank(torch.autograd.Function):
     """y[m, h] = sum_k sin(k*phase[m, h]) * ((1 - r[h]) * a_start[m, k] + r[h] * a_end[m, k])."""
 
@@ -137,8 +143,9 @@ class _HarmonicBank(torch.autograd.Function):
         step = _chunk_frames(batch, hop, n_harmonics)
         for i in range(0, n_frames, step):
             j = min(n_frames, i + step)
-            s = _sines(phase[:, i:j], f0[:, i:j], k, nyquist, cos=False)  # [B, c, H, K]
-            ends = torch.stack([a_start[:, i:j], a_end[:, i:j]], dim=-1)  # [B, c, K, 2]
+            kc = _audible(f0[:, i:j], n_harmonics, nyquist)  # skip harmonics silent in the chunk
+            s = _sines(phase[:, i:j], f0[:, i:j], k[:kc], nyquist, cos=False)  # [B, c, H, kc]
+            ends = torch.stack([a_start[:, i:j, :kc], a_end[:, i:j, :kc]], dim=-1)  # [B, c, kc, 2]
             y2 = torch.matmul(s, ends)  # [B, c, H, 2]
             out[:, i:j] = torch.lerp(y2[..., 0], y2[..., 1], ramp)
         ctx.save_for_backward(phase, f0, a_start, a_end, ramp)
@@ -160,17 +167,18 @@ class _HarmonicBank(torch.autograd.Function):
         for i in range(0, n_frames, step):
             j = min(n_frames, i + step)
             g = grad_out[:, i:j]  # [B, c, H]
+            kc = _audible(f0[:, i:j], n_harmonics, ctx.nyquist)
             if need_start or need_end:
-                s = _sines(phase[:, i:j], f0[:, i:j], k, ctx.nyquist, cos=False)
+                s = _sines(phase[:, i:j], f0[:, i:j], k[:kc], ctx.nyquist, cos=False)
                 g2 = g.unsqueeze(-1) * weights  # [B, c, H, 2]
-                d_ends = torch.matmul(s.transpose(-1, -2), g2)  # [B, c, K, 2]
+                d_ends = torch.matmul(s.transpose(-1, -2), g2)  # [B, c, kc, 2]
                 if need_start:
-                    grad_start[:, i:j] = d_ends[..., 0]
+                    grad_start[:, i:j, :kc] = d_ends[..., 0]
                 if need_end:
-                    grad_end[:, i:j] = d_ends[..., 1]
+                    grad_end[:, i:j, :kc] = d_ends[..., 1]
             if need_phase:
-                c = _sines(phase[:, i:j], f0[:, i:j], k, ctx.nyquist, cos=True)
-                ends = torch.stack([a_start[:, i:j], a_end[:, i:j]], dim=-1)
+                c = _sines(phase[:, i:j], f0[:, i:j], k[:kc], ctx.nyquist, cos=True)
+                ends = torch.stack([a_start[:, i:j, :kc], a_end[:, i:j, :kc]], dim=-1)
                 z2 = torch.matmul(c, ends)  # [B, c, H, 2]
                 grad_phase[:, i:j] = g * torch.lerp(z2[..., 0], z2[..., 1], ramp)
         return grad_phase, None, grad_start, grad_end, None, None
