@@ -196,9 +196,15 @@ def test_phase_wraps_but_stays_continuous():
 def test_high_pitches_skip_silent_harmonics_without_changing_the_result(monkeypatch):
     import ddsp_morph.dsp.oscillators as osc
 
-    monkeypatch.setattr(osc, "CHUNK_ELEMENTS", 2 * HOP * 40 * 4)  # several chunks, each trimmed on its own
+    monkeypatch.setattr(
+        osc, "CHUNK_ELEMENTS", 2 * HOP * 40 * 4
+    )  # several chunks, each trimmed on its own
     torch.manual_seed(4)
-    f0 = torch.cat([torch.full((2, 10), 150.0), torch.rand(2, 20) * 1500 + 1500], 1).double().requires_grad_()
+    f0 = (
+        torch.cat([torch.full((2, 10), 150.0), torch.rand(2, 20) * 1500 + 1500], 1)
+        .double()
+        .requires_grad_()
+    )
     amp = torch.rand(2, 30, 1, dtype=torch.float64, requires_grad=True)
     dist = torch.rand(2, 30, 40, dtype=torch.float64, requires_grad=True)
     fast = harmonic_synth(f0, amp, dist, sample_rate=SR, hop_length=HOP)

@@ -1,5 +1,6 @@
 """Training end to end on the tiny corpus: fast_dev_run, and a few real steps that write audio."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,11 @@ def test_short_run_writes_checkpoint_audio_and_png(tiny_corpus: Path, tmp_path: 
     assert metrics["global_step"] == 6 and np.isfinite(metrics["val/loss"])
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "config.yaml").exists()
+    stability = json.loads((tmp_path / "stability.json").read_text())
+    assert stability["train_steps"] == 6 and stability["nonfinite_steps_skipped"] == 0
+    assert (
+        stability["best_val_loss"] <= stability["final_val_loss"] and stability["diverged"] is False
+    )
     orig, rate = sf.read(tmp_path / "audio" / "example00_original.wav")
     resyn, _ = sf.read(tmp_path / "audio" / "example00_resynth.wav")
     assert rate == 16000 and orig.shape == resyn.shape and np.abs(resyn).max() > 0

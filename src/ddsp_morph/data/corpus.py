@@ -26,7 +26,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from ddsp_morph.data.features import FeatureSettings, cached_features
-from ddsp_morph.data.io import load_npz, read_audio, save_csv, save_json, save_npz, save_wav, sha256_file
+from ddsp_morph.data.io import (
+    load_npz,
+    read_audio,
+    save_csv,
+    save_json,
+    save_npz,
+    save_wav,
+    sha256_file,
+)
 from ddsp_morph.data.phrases import INSTRUMENTS, generate_phrase
 from ddsp_morph.data.render import PhraseRenderer, resolve_soundfont
 from ddsp_morph.errors import AudioFileError, ConfigError, DDSPMorphError
@@ -48,16 +56,22 @@ class CorpusSettings:
     soundfont: str = "auto"
     gain_db: float = 6.0
     seed: int = 0
-    split_fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "valid": 0.1, "test": 0.1})
+    split_fractions: dict[str, float] = field(
+        default_factory=lambda: {"train": 0.8, "valid": 0.1, "test": 0.1}
+    )
 
     def validate(self) -> None:
         unknown = [i for i in self.instruments if i not in INSTRUMENTS]
         if unknown:
-            raise ConfigError(f"data.corpus.instruments: unknown {unknown}; known: {sorted(INSTRUMENTS)}")
+            raise ConfigError(
+                f"data.corpus.instruments: unknown {unknown}; known: {sorted(INSTRUMENTS)}"
+            )
         if len(set(self.instruments)) != len(self.instruments):
             raise ConfigError(f"data.corpus.instruments: duplicates in {list(self.instruments)}")
         if self.minutes_per_instrument <= 0:
-            raise ConfigError(f"data.corpus.minutes_per_instrument: must be > 0, got {self.minutes_per_instrument}")
+            raise ConfigError(
+                f"data.corpus.minutes_per_instrument: must be > 0, got {self.minutes_per_instrument}"
+            )
         ratio = self.phrase_seconds / self.example_seconds
         if abs(ratio - round(ratio)) > 1e-9 or ratio < 1:
             raise ConfigError(
@@ -91,7 +105,9 @@ class CorpusSettings:
         }
 
 
-def assign_splits(n_phrases: int, fractions: dict[str, float], rng: np.random.Generator) -> list[str]:
+def assign_splits(
+    n_phrases: int, fractions: dict[str, float], rng: np.random.Generator
+) -> list[str]:
     """Split phrases (never examples) so that no phrase is on two sides; each split gets >= 1."""
     n_valid = max(1, int(round(n_phrases * fractions.get("valid", 0.1))))
     n_test = max(1, int(round(n_phrases * fractions.get("test", 0.1))))
@@ -111,7 +127,9 @@ def _phrase_seed(seed: int, instrument: str, phrase: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def build_corpus(settings: CorpusSettings, corpus_dir: Path, *, progress: bool = True) -> pd.DataFrame:
+def build_corpus(
+    settings: CorpusSettings, corpus_dir: Path, *, progress: bool = True
+) -> pd.DataFrame:
     """Render the corpus into ``corpus_dir`` (skipping what is already there) and write the manifest."""
     settings.validate()
     soundfont = resolve_soundfont(settings.soundfont)
@@ -142,17 +160,32 @@ def build_corpus(settings: CorpusSettings, corpus_dir: Path, *, progress: bool =
     for instrument in settings.instruments:
         spec = INSTRUMENTS[instrument]
         renderer = None
-        splits = assign_splits(settings.n_phrases, settings.split_fractions, np.random.default_rng(_phrase_seed(settings.seed, instrument, -1)))
+        splits = assign_splits(
+            settings.n_phrases,
+            settings.split_fractions,
+            np.random.default_rng(_phrase_seed(settings.seed, instrument, -1)),
+        )
         for p in range(settings.n_phrases):
             ids = [f"{instrument}_{p:04d}_{e}" for e in range(per_phrase)]
             audio_paths = [Path("audio") / instrument / f"{i}.wav" for i in ids]
             truth_paths = [Path("truth") / instrument / f"{i}.npz" for i in ids]
-            done = all((corpus_dir / a).exists() and load_npz(corpus_dir / t) is not None for a, t in zip(audio_paths, truth_paths, strict=True))
+            done = all(
+                (corpus_dir / a).exists() and load_npz(corpus_dir / t) is not None
+                for a, t in zip(audio_paths, truth_paths, strict=True)
+            )
             if not done:
                 if renderer is None:
-                    renderer = PhraseRenderer(soundfont, spec["program"], sample_rate=settings.sample_rate, render_rate=settings.render_rate, gain_db=settings.gain_db)
+                    renderer = PhraseRenderer(
+                        soundfont,
+                        spec["program"],
+                        sample_rate=settings.sample_rate,
+                        render_rate=settings.render_rate,
+                        gain_db=settings.gain_db,
+                    )
                 rng = np.random.default_rng(_phrase_seed(settings.seed, instrument, p))
-                phrase = generate_phrase(rng, low=spec["low"], high=spec["high"], seconds=settings.phrase_seconds)
+                phrase = generate_phrase(
+                    rng, low=spec["low"], high=spec["high"], seconds=settings.phrase_seconds
+                )
                 out = renderer.render(phrase, hop_length=settings.hop_length)
                 for e in range(per_phrase):
                     s0, f0_ = e * example_samples, e * example_frames
@@ -168,17 +201,28 @@ def build_corpus(settings: CorpusSettings, corpus_dir: Path, *, progress: bool =
                         velocity=np.pad(out.velocity[sl], (0, pad)),
                         expression=np.pad(out.expression[sl], (0, pad)),
                     )
-                    save_wav(corpus_dir / audio_paths[e], audio, settings.sample_rate, subtype="PCM_24")
+                    save_wav(
+                        corpus_dir / audio_paths[e], audio, settings.sample_rate, subtype="PCM_24"
+                    )
             for e in range(per_phrase):
-                rows.append({
-                    "example_id": ids[e], "instrument": instrument, "program": spec["program"],
-                    "phrase_id": f"{instrument}_{p:04d}", "split": splits[p],
-                    "audio_path": str(audio_paths[e]), "truth_path": str(truth_paths[e]),
-                    "feature_path": str(Path("features") / instrument / f"{ids[e]}.npz"),
-                    "n_samples": example_samples, "sample_rate": settings.sample_rate,
-                    "seconds": example_samples / settings.sample_rate,
-                    "soundfont": soundfont.name, "soundfont_sha256": sf_sha, "seed": settings.seed,
-                })
+                rows.append(
+                    {
+                        "example_id": ids[e],
+                        "instrument": instrument,
+                        "program": spec["program"],
+                        "phrase_id": f"{instrument}_{p:04d}",
+                        "split": splits[p],
+                        "audio_path": str(audio_paths[e]),
+                        "truth_path": str(truth_paths[e]),
+                        "feature_path": str(Path("features") / instrument / f"{ids[e]}.npz"),
+                        "n_samples": example_samples,
+                        "sample_rate": settings.sample_rate,
+                        "seconds": example_samples / settings.sample_rate,
+                        "soundfont": soundfont.name,
+                        "soundfont_sha256": sf_sha,
+                        "seed": settings.seed,
+                    }
+                )
             bar.update(1)
     bar.close()
     manifest = pd.DataFrame(rows)
@@ -202,7 +246,13 @@ def extract_corpus_features(
     keep = []
     n_cached = 0
     stats: dict[str, list[np.ndarray]] = {"loudness_db": [], "f0_hz": []}
-    bar = tqdm(manifest.itertuples(), total=len(manifest), desc="features", unit="example", disable=not progress)
+    bar = tqdm(
+        manifest.itertuples(),
+        total=len(manifest),
+        desc="features",
+        unit="example",
+        disable=not progress,
+    )
     for row in bar:
         try:
             audio, _ = read_audio(corpus_dir / row.audio_path, expected_rate=settings.sample_rate)
@@ -216,19 +266,31 @@ def extract_corpus_features(
         if row.split == "train":
             stats["loudness_db"].append(feats["loudness_db"])
             stats["f0_hz"].append(feats["f0_hz"])
-    log.info("features: %d computed, %d reused from cache, %d skipped", len(keep) - n_cached, n_cached, len(skipped))
+    log.info(
+        "features: %d computed, %d reused from cache, %d skipped",
+        len(keep) - n_cached,
+        n_cached,
+        len(skipped),
+    )
     if not keep:
         raise DDSPMorphError(f"{corpus_dir}: no usable example ({len(skipped)} skipped)")
     if stats["loudness_db"]:
         ld = np.concatenate(stats["loudness_db"])
         f0 = np.concatenate(stats["f0_hz"])
-        save_json(corpus_dir / "stats.json", {
-            "loudness_db_mean": float(ld.mean()), "loudness_db_std": float(ld.std() + 1e-6),
-            "loudness_db_min": float(ld.min()), "loudness_db_max": float(ld.max()),
-            "loudness_db_p05": float(np.percentile(ld, 5)), "loudness_db_p95": float(np.percentile(ld, 95)),
-            "f0_hz_min": float(f0.min()), "f0_hz_max": float(f0.max()),
-            "feature_settings": settings.key(),
-        })
+        save_json(
+            corpus_dir / "stats.json",
+            {
+                "loudness_db_mean": float(ld.mean()),
+                "loudness_db_std": float(ld.std() + 1e-6),
+                "loudness_db_min": float(ld.min()),
+                "loudness_db_max": float(ld.max()),
+                "loudness_db_p05": float(np.percentile(ld, 5)),
+                "loudness_db_p95": float(np.percentile(ld, 95)),
+                "f0_hz_min": float(f0.min()),
+                "f0_hz_max": float(f0.max()),
+                "feature_settings": settings.key(),
+            },
+        )
     if skipped:
         for path, reason in skipped:
             print(f"skipped {path}: {reason}")

@@ -22,7 +22,14 @@ class FrameDataset(Dataset):
     ``crop_frames``: when set, each item is a random crop of that many frames (training).
     """
 
-    def __init__(self, items: list[dict[str, torch.Tensor]], *, hop_length: int, crop_frames: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        items: list[dict[str, torch.Tensor]],
+        *,
+        hop_length: int,
+        crop_frames: int | None = None,
+        seed: int = 0,
+    ):
         self.items, self.hop_length, self.crop_frames = items, hop_length, crop_frames
         self.rng = np.random.default_rng(seed)
 
@@ -53,16 +60,31 @@ class CorpusDataModule(L.LightningDataModule):
     """
 
     def __init__(
-        self, *, corpus_dir: str | Path, instruments: Sequence[str] | str = "all", sample_rate: int = 16000,
-        hop_length: int = 128, batch_size: int = 8, crop_seconds: float | None = None, num_workers: int = 0,
-        balance: str = "equal", seed: int = 0,
+        self,
+        *,
+        corpus_dir: str | Path,
+        instruments: Sequence[str] | str = "all",
+        sample_rate: int = 16000,
+        hop_length: int = 128,
+        batch_size: int = 8,
+        crop_seconds: float | None = None,
+        num_workers: int = 0,
+        balance: str = "equal",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.corpus_dir = Path(corpus_dir)
         self.requested = instruments
         self.sample_rate, self.hop_length = sample_rate, hop_length
-        self.batch_size, self.num_workers, self.balance, self.seed = batch_size, num_workers, balance, seed
-        self.crop_frames = None if not crop_seconds else int(crop_seconds * sample_rate) // hop_length
+        self.batch_size, self.num_workers, self.balance, self.seed = (
+            batch_size,
+            num_workers,
+            balance,
+            seed,
+        )
+        self.crop_frames = (
+            None if not crop_seconds else int(crop_seconds * sample_rate) // hop_length
+        )
         self.datasets: dict[str, FrameDataset] = {}
         self.instruments: list[str] = []
         self.stats: dict = {}
@@ -78,7 +100,9 @@ class CorpusDataModule(L.LightningDataModule):
         wanted = self.instruments if self.requested == "all" else list(self.requested)
         unknown = [i for i in wanted if i not in self.instruments]
         if unknown:
-            raise ConfigError(f"data.train_instruments: {unknown} not in the corpus; known: {self.instruments}")
+            raise ConfigError(
+                f"data.train_instruments: {unknown} not in the corpus; known: {self.instruments}"
+            )
         stats_path = self.corpus_dir / "stats.json"
         if not stats_path.exists():
             raise DDSPMorphError(f"{stats_path}: missing; run `make data` to extract features")
@@ -89,7 +113,9 @@ class CorpusDataModule(L.LightningDataModule):
             items = [self._load(r) for r in rows.itertuples()]
             items = [it for it in items if it is not None]
             crop = self.crop_frames if split == "train" else None
-            self.datasets[split] = FrameDataset(items, hop_length=self.hop_length, crop_frames=crop, seed=self.seed)
+            self.datasets[split] = FrameDataset(
+                items, hop_length=self.hop_length, crop_frames=crop, seed=self.seed
+            )
         if not len(self.datasets["train"]):
             raise DDSPMorphError(f"{self.corpus_dir}: no training example for {wanted}")
 
@@ -97,7 +123,9 @@ class CorpusDataModule(L.LightningDataModule):
         audio, _ = read_audio(self.corpus_dir / row.audio_path, expected_rate=self.sample_rate)
         feats = load_npz(self.corpus_dir / row.feature_path)
         if feats is None:
-            raise DDSPMorphError(f"{self.corpus_dir / row.feature_path}: features missing or unreadable; run `make data`")
+            raise DDSPMorphError(
+                f"{self.corpus_dir / row.feature_path}: features missing or unreadable; run `make data`"
+            )
         n_frames = len(feats["f0_hz"])
         return {
             "audio": torch.from_numpy(audio[: n_frames * self.hop_length].copy()),
@@ -114,14 +142,29 @@ class CorpusDataModule(L.LightningDataModule):
             ids = np.array([int(it["instrument_id"]) for it in ds.items])
             counts = np.bincount(ids)
             weights = torch.from_numpy(1.0 / counts[ids]).double()
-            sampler = WeightedRandomSampler(weights, num_samples=len(ds), replacement=True, generator=torch.Generator().manual_seed(self.seed))
+            sampler = WeightedRandomSampler(
+                weights,
+                num_samples=len(ds),
+                replacement=True,
+                generator=torch.Generator().manual_seed(self.seed),
+            )
         elif self.balance != "none":
             raise ConfigError(f"data.balance: expected 'equal' or 'none', got {self.balance!r}")
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=sampler is None,
-                          num_workers=self.num_workers, drop_last=len(ds) >= self.batch_size)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=sampler is None,
+            num_workers=self.num_workers,
+            drop_last=len(ds) >= self.batch_size,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["valid"], batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(
+            self.datasets["valid"], batch_size=self.batch_size, num_workers=self.num_workers
+        )
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["test"], batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(
+            self.datasets["test"], batch_size=self.batch_size, num_workers=self.num_workers
+        )

@@ -51,9 +51,17 @@ def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.nd
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
     with torch.inference_mode():
         f0, periodicity = torchcrepe.predict(
-            x, s.sample_rate, hop_length=s.hop_length, fmin=s.f0_fmin, fmax=s.f0_fmax,
-            model=s.f0_model, decoder=decoders[s.f0_decoder], return_periodicity=True,
-            batch_size=s.f0_batch_size, device="cpu", pad=True,
+            x,
+            s.sample_rate,
+            hop_length=s.hop_length,
+            fmin=s.f0_fmin,
+            fmax=s.f0_fmax,
+            model=s.f0_model,
+            decoder=decoders[s.f0_decoder],
+            return_periodicity=True,
+            batch_size=s.f0_batch_size,
+            device="cpu",
+            pad=True,
         )
     f0 = f0[0, :n_frames].numpy().astype(np.float32)
     periodicity = periodicity[0, :n_frames].numpy().astype(np.float32)
@@ -63,7 +71,9 @@ def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.nd
 
 def extract_loudness(audio: np.ndarray, s: FeatureSettings) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
-    ld = a_weighted_loudness_db(x, sample_rate=s.sample_rate, hop_length=s.hop_length, n_fft=s.loudness_n_fft)
+    ld = a_weighted_loudness_db(
+        x, sample_rate=s.sample_rate, hop_length=s.hop_length, n_fft=s.loudness_n_fft
+    )
     return ld[0].numpy().astype(np.float32)
 
 
@@ -72,7 +82,9 @@ def compute_features(audio: np.ndarray, s: FeatureSettings) -> dict[str, np.ndar
     return {"f0_hz": f0, "periodicity": periodicity, "loudness_db": extract_loudness(audio, s)}
 
 
-def cached_features(audio: np.ndarray, path: Path, s: FeatureSettings) -> tuple[dict[str, np.ndarray], bool]:
+def cached_features(
+    audio: np.ndarray, path: Path, s: FeatureSettings
+) -> tuple[dict[str, np.ndarray], bool]:
     """Features for ``audio``, from ``path`` when it holds a complete entry for this audio and
     these settings, else computed and written atomically.
 
@@ -81,7 +93,11 @@ def cached_features(audio: np.ndarray, path: Path, s: FeatureSettings) -> tuple[
     """
     digest = sha1_array(audio)
     entry = load_npz(path)
-    if entry is not None and str(entry.get("audio_sha1")) == digest and str(entry.get("settings")) == s.key():
+    if (
+        entry is not None
+        and str(entry.get("audio_sha1")) == digest
+        and str(entry.get("settings")) == s.key()
+    ):
         return {k: entry[k] for k in ("f0_hz", "periodicity", "loudness_db")}, True
     feats = compute_features(audio, s)
     save_npz(path, audio_sha1=np.array(digest), settings=np.array(s.key()), **feats)

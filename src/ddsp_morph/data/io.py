@@ -49,7 +49,9 @@ def save_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "FLOAT") -> None:
+def save_wav(
+    path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "FLOAT"
+) -> None:
     """Write a mono wav atomically. Float wavs carry a timestamped PEAK chunk; use PCM_24 where
     the file's bytes must be reproducible."""
     data = np.asarray(audio, dtype=np.float32)

@@ -107,7 +107,11 @@ def generate_phrase(
             if kind == "scale":
                 pitches, dur, gap = _scale_pitches(rng, low, high, n), rng.uniform(0.18, 0.45), 0.02
             elif kind == "arpeggio":
-                pitches, dur, gap = _arpeggio_pitches(rng, low, high, n), rng.uniform(0.15, 0.4), 0.03
+                pitches, dur, gap = (
+                    _arpeggio_pitches(rng, low, high, n),
+                    rng.uniform(0.15, 0.4),
+                    0.03,
+                )
             elif kind == "legato":
                 pitches, dur, gap = _legato_pitches(rng, low, high, n), rng.uniform(0.3, 0.9), 0.0
             else:

@@ -26,7 +26,9 @@ def resolve_soundfont(soundfont: str) -> Path:
         return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
     path = Path(soundfont).expanduser()
     if not path.is_file():
-        raise DDSPMorphError(f"SoundFont not found: {path} (set data.corpus.soundfont to an .sf2/.sf3 file, or 'auto')")
+        raise DDSPMorphError(
+            f"SoundFont not found: {path} (set data.corpus.soundfont to an .sf2/.sf3 file, or 'auto')"
+        )
     return path
 
 
@@ -48,11 +50,21 @@ class Rendered:
 class PhraseRenderer:
     """Plays phrases on one GM program. Render at ``render_rate``, resample to ``sample_rate``."""
 
-    def __init__(self, soundfont: Path, program: int, *, sample_rate: int, render_rate: int, gain_db: float = 6.0):
+    def __init__(
+        self,
+        soundfont: Path,
+        program: int,
+        *,
+        sample_rate: int,
+        render_rate: int,
+        gain_db: float = 6.0,
+    ):
         import tinysoundfont
 
         if render_rate % CONTROL_RATE:
-            raise DDSPMorphError(f"data.corpus.render_rate: {render_rate} must be a multiple of {CONTROL_RATE}")
+            raise DDSPMorphError(
+                f"data.corpus.render_rate: {render_rate} must be a multiple of {CONTROL_RATE}"
+            )
         self.sample_rate = sample_rate
         self.render_rate = render_rate
         self.synth = tinysoundfont.Synth(samplerate=render_rate, gain=gain_db)
@@ -101,14 +113,25 @@ class PhraseRenderer:
                 gate_pitch[i], gate_velocity[i] = current
             stereo = np.frombuffer(synth.generate(block), dtype=np.float32).reshape(-1, 2)
             out[i * block : (i + 1) * block] = stereo.mean(axis=1)
-        audio = soxr.resample(out, self.render_rate, self.sample_rate, quality="HQ").astype(np.float32)
+        audio = soxr.resample(out, self.render_rate, self.sample_rate, quality="HQ").astype(
+            np.float32
+        )
         n_frames = len(audio) // hop_length
         audio = audio[: n_frames * hop_length]
         # Truth at frame centres: the control step that was playing at that instant.
-        idx = np.minimum((np.arange(n_frames) * hop_length / self.sample_rate * CONTROL_RATE).astype(int), n_controls - 1)
+        idx = np.minimum(
+            (np.arange(n_frames) * hop_length / self.sample_rate * CONTROL_RATE).astype(int),
+            n_controls - 1,
+        )
         voiced = gate_pitch[idx] > 0
         semitones = gate_pitch[idx] + phrase.bend_semitones[idx]
         f0 = np.where(voiced, 440.0 * 2.0 ** ((semitones - 69.0) / 12.0), 0.0)
         velocity = np.where(voiced, gate_velocity[idx], 0.0)
         expression = np.clip(np.round(phrase.expression[idx]), 0, 127)
-        return Rendered(audio, f0.astype(np.float32), voiced, velocity.astype(np.float32), expression.astype(np.float32))
+        return Rendered(
+            audio,
+            f0.astype(np.float32),
+            voiced,
+            velocity.astype(np.float32),
+            expression.astype(np.float32),
+        )

@@ -12,8 +12,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ddsp_morph.config import validate_config
+from ddsp_morph.data.io import save_json
 from ddsp_morph.training.artifacts import write_resynthesis
 from ddsp_morph.training.build import build_datamodule, build_model, build_module
+from ddsp_morph.training.stability import stability_summary
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["train_wall_seconds"] = wall
     metrics["global_step"] = trainer.global_step
-    log.info("trained %d steps in %.1f s; metrics %s", trainer.global_step, wall, metrics)
+    steps, values = zip(*module.val_history, strict=True) if module.val_history else ((), ())
+    stability = stability_summary(module.train_history, steps, values, module.nonfinite_steps)
+    stability["train_wall_seconds"] = wall
+    save_json(output_dir / "stability.json", stability)
+    metrics["nonfinite_steps_skipped"] = module.nonfinite_steps
+    log.info(
+        "trained %d steps in %.1f s; metrics %s; stability %s",
+        trainer.global_step,
+        wall,
+        metrics,
+        stability,
+    )
 
     examples = dm.datasets["valid"] if len(dm.datasets["valid"]) else dm.datasets["train"]
     written = write_resynthesis(
