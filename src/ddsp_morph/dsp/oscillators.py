@@ -131,23 +131,29 @@ def _audible(f0: torch.Tensor, n_harmonics: int, nyquist: float) -> int:
     return max(1, min(n_harmonics, math.ceil(nyquist / max(lowest, 1e-3))))
 
 
+def _bank_forward(phase, f0, a_start, a_end, ramp, nyquist: float) -> torch.Tensor:
+    """The harmonic sum, chunk by chunk. Shapes: phase, f0 [B, M, H]; a_* [B, M, K]; ramp [H]."""
+    batch, n_frames, hop = phase.shape
+    n_harmonics = a_start.shape[-1]
+    k = torch.arange(1, n_harmonics + 1, dtype=phase.dtype, device=phase.device)
+    out = phase.new_empty(batch, n_frames, hop)
+    step = _chunk_frames(batch, hop, n_harmonics)
+    for i in range(0, n_frames, step):
+        j = min(n_frames, i + step)
+        kc = _audible(f0[:, i:j], n_harmonics, nyquist)  # skip harmonics silent in the chunk
+        s = _sines(phase[:, i:j], f0[:, i:j], k[:kc], nyquist, cos=False)  # [B, c, H, kc]
+        ends = torch.stack([a_start[:, i:j, :kc], a_end[:, i:j, :kc]], dim=-1)  # [B, c, kc, 2]
+        y2 = torch.matmul(s, ends)  # [B, c, H, 2]
+        out[:, i:j] = torch.lerp(y2[..., 0], y2[..., 1], ramp)
+    return out
+
+
 class _HarmonicBank(torch.autograd.Function):
     """y[m, h] = sum_k sin(k*phase[m, h]) * ((1 - r[h]) * a_start[m, k] + r[h] * a_end[m, k])."""
 
     @staticmethod
     def forward(ctx, phase, f0, a_start, a_end, ramp, nyquist):  # type: ignore[override]
-        batch, n_frames, hop = phase.shape
-        n_harmonics = a_start.shape[-1]
-        k = torch.arange(1, n_harmonics + 1, dtype=phase.dtype, device=phase.device)
-        out = phase.new_empty(batch, n_frames, hop)
-        step = _chunk_frames(batch, hop, n_harmonics)
-        for i in range(0, n_frames, step):
-            j = min(n_frames, i + step)
-            kc = _audible(f0[:, i:j], n_harmonics, nyquist)  # skip harmonics silent in the chunk
-            s = _sines(phase[:, i:j], f0[:, i:j], k[:kc], nyquist, cos=False)  # [B, c, H, kc]
-            ends = torch.stack([a_start[:, i:j, :kc], a_end[:, i:j, :kc]], dim=-1)  # [B, c, kc, 2]
-            y2 = torch.matmul(s, ends)  # [B, c, H, 2]
-            out[:, i:j] = torch.lerp(y2[..., 0], y2[..., 1], ramp)
+        out = _bank_forward(phase, f0, a_start, a_end, ramp, nyquist)
         ctx.save_for_backward(phase, f0, a_start, a_end, ramp)
         ctx.nyquist = nyquist
         return out
@@ -229,7 +235,7 @@ def harmonic_synth(
         [amps[:, :1] if prev_amps is None else prev_amps.unsqueeze(1), amps[:, :-1]], 1
     )
     ramp = upsample_ramp(hop_length, method=upsample, dtype=amps.dtype, device=amps.device)
-    y = _HarmonicBank.apply(
+    bank_inputs = (
         phase.reshape(batch, n_frames, hop_length),
         f0_samples.detach().reshape(batch, n_frames, hop_length),
         a_start,
@@ -237,6 +243,9 @@ def harmonic_synth(
         ramp,
         sample_rate / 2.0,
     )
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phase, a_start, amps))
+    # Without autograd, skip the Function's bookkeeping (it matters for small streaming blocks).
+    y = _HarmonicBank.apply(*bank_inputs) if needs_grad else _bank_forward(*bank_inputs)
     audio = y.reshape(batch, n_frames * hop_length)
     if not return_state:
         return audio
