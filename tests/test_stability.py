@@ -70,16 +70,7 @@ def test_nonfinite_gradient_is_dropped_and_counted(tiny_corpus: Path, tmp_path: 
     head.register_hook(poison)
     before = head.detach().clone()
     module.configure_optimizers = lambda: torch.optim.Adam(module.parameters(), lr=1e-3)
-    trainer = L.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        accelerator="cpu",
-    )
-    trainer.fit(module, datamodule=dm)
+    _fit(module, dm, steps=1)
     assert module.nonfinite_steps == 1
     assert torch.equal(head.detach(), before)
 
