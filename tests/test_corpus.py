@@ -21,7 +21,7 @@ def test_manifest_records_instrument_split_and_soundfont(tiny_corpus: Path):
     assert set(m.split) == {"train", "valid", "test"}
     assert m.soundfont.nunique() == 1 and m.soundfont_sha256.str.len().eq(64).all()
     # balanced: the same audio per instrument
-    assert m.groupby("instrument").seconds.sum().nunique() == 1
+    assert m.groupby("instrument").n_samples.sum().nunique() == 1
     # no phrase on two sides of a split
     assert (m.groupby("phrase_id").split.nunique() == 1).all()
     for row in m.itertuples():
