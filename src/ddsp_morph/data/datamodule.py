@@ -111,7 +111,6 @@ class CorpusDataModule(L.LightningDataModule):
         for split in ("train", "valid", "test"):
             rows = manifest[manifest["split"] == split]
             items = [self._load(r) for r in rows.itertuples()]
-            items = [it for it in items if it is not None]
             crop = self.crop_frames if split == "train" else None
             self.datasets[split] = FrameDataset(
                 items, hop_length=self.hop_length, crop_frames=crop, seed=self.seed
@@ -119,7 +118,7 @@ class CorpusDataModule(L.LightningDataModule):
         if not len(self.datasets["train"]):
             raise DDSPMorphError(f"{self.corpus_dir}: no training example for {wanted}")
 
-    def _load(self, row) -> dict[str, torch.Tensor] | None:
+    def _load(self, row) -> dict[str, torch.Tensor]:
         audio, _ = read_audio(self.corpus_dir / row.audio_path, expected_rate=self.sample_rate)
         feats = load_npz(self.corpus_dir / row.feature_path)
         if feats is None:

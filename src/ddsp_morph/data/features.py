@@ -11,7 +11,6 @@ import torch
 from ddsp_morph.data.io import load_npz, save_npz, sha1_array
 from ddsp_morph.dsp.loudness import a_weighted_loudness_db
 
-CREPE_RATE = 16000
 FEATURES_VERSION = 1
 
 

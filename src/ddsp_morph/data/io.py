@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,5 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, KeyError):
-        return None
-    except Exception:  # zipfile.BadZipFile and friends: treat as a stale entry
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None

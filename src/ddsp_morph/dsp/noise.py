@@ -97,7 +97,4 @@ def filtered_noise(
     audio = out[:, :n_samples]
     if not return_tail:
         return audio
-    new_tail = out[:, n_samples:]
-    if new_tail.shape[1] < ir_size - 1:  # fewer samples than the filter is long
-        new_tail = F.pad(new_tail, (0, ir_size - 1 - new_tail.shape[1]))
-    return audio, new_tail
+    return audio, out[:, n_samples:]  # always ir_size - 1 samples
