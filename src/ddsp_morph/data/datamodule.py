@@ -86,6 +86,7 @@ class CorpusDataModule(L.LightningDataModule):
             None if not crop_seconds else int(crop_seconds * sample_rate) // hop_length
         )
         self.datasets: dict[str, FrameDataset] = {}
+        self.manifests: dict[str, pd.DataFrame] = {}
         self.instruments: list[str] = []
         self.stats: dict = {}
 
@@ -110,6 +111,7 @@ class CorpusDataModule(L.LightningDataModule):
         manifest = manifest[manifest["instrument"].isin(wanted)]
         for split in ("train", "valid", "test"):
             rows = manifest[manifest["split"] == split]
+            self.manifests[split] = rows.reset_index(drop=True)
             items = [self._load(r) for r in rows.itertuples()]
             crop = self.crop_frames if split == "train" else None
             self.datasets[split] = FrameDataset(

@@ -96,7 +96,9 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
     return DDSPAutoencoder(decoder=decoder, synth=synth, conditioning=inputs)
 
 
-def build_module(cfg: DictConfig, model: DDSPAutoencoder) -> DDSPModule:
+def build_module(
+    cfg: DictConfig, model: DDSPAutoencoder, *, instruments: list[str] | None = None
+) -> DDSPModule:
     m, loss = cfg.model, cfg.model.loss
     optimizer = functools.partial(torch.optim.Adam, lr=float(m.lr))
     return DDSPModule(
@@ -107,4 +109,5 @@ def build_module(cfg: DictConfig, model: DDSPAutoencoder) -> DDSPModule:
         overlap=float(loss.overlap),
         linear_weight=float(loss.linear_weight),
         log_weight=float(loss.log_weight),
+        instruments=instruments or [],
     )

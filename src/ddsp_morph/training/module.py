@@ -30,9 +30,11 @@ class DDSPModule(L.LightningModule):
         overlap: float = 0.75,
         linear_weight: float = 1.0,
         log_weight: float = 1.0,
+        instruments: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.model = model
+        self.instruments = list(instruments)
         self.optimizer_factory, self.lr_decay = optimizer, lr_decay
         self.nonfinite_steps = 0
         self.train_history: list[float] = []
@@ -93,6 +95,10 @@ class DDSPModule(L.LightningModule):
         if self._val_count and not self.trainer.sanity_checking:
             self.val_history.append((int(self.global_step), self._val_sum / self._val_count))
         self._val_sum, self._val_count = 0.0, 0
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Plain types only: the checkpoint must load with torch.load(weights_only=True).
+        checkpoint["ddsp_morph"] = {"instruments": list(self.instruments)}
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.parameters())

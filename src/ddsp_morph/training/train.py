@@ -20,6 +20,34 @@ from ddsp_morph.training.stability import stability_summary
 log = logging.getLogger(__name__)
 
 
+def sweep_group() -> str | None:
+    """The sweep's directory name when Hydra runs a multirun, so one sweep is one wandb group."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    return f"sweep-{Path(hc.sweep.dir).name}"
+
+
+def log_media(logger, audio_dir: Path, sample_rate: int) -> None:
+    """Resynthesis PNG and the example wavs into the experiment logger, when it takes media."""
+    png = audio_dir / "resynthesis.png"
+    if png.exists() and hasattr(logger, "log_image"):
+        logger.log_image("val/resynthesis", [str(png)])
+    wavs = sorted(audio_dir.glob("*.wav"))
+    if wavs and hasattr(logger, "log_audio"):
+        logger.log_audio(
+            "val/audio",
+            [str(w) for w in wavs],
+            caption=[w.stem for w in wavs],
+            sample_rate=[sample_rate] * len(wavs),
+        )
+
+
 def build_logger(cfg: DictConfig, output_dir: Path):
     kind = cfg.logger.name
     if kind == "wandb":
@@ -38,7 +66,7 @@ def build_logger(cfg: DictConfig, output_dir: Path):
             offline=cfg.logger.mode == "offline",
             name=output_dir.name,
             tags=tags,
-            group=cfg.logger.get("group"),
+            group=cfg.logger.get("group") or sweep_group(),
             config=OmegaConf.to_container(cfg, resolve=True),
         )
     if kind == "csv":
@@ -63,7 +91,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm.setup("fit")
     model = build_model(cfg, n_instruments=len(dm.instruments))
     model.set_loudness_stats(dm.stats["loudness_db_mean"], dm.stats["loudness_db_std"])
-    module = build_module(cfg, model)
+    module = build_module(cfg, model, instruments=dm.instruments)
 
     ckpt = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
@@ -122,9 +150,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         sample_rate=int(cfg.data.sample_rate),
         n_examples=int(cfg.n_audio_examples),
     )
-    png = output_dir / "audio" / "resynthesis.png"
-    if png.exists() and trainer.logger and hasattr(trainer.logger, "log_image"):
-        trainer.logger.log_image("val/resynthesis", [str(png)])
+    if trainer.logger:
+        log_media(trainer.logger, output_dir / "audio", int(cfg.data.sample_rate))
     log.info("wrote %d files under %s", len(written), output_dir / "audio")
     if not (output_dir / "checkpoints" / "last.ckpt").exists():
         trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")

@@ -1,0 +1,117 @@
+"""Load a trained run back: its saved config, its checkpoint (weights only, no unpickling of
+arbitrary objects) and the model rebuilt from config alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.models.autoencoder import DDSPAutoencoder
+
+MODEL_PREFIX = "model."
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: DictConfig
+    model: DDSPAutoencoder
+    checkpoint_path: Path
+    instruments: list[str]
+    global_step: int
+    extra: dict = field(default_factory=dict)
+
+
+def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
+    """``best``: the top-k checkpoint ModelCheckpoint kept (lowest val/loss), else last.ckpt;
+    ``last``: last.ckpt; anything else: a path."""
+    ckpt_dir = run_dir / "checkpoints"
+    if which not in ("best", "last"):
+        path = Path(which)
+        if not path.exists():
+            raise DDSPMorphError(f"{path}: no such checkpoint")
+        return path
+    if which == "best":
+        best = sorted(p for p in ckpt_dir.glob("step*.ckpt"))
+        if best:
+            return best[-1]
+    last = ckpt_dir / "last.ckpt"
+    if not last.exists():
+        raise DDSPMorphError(f"{run_dir}: no checkpoint under checkpoints/ (is it a training run?)")
+    return last
+
+
+def load_checkpoint(path: Path) -> dict:
+    """torch.load with weights_only=True: tensors and plain containers, never arbitrary code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds on a bad file; name it once
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DDSPMorphError(f"{path}: cannot load checkpoint ({first})") from e
+
+
+def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    state = checkpoint.get("state_dict")
+    if state is None:
+        raise DDSPMorphError("checkpoint has no state_dict")
+    return {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+
+
+def load_state_checked(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path
+) -> None:
+    """Load ``state`` into ``model``, or fail with one line naming the keys that differ."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if own[k].shape != state[k].shape
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+            if keys:
+                more = f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""
+                parts.append(f"{label}: {', '.join(keys[:6])}{more}")
+        raise DDSPMorphError(
+            f"{source}: checkpoint does not fit the model built from this config; "
+            + "; ".join(parts)
+        )
+    model.load_state_dict(state)
+
+
+def load_run(
+    run_dir: str | Path, *, checkpoint: str = "best", overrides: list[str] | None = None
+) -> LoadedRun:
+    """Rebuild the model of a training run from its ``config.yaml`` and load its weights."""
+    from ddsp_morph.training.build import build_model
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise DDSPMorphError(f"{run_dir}: no config.yaml here; not a training run directory")
+    cfg = OmegaConf.load(cfg_path)
+    if overrides:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    path = find_checkpoint(run_dir, checkpoint)
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("ddsp_morph", {})
+    instruments = list(meta.get("instruments", []))
+    model = build_model(cfg, n_instruments=max(1, len(instruments)))
+    load_state_checked(model, model_state(ckpt), path)
+    model.eval()
+    return LoadedRun(
+        run_dir=run_dir,
+        cfg=cfg,
+        model=model,
+        checkpoint_path=path,
+        instruments=instruments,
+        global_step=int(ckpt.get("global_step", 0)),
+        extra={k: v for k, v in meta.items() if k != "instruments"},
+    )
