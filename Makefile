@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+RUN ?=
 
 .DEFAULT_GOAL := help
 
@@ -31,6 +32,13 @@ data: $(STAMP) ## Render the default corpus and cache its features (skips what e
 train: data ## Set everything up, then train with the default config (ARGS="synth=harmonic ...")
 	$(PY) train.py $(ARGS)
 
+eval: $(STAMP) ## Evaluate a run on its test split: make eval RUN=runs/<run> (default: the latest run)
+	@run="$(RUN)"; \
+	if [ -z "$$run" ]; then run=$$(ls -d runs/*/checkpoints 2>/dev/null | sort | tail -1 | xargs -r dirname); fi; \
+	if [ -z "$$run" ]; then echo "error: no trained run under runs/; run make train, or give RUN=<run dir>" >&2; exit 2; fi; \
+	echo "evaluating $$run"; \
+	$(PY) -m ddsp_morph.evaluate run=$${run%/} $(ARGS)
+
 test: $(STAMP) ## Run the default test suite (not slow, not gpu)
 	$(PY) -m pytest -q
 
@@ -47,4 +55,4 @@ lint: $(STAMP) ## ruff lint + format check
 clean: ## Remove runs and logs (keeps data and .venv)
 	rm -rf runs logs outputs
 
-.PHONY: help venv data train test test-all bench lint clean
+.PHONY: help venv data train eval test test-all bench lint clean

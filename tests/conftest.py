@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 from ddsp_morph.data.corpus import CorpusSettings, build_corpus, extract_corpus_features
 from ddsp_morph.data.features import FeatureSettings
@@ -33,3 +34,46 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_corpus(TINY, root, progress=False)
     extract_corpus_features(root, FeatureSettings(), progress=False)
     return root
+
+
+def cfg_for(corpus: Path, out: Path, *overrides: str):
+    """The default config, shrunk for the tiny corpus (a small VAE latent unless overridden)."""
+    latent = [o.split("=", 1)[1] for o in overrides if o.startswith("latent=")]
+    latent_defaults = [] if latent == ["none"] else ["latent.gru_size=16", "latent.z_dim=4"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"paths.output_dir={out}",
+                f"data.corpus_dir={corpus}",
+                "data.example_seconds=2.0",
+                "data.crop_seconds=1.0",
+                "data.batch_size=4",
+                "model.hidden_size=32",
+                "model.gru_size=32",
+                "synth.n_harmonics=24",
+                "logger=csv",
+                "trainer.enable_progress_bar=false",
+                *latent_defaults,
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for 6 steps on the tiny corpus (both instruments), with a validation pass."""
+    from ddsp_morph.training.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(
+        cfg_for(
+            tiny_corpus,
+            out,
+            "trainer.max_steps=6",
+            "trainer.check_val_every_n_epoch=1",
+            "data.train_instruments=all",
+            "n_audio_examples=1",
+        )
+    )
+    return out

@@ -92,3 +92,24 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert lines == ["error: config data.batch_size: expected int, got str 'many'"]
+
+
+def test_ddp_trainer_and_slurm_launcher_compose():
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["trainer=ddp", "trainer.devices=4", "hydra/launcher=slurm"],
+            return_hydra_config=True,
+        )
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
+    assert cfg.trainer.max_steps == 1000  # inherited from trainer/default
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4 and launcher.nodes == 1
+    # The launcher class is importable, so `-m hydra/launcher=slurm` would start.
+    from hydra.utils import get_class
+
+    assert get_class(launcher._target_).__name__ == "SlurmLauncher"

@@ -8,7 +8,7 @@ import torch
 
 from ddsp_morph.training.stability import stability_summary
 
-from .test_train import cfg_for
+from .conftest import cfg_for
 
 
 def _module_and_data(tiny_corpus: Path, tmp_path: Path):

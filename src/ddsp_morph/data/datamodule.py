@@ -54,6 +54,7 @@ class CorpusDataModule(L.LightningDataModule):
     """Serves a corpus made by ``prepare`` (manifest.csv + cached features + stats.json).
 
     Args:
+        feature_key: when given, every cached feature file must carry it (stale caches fail).
         corpus_dir: the corpus folder.
         instruments: the instruments to train on, or "all".
         balance: "equal" samples every instrument equally often (weights 1 / its count).
@@ -71,9 +72,11 @@ class CorpusDataModule(L.LightningDataModule):
         num_workers: int = 0,
         balance: str = "equal",
         seed: int = 0,
+        feature_key: str | None = None,
     ) -> None:
         super().__init__()
         self.corpus_dir = Path(corpus_dir)
+        self.feature_key = feature_key
         self.requested = instruments
         self.sample_rate, self.hop_length = sample_rate, hop_length
         self.batch_size, self.num_workers, self.balance, self.seed = (
@@ -126,6 +129,11 @@ class CorpusDataModule(L.LightningDataModule):
         if feats is None:
             raise DDSPMorphError(
                 f"{self.corpus_dir / row.feature_path}: features missing or unreadable; run `make data`"
+            )
+        if self.feature_key is not None and str(feats.get("settings")) != self.feature_key:
+            raise DDSPMorphError(
+                f"{self.corpus_dir / row.feature_path}: features were computed with other settings "
+                f"({feats.get('settings')} vs {self.feature_key}); run `make data` to refresh them"
             )
         n_frames = len(feats["f0_hz"])
         return {

@@ -11,7 +11,12 @@ import torch
 from ddsp_morph.data.io import load_npz, save_npz, sha1_array
 from ddsp_morph.dsp.loudness import a_weighted_loudness_db
 
-FEATURES_VERSION = 1
+# v2: deterministic decoding (local average around the decoded bin instead of torchcrepe's
+# random dither).
+FEATURES_VERSION = 2
+CENTS_PER_BIN = 20.0
+CENTS_OFFSET = 1997.3794084376191  # cents (re 10 Hz) of CREPE's bin 0
+LOCAL_BINS = 4  # bins each side of the decoded bin in the local average (CREPE's choice)
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,48 @@ class FeatureSettings:
         return f"v{FEATURES_VERSION}|{self.sample_rate}|{self.hop_length}|{self.f0_model}|{self.f0_fmin}|{self.f0_fmax}|{self.f0_decoder}|{self.loudness_n_fft}"
 
 
+def _local_average_hz(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Sub-bin f0: the probability-weighted mean of the bins' cents within ±LOCAL_BINS of
+    ``bins``. probs [batch, 360, frames] (masked bins may be -inf), bins [batch, frames]."""
+    p = torch.nan_to_num(probs, nan=0.0, neginf=0.0, posinf=0.0).clamp_min(0.0)
+    offsets = torch.arange(-LOCAL_BINS, LOCAL_BINS + 1)
+    idx = (bins.unsqueeze(1) + offsets[None, :, None]).clamp(0, p.shape[1] - 1)
+    w = torch.gather(p, 1, idx)
+    inside = (bins.unsqueeze(1) + offsets[None, :, None] >= 0) & (
+        bins.unsqueeze(1) + offsets[None, :, None] < p.shape[1]
+    )
+    w = w * inside
+    cents_grid = CENTS_PER_BIN * idx.double() + CENTS_OFFSET
+    total = w.double().sum(1)
+    cents = torch.where(
+        total > 0,
+        (w.double() * cents_grid).sum(1) / total.clamp_min(1e-12),
+        CENTS_PER_BIN * bins.double() + CENTS_OFFSET,
+    )
+    return (10.0 * 2.0 ** (cents / 1200.0)).float()
+
+
+def decode_viterbi(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Viterbi path over CREPE's bins (torchcrepe's), refined by a local average. torchcrepe's
+    own decoders add random triangular dither of ±20 cents to every frame, which makes features
+    non-reproducible and adds ~8 cents of noise; this one is deterministic."""
+    import torchcrepe
+
+    bins, _ = torchcrepe.decode.viterbi(probs)
+    return bins, _local_average_hz(probs, bins)
+
+
+def decode_argmax(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame-wise argmax refined by a local average (CREPE's original decoding)."""
+    bins = torch.nan_to_num(probs, neginf=-1.0).argmax(dim=1)
+    return bins, _local_average_hz(probs, bins)
+
+
+DECODERS = {"viterbi": decode_viterbi, "argmax": decode_argmax}
+
+
 def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.ndarray]:
-    """f0 in Hz and periodicity per frame, frames centred at m * hop_length.
+    """f0 in Hz and periodicity per frame, frames centred at m * hop_length. Deterministic.
 
     Returns:
         Two arrays of shape [len(audio) // hop_length]; f0 is always within [fmin, fmax].
@@ -39,13 +84,8 @@ def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.nd
 
     if s.f0_fmin < 32.0:
         raise ValueError(f"f0_fmin: {s.f0_fmin} Hz is below CREPE's lowest bin (32 Hz)")
-    decoders = {
-        "viterbi": torchcrepe.decode.viterbi,
-        "argmax": torchcrepe.decode.argmax,
-        "weighted_argmax": torchcrepe.decode.weighted_argmax,
-    }
-    if s.f0_decoder not in decoders:
-        raise ValueError(f"f0_decoder: expected one of {sorted(decoders)}, got {s.f0_decoder!r}")
+    if s.f0_decoder not in DECODERS:
+        raise ValueError(f"f0_decoder: expected one of {sorted(DECODERS)}, got {s.f0_decoder!r}")
     n_frames = len(audio) // s.hop_length
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
     with torch.inference_mode():
@@ -56,7 +96,7 @@ def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.nd
             fmin=s.f0_fmin,
             fmax=s.f0_fmax,
             model=s.f0_model,
-            decoder=decoders[s.f0_decoder],
+            decoder=DECODERS[s.f0_decoder],
             return_periodicity=True,
             batch_size=s.f0_batch_size,
             device="cpu",

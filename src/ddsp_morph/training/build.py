@@ -11,8 +11,10 @@ from omegaconf import DictConfig
 from ddsp_morph.data.corpus import CorpusSettings
 from ddsp_morph.data.datamodule import CorpusDataModule
 from ddsp_morph.data.features import FeatureSettings
+from ddsp_morph.errors import ConfigError
 from ddsp_morph.models.autoencoder import INPUT_SIZES, DDSPAutoencoder
 from ddsp_morph.models.decoder import Decoder
+from ddsp_morph.models.encoder import TimbreEncoder
 from ddsp_morph.synths.stack import SynthStack
 from ddsp_morph.training.module import DDSPModule
 
@@ -67,6 +69,7 @@ def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
         num_workers=int(d.num_workers),
         balance=str(d.balance),
         seed=int(cfg.seed if cfg.seed is not None else 0),
+        feature_key=feature_settings(cfg).key(),
     )
 
 
@@ -86,14 +89,41 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         n_instruments=n_instruments,
     )
     inputs = list(cfg.conditioning.inputs)
+    input_sizes = {k: INPUT_SIZES[k] for k in inputs if k in INPUT_SIZES} or {"f0": 1}
+    encoder = build_encoder(cfg)
+    if encoder is not None:
+        input_sizes["z"] = encoder.z_dim
     decoder = Decoder(
-        input_sizes={k: INPUT_SIZES[k] for k in inputs if k in INPUT_SIZES} or {"f0": 1},
+        input_sizes=input_sizes,
         output_sizes=synth.control_sizes,
         hidden_size=int(cfg.model.hidden_size),
         gru_size=int(cfg.model.gru_size),
         n_mlp_layers=int(cfg.model.n_mlp_layers),
     )
-    return DDSPAutoencoder(decoder=decoder, synth=synth, conditioning=inputs)
+    return DDSPAutoencoder(decoder=decoder, synth=synth, conditioning=inputs, encoder=encoder)
+
+
+LATENTS = ("none", "ae", "vae")
+
+
+def build_encoder(cfg: DictConfig) -> TimbreEncoder | None:
+    lat = cfg.latent
+    if lat.name not in LATENTS:
+        raise ConfigError(f"latent.name: expected one of {list(LATENTS)}, got {lat.name!r}")
+    if lat.name == "none":
+        return None
+    if lat.mode not in ("pooled", "frame"):
+        raise ConfigError(f"latent.mode: expected 'pooled' or 'frame', got {lat.mode!r}")
+    return TimbreEncoder(
+        sample_rate=int(cfg.data.sample_rate),
+        hop_length=int(cfg.data.hop_length),
+        n_mfcc=int(lat.n_mfcc),
+        n_mels=int(lat.n_mels),
+        gru_size=int(lat.gru_size),
+        z_dim=int(lat.z_dim),
+        variational=lat.name == "vae",
+        pooled=lat.mode == "pooled",
+    )
 
 
 def build_module(
@@ -110,4 +140,7 @@ def build_module(
         linear_weight=float(loss.linear_weight),
         log_weight=float(loss.log_weight),
         instruments=instruments or [],
+        beta=float(cfg.latent.get("beta", 0.0)),
+        beta_warmup_steps=int(cfg.latent.get("beta_warmup_steps", 0)),
+        free_bits=float(cfg.latent.get("free_bits", 0.0)),
     )

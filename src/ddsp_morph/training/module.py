@@ -9,6 +9,7 @@ import torch
 
 from ddsp_morph.dsp.spectral import multiscale_spectral_loss
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
+from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
 
 
 class DDSPModule(L.LightningModule):
@@ -31,12 +32,18 @@ class DDSPModule(L.LightningModule):
         linear_weight: float = 1.0,
         log_weight: float = 1.0,
         instruments: Sequence[str] = (),
+        beta: float = 0.0,
+        beta_warmup_steps: int = 0,
+        free_bits: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.instruments = list(instruments)
+        self.beta, self.beta_warmup_steps, self.free_bits = beta, beta_warmup_steps, free_bits
+        self.latent_summary: dict | None = None  # centroids + PCA axes, saved with checkpoints
         self.optimizer_factory, self.lr_decay = optimizer, lr_decay
         self.nonfinite_steps = 0
+        self._nonfinite_counted = False
         self.train_history: list[float] = []
         self.val_history: list[tuple[int, float]] = []
         self._val_sum, self._val_count = 0.0, 0
@@ -53,15 +60,37 @@ class DDSPModule(L.LightningModule):
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return multiscale_spectral_loss(pred, target, **self.loss_kwargs)
 
+    def objective(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], stage: str
+    ) -> torch.Tensor:
+        """Spectral loss, plus beta * KL (with free bits and warm-up) for a VAE."""
+        n = batch["audio"].shape[0]
+        spectral = self.loss(out["audio"], batch["audio"])
+        if "logvar" not in out:
+            return spectral
+        kl_dims = kl_per_dim(out["mu"], out["logvar"])
+        beta = beta_at(int(self.global_step), self.beta, self.beta_warmup_steps)
+        kl = kl_loss(kl_dims, self.free_bits)
+        self.log(f"{stage}/spectral", spectral, batch_size=n)
+        self.log(f"{stage}/kl", kl_dims.sum(), batch_size=n)
+        if stage == "train":
+            self.log("train/beta", beta)
+        return spectral + beta * kl
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         out = self.model(batch)
-        loss = self.loss(out["audio"], batch["audio"])
+        loss = self.objective(out, batch, "train")
         value = float(loss.detach())
         self.train_history.append(value)
         if not torch.isfinite(loss):
-            # Returning None skips backward and the optimizer step: the weights stay clean.
             self._count_nonfinite()
-            return None
+            if self.trainer.world_size == 1:
+                # Returning None skips backward and the optimizer step: the weights stay clean.
+                return None
+            # Under DDP every rank must join the gradient all-reduce: the non-finite gradient
+            # reaches all ranks, and on_before_optimizer_step drops it on all of them alike.
+            self._nonfinite_counted = True
+            return loss
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["audio"].shape[0])
         return loss
 
@@ -78,15 +107,19 @@ class DDSPModule(L.LightningModule):
             # A non-finite gradient: drop it, so that Adam leaves every weight as it was.
             for p in self.parameters():
                 p.grad = None
-            self._count_nonfinite()
+            if not self._nonfinite_counted:
+                self._count_nonfinite()
+            self._nonfinite_counted = False
             return
         self.log("train/grad_norm", norm)
         self.log("train/lr", optimizer.param_groups[0]["lr"])
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(batch)
-        loss = self.loss(out["audio"], batch["audio"])
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["audio"].shape[0])
+        loss = self.objective(out, batch, "val")
+        self.log(
+            "val/loss", loss, prog_bar=True, batch_size=batch["audio"].shape[0], sync_dist=True
+        )
         n = batch["audio"].shape[0]
         self._val_sum, self._val_count = self._val_sum + float(loss) * n, self._val_count + n
         return loss
@@ -98,7 +131,18 @@ class DDSPModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain types only: the checkpoint must load with torch.load(weights_only=True).
-        checkpoint["ddsp_morph"] = {"instruments": list(self.instruments)}
+        meta: dict = {"instruments": list(self.instruments)}
+        if self.model.encoder is not None and self._trainer is not None:
+            from ddsp_morph.training.latent import latent_summary
+
+            dm = self.trainer.datamodule
+            if self.latent_summary is None or self.latent_summary["step"] != self.global_step:
+                self.latent_summary = latent_summary(
+                    self.model, dm.datasets["train"], self.instruments, step=int(self.global_step)
+                )
+        if self.latent_summary is not None:
+            meta["latent"] = self.latent_summary
+        checkpoint["ddsp_morph"] = meta
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.parameters())

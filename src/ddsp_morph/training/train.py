@@ -8,13 +8,15 @@ import time
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ddsp_morph.config import validate_config
-from ddsp_morph.data.io import save_json
+from ddsp_morph.data.io import save_csv, save_json
 from ddsp_morph.training.artifacts import write_resynthesis
 from ddsp_morph.training.build import build_datamodule, build_model, build_module
+from ddsp_morph.training.latent import LatentMonitor
 from ddsp_morph.training.stability import stability_summary
 
 log = logging.getLogger(__name__)
@@ -102,11 +104,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         save_last=True,
         save_top_k=1,
     )
+    callbacks: list[L.Callback] = [ckpt]
+    if model.encoder is not None:
+        callbacks.append(
+            LatentMonitor(output_dir / "latent", int(cfg.latent.get("monitor_every_n_epochs", 4)))
+        )
     t = cfg.trainer
     trainer = L.Trainer(
         default_root_dir=str(output_dir),
         accelerator=str(t.accelerator),
         devices=t.devices,
+        strategy=str(t.get("strategy", "auto")),
+        num_nodes=int(t.get("num_nodes", 1)),
         max_steps=int(t.max_steps),
         max_epochs=int(t.max_epochs),
         val_check_interval=t.val_check_interval,
@@ -120,19 +129,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
         enable_progress_bar=bool(t.enable_progress_bar),
         deterministic=bool(t.deterministic),
         logger=build_logger(cfg, output_dir),
-        callbacks=[ckpt],
+        callbacks=callbacks,
         enable_model_summary=True,
     )
     start = time.time()
     trainer.fit(module, datamodule=dm)
     wall = time.time() - start
+    # last.ckpt = the final weights (ModelCheckpoint's last is from the last validation).
+    # Every rank calls it: under DDP it holds a barrier.
+    trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if not trainer.is_global_zero:
+        return metrics  # under DDP, rank 0 alone writes the run's files
     metrics["train_wall_seconds"] = wall
     metrics["global_step"] = trainer.global_step
     steps, values = zip(*module.val_history, strict=True) if module.val_history else ((), ())
     stability = stability_summary(module.train_history, steps, values, module.nonfinite_steps)
     stability["train_wall_seconds"] = wall
     save_json(output_dir / "stability.json", stability)
+    save_csv(
+        output_dir / "val_history.csv",
+        pd.DataFrame(module.val_history, columns=["step", "val_loss"]),
+    )
+    save_csv(
+        output_dir / "train_history.csv",
+        pd.DataFrame(
+            {"batch": range(1, len(module.train_history) + 1), "loss": module.train_history}
+        ),
+    )
     metrics["nonfinite_steps_skipped"] = module.nonfinite_steps
     log.info(
         "trained %d steps in %.1f s; metrics %s; stability %s",
@@ -153,8 +177,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.logger:
         log_media(trainer.logger, output_dir / "audio", int(cfg.data.sample_rate))
     log.info("wrote %d files under %s", len(written), output_dir / "audio")
-    if not (output_dir / "checkpoints" / "last.ckpt").exists():
-        trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
     if trainer.logger and cfg.logger.name == "wandb":
         import wandb
 

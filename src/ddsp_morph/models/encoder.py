@@ -1,0 +1,128 @@
+"""The timbre encoder: MFCC frames -> GRU -> z, deterministic (ae) or variational (vae)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class MFCC(nn.Module):
+    """MFCCs at the model's frame rate: frame m is centred at sample m * hop_length.
+
+    Hann-windowed STFT (zero-padded, centred) -> power -> mel filterbank (librosa's Slaney mel)
+    -> natural log (floored at 1e-10, as librosa.power_to_db) -> orthonormal DCT-II. Equal to ``librosa.feature.mfcc`` (same n_fft, hop,
+    n_mels, fmin=20, top_db=None) times ln(10) / 10.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        hop_length: int = 128,
+        n_fft: int = 1024,
+        n_mels: int = 64,
+        n_mfcc: int = 30,
+    ) -> None:
+        super().__init__()
+        import librosa
+        import scipy.fft
+
+        if n_mfcc > n_mels:
+            raise ValueError(f"n_mfcc ({n_mfcc}) must be <= n_mels ({n_mels})")
+        self.hop_length, self.n_fft = hop_length, n_fft
+        mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0)
+        dct = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]
+        self.register_buffer("mel", torch.from_numpy(mel.astype(np.float32)), persistent=False)
+        self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)), persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Args: audio Shape [batch, n_samples]. Returns Shape [batch, n_frames, n_mfcc]."""
+        spec = (
+            torch.stft(
+                audio,
+                self.n_fft,
+                hop_length=self.hop_length,
+                window=self.window,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            ).abs()
+            ** 2
+        )  # [batch, bins, frames]
+        log_mel = torch.log(torch.einsum("mf,bft->btm", self.mel, spec).clamp_min(1e-10))
+        mfcc = log_mel @ self.dct.T
+        if mfcc.shape[1] < n_frames:
+            mfcc = nn.functional.pad(mfcc, (0, 0, 0, n_frames - mfcc.shape[1]))
+        return mfcc[:, :n_frames]
+
+
+class TimbreEncoder(nn.Module):
+    """audio -> MFCC -> LayerNorm -> GRU -> z.
+
+    Args:
+        z_dim: latent size.
+        variational: True: (mu, logvar) heads and a reparameterized sample in training;
+            False: a deterministic z (the DDSP paper's autoencoder).
+        pooled: True: one timbre vector per clip (GRU outputs averaged over time),
+            broadcast to every frame; False: a time-varying z per frame.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        hop_length: int = 128,
+        n_mfcc: int = 30,
+        n_mels: int = 64,
+        gru_size: int = 256,
+        z_dim: int = 16,
+        variational: bool = True,
+        pooled: bool = True,
+    ) -> None:
+        super().__init__()
+        self.mfcc = MFCC(
+            sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc
+        )
+        self.norm = nn.LayerNorm(n_mfcc)
+        self.gru = nn.GRU(n_mfcc, gru_size, batch_first=True)
+        self.z_dim, self.variational, self.pooled = z_dim, variational, pooled
+        self.head = nn.Linear(gru_size, 2 * z_dim if variational else z_dim)
+
+    def forward(self, audio: torch.Tensor, n_frames: int) -> dict[str, torch.Tensor]:
+        """Args: audio Shape [batch, n_samples]. Returns z Shape [batch, n_frames, z_dim], and
+        for the VAE mu and logvar (Shape [batch, 1 or n_frames, z_dim])."""
+        h, _ = self.gru(self.norm(self.mfcc(audio, n_frames)))
+        if self.pooled:
+            h = h.mean(dim=1, keepdim=True)
+        out = self.head(h)
+        if not self.variational:
+            return {"z": out.expand(-1, n_frames, -1), "mu": out}
+        mu, logvar = out.chunk(2, dim=-1)
+        logvar = logvar.clamp(-12.0, 8.0)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return {"z": z.expand(-1, n_frames, -1), "mu": mu, "logvar": logvar}
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per latent dimension, averaged over batch and frames.
+
+    Returns:
+        Shape [z_dim], nats.
+    """
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    return kl.reshape(-1, kl.shape[-1]).mean(dim=0)
+
+
+def kl_loss(kl_dims: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
+    """Sum over dimensions of max(KL_d, free_bits): dimensions under the free-bits floor carry
+    no gradient pressure toward the prior (Kingma et al. 2016)."""
+    return kl_dims.clamp_min(free_bits).sum() if free_bits > 0 else kl_dims.sum()
+
+
+def beta_at(step: int, beta: float, warmup_steps: int) -> float:
+    """Linear warm-up of the KL weight from 0 to ``beta`` over ``warmup_steps``."""
+    if warmup_steps <= 0:
+        return beta
+    return beta * min(1.0, step / warmup_steps)

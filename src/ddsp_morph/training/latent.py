@@ -1,0 +1,157 @@
+"""The latent space of a trained model: encoding a dataset, instrument centroids and principal
+axes (saved with every checkpoint), and the monitoring callback that plots it during training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ddsp_morph.models.encoder import kl_per_dim  # noqa: E402
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Var_x(E[z_d | x]) above this is "active"
+
+
+@torch.no_grad()
+def encode_dataset(model, dataset, *, batch_size: int = 16) -> dict[str, np.ndarray]:
+    """Posterior statistics of every item of ``dataset`` (whole items, no crop).
+
+    Returns:
+        mu [n_items, z_dim] (clip means), instrument_id [n_items], kl_per_dim [z_dim] (VAE,
+        averaged over items and frames; absent for ae), var_mean [z_dim] (mean posterior variance).
+    """
+    was_training = model.training
+    model.eval()
+    mus, ids, kls, variances, counts = [], [], [], [], []
+    items = [dataset.items[i] for i in range(len(dataset))]
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        n_frames = min(int(it["f0_hz"].shape[0]) for it in chunk)
+        hop = model.synth.hop_length
+        audio = torch.stack([it["audio"][: n_frames * hop] for it in chunk])
+        enc = model.encoder(audio, n_frames)
+        mus.append(enc["mu"].mean(dim=1))
+        ids.append(torch.stack([it["instrument_id"] for it in chunk]))
+        if "logvar" in enc:
+            kls.append(kl_per_dim(enc["mu"], enc["logvar"]) * len(chunk))
+            variances.append(
+                enc["logvar"].exp().reshape(-1, enc["logvar"].shape[-1]).mean(0) * len(chunk)
+            )
+        counts.append(len(chunk))
+    model.train(was_training)
+    out = {
+        "mu": torch.cat(mus).numpy(),
+        "instrument_id": torch.cat(ids).numpy(),
+    }
+    if kls:
+        out["kl_per_dim"] = (torch.stack(kls).sum(0) / sum(counts)).numpy()
+        out["var_mean"] = (torch.stack(variances).sum(0) / sum(counts)).numpy()
+    return out
+
+
+def pca(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean [D], components [k, D] (unit rows), std along each component [k])."""
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    k = min(k, vt.shape[0])
+    std = s[:k] / np.sqrt(max(1, len(x) - 1))
+    return mean, vt[:k], std
+
+
+def latent_summary(model, dataset, instruments: list[str], *, step: int) -> dict:
+    """Per-instrument centroids of the clip-level posterior means over ``dataset`` and the first
+    two principal axes; plain lists, so a checkpoint holding it loads with weights_only=True."""
+    enc = encode_dataset(model, dataset)
+    mu, ids = enc["mu"], enc["instrument_id"]
+    centroids = {
+        instruments[i]: mu[ids == i].mean(axis=0).astype(float).tolist()
+        for i in sorted(set(ids.tolist()))
+    }
+    mean, comps, std = pca(mu)
+    return {
+        "step": step,
+        "centroids": centroids,
+        "pca_mean": mean.astype(float).tolist(),
+        "pca_components": comps.astype(float).tolist(),
+        "pca_std": std.astype(float).tolist(),
+        "n_clips": int(len(mu)),
+    }
+
+
+def latent_stats(enc: dict[str, np.ndarray]) -> dict[str, float]:
+    mu = enc["mu"]
+    var_of_mean = mu.var(axis=0)
+    stats = {
+        "active_units": int((var_of_mean > ACTIVE_UNIT_THRESHOLD).sum()),
+        "mu_abs_mean": float(np.abs(mu).mean()),
+        "mu_var_across_clips": float(var_of_mean.mean()),
+    }
+    if "kl_per_dim" in enc:
+        stats["kl_total"] = float(enc["kl_per_dim"].sum())
+        stats["posterior_var_mean"] = float(enc["var_mean"].mean())
+    return stats
+
+
+def plot_latent(enc: dict[str, np.ndarray], instruments: list[str], path: Path, title: str) -> None:
+    """KL (or variance of the mean) per dimension, and a PCA map of clips coloured by instrument."""
+    mu, ids = enc["mu"], enc["instrument_id"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    per_dim = enc.get("kl_per_dim", mu.var(axis=0))
+    axes[0].bar(np.arange(len(per_dim)), per_dim)
+    axes[0].set_xlabel("latent dimension")
+    axes[0].set_ylabel("KL (nats)" if "kl_per_dim" in enc else "Var over clips of z")
+    axes[0].set_title("per-dimension " + ("KL to the prior" if "kl_per_dim" in enc else "variance"))
+    if len(mu) >= 2:
+        mean, comps, _ = pca(mu)
+        xy = (mu - mean) @ comps.T
+        if xy.shape[1] == 1:
+            xy = np.concatenate([xy, np.zeros_like(xy)], axis=1)
+        for i in sorted(set(ids.tolist())):
+            sel = ids == i
+            axes[1].scatter(xy[sel, 0], xy[sel, 1], s=12, label=instruments[i])
+        axes[1].legend(fontsize=8)
+    axes[1].set_xlabel("PC 1")
+    axes[1].set_ylabel("PC 2")
+    axes[1].set_title("posterior means, PCA")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+class LatentMonitor(L.Callback):
+    """Every ``every_n_epochs`` validation epochs: latent statistics logged, a PNG saved under
+    ``<run>/latent/`` and sent to the logger when it takes images."""
+
+    def __init__(self, out_dir: Path, every_n_epochs: int = 4) -> None:
+        self.out_dir, self.every = Path(out_dir), max(1, int(every_n_epochs))
+        self.written: list[Path] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if trainer.current_epoch % self.every and trainer.current_epoch != 0:
+            return
+        model = pl_module.model
+        dataset = trainer.datamodule.datasets["valid"]
+        if model.encoder is None or not len(dataset):
+            return
+        enc = encode_dataset(model, dataset)
+        stats = latent_stats(enc)
+        for k, v in stats.items():
+            pl_module.log(f"latent/{k}", float(v), rank_zero_only=True)
+        path = self.out_dir / f"latent_step{trainer.global_step:06d}.png"
+        title = f"step {trainer.global_step}: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in stats.items()
+        )
+        plot_latent(enc, pl_module.instruments or trainer.datamodule.instruments, path, title)
+        self.written.append(path)
+        if trainer.logger and hasattr(trainer.logger, "log_image"):
+            trainer.logger.log_image("latent/map", [str(path)], step=trainer.global_step)

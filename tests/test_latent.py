@@ -1,0 +1,96 @@
+"""The timbre latent: MFCC against librosa, encoder modes, KL with free bits and warm-up, a VAE
+run that writes its monitoring PNGs and stores centroids with its checkpoint."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddsp_morph.models.encoder import MFCC, TimbreEncoder, beta_at, kl_loss, kl_per_dim
+from ddsp_morph.training.checkpoint import load_run
+
+from .conftest import cfg_for
+
+
+def test_mfcc_matches_librosa():
+    import librosa
+
+    sr, hop = 16000, 128
+    t = np.arange(sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 1330 * t)).astype(np.float32)
+    y += 0.01 * np.random.default_rng(0).standard_normal(sr).astype(np.float32)
+    n_frames = len(y) // hop
+    ours = MFCC(sample_rate=sr, hop_length=hop, n_mels=64, n_mfcc=20)(
+        torch.from_numpy(y)[None], n_frames
+    )[0]
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=1024, hop_length=hop, n_mels=64, fmin=20.0, pad_mode="constant"
+    )
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=20)[:, :n_frames].T
+    scaled = ours.numpy() * 10 / math.log(10)
+    assert scaled.shape == ref.shape
+    np.testing.assert_allclose(scaled, ref, rtol=1e-3, atol=0.05)
+
+
+@pytest.mark.parametrize("variational", [True, False])
+def test_encoder_modes(variational: bool):
+    audio = torch.randn(3, 64 * 128)
+    pooled = TimbreEncoder(z_dim=5, gru_size=16, variational=variational, pooled=True)
+    out = pooled(audio, 64)
+    assert out["z"].shape == (3, 64, 5) and out["mu"].shape == (3, 1, 5)
+    assert torch.equal(out["z"][:, 0], out["z"][:, -1])  # one timbre vector per clip
+    frame = TimbreEncoder(z_dim=5, gru_size=16, variational=variational, pooled=False).eval()
+    z = frame(audio, 64)["z"]
+    assert z.shape == (3, 64, 5) and not torch.allclose(z[:, 0], z[:, -1])
+    pooled.train()
+    a, b = pooled(audio, 64)["z"], pooled(audio, 64)["z"]
+    assert torch.equal(a, b) != variational  # the VAE samples in training, the AE does not
+    pooled.eval()
+    assert torch.equal(pooled(audio, 64)["z"], pooled(audio, 64)["z"])  # posterior mean at eval
+
+
+def test_kl_free_bits_and_warmup():
+    mu = torch.ones(2, 7, 4)
+    logvar = torch.zeros(2, 7, 4)
+    kl = kl_per_dim(mu, logvar)
+    torch.testing.assert_close(kl, torch.full((4,), 0.5))
+    assert float(kl_per_dim(torch.zeros(1, 1, 3), torch.zeros(1, 1, 3)).sum()) == 0.0
+    assert float(kl_loss(torch.tensor([0.1, 2.0]), free_bits=0.5)) == pytest.approx(2.5)
+    assert float(kl_loss(torch.tensor([0.1, 2.0]))) == pytest.approx(2.1)
+    assert beta_at(0, 0.1, 100) == 0.0 and beta_at(50, 0.1, 100) == pytest.approx(0.05)
+    assert beta_at(500, 0.1, 100) == 0.1 and beta_at(0, 0.1, 0) == 0.1
+
+
+def test_vae_run_monitors_the_latent_and_stores_centroids(tiny_corpus: Path, tmp_path: Path):
+    from ddsp_morph.training.train import train
+
+    cfg = cfg_for(
+        tiny_corpus,
+        tmp_path,
+        "latent=vae",
+        "latent.z_dim=4",
+        "latent.gru_size=16",
+        "latent.beta_warmup_steps=2",
+        "latent.monitor_every_n_epochs=1",
+        "data.train_instruments=all",
+        "trainer.max_steps=4",
+        "trainer.check_val_every_n_epoch=1",
+        "n_audio_examples=1",
+    )
+    metrics = train(cfg)
+    assert np.isfinite(metrics["val/loss"]) and "latent/active_units" in metrics
+    assert metrics["train/beta"] > 0
+    pngs = sorted((tmp_path / "latent").glob("latent_step*.png"))
+    assert pngs and pngs[-1].stat().st_size > 10_000
+    run = load_run(tmp_path, checkpoint="last")
+    latent = run.extra["latent"]
+    assert sorted(latent["centroids"]) == ["flute", "violin"] and latent["step"] == 4
+    assert len(latent["centroids"]["flute"]) == 4 and len(latent["pca_components"]) == 2
+    # A z given in the batch replaces the encoder: the same controls, two timbres, two sounds.
+    n = 32
+    batch = {"f0_hz": torch.full((1, n), 440.0), "loudness_db": torch.full((1, n), -20.0)}
+    a = run.model({**batch, "z": torch.tensor([latent["centroids"]["flute"]])})["audio"]
+    b = run.model({**batch, "z": torch.tensor([latent["centroids"]["violin"]])})["audio"]
+    assert a.shape == (1, n * 128) and not torch.allclose(a, b)
