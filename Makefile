@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 RUN ?=
+SOURCE ?=
 
 .DEFAULT_GOAL := help
 
@@ -26,8 +27,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv and install the project (reused when up to date)
 	@echo ".venv is up to date"
 
-data: $(STAMP) ## Render the default corpus and cache its features (skips what exists)
-	$(PY) -m ddsp_morph.prepare $(ARGS)
+data: $(STAMP) ## Render the default corpus (or import SOURCE=<folder>) and cache features; resumes
+	$(PY) -m ddsp_morph.prepare $(if $(SOURCE),data.source.dir=$(abspath $(SOURCE)) data.corpus.name=$(notdir $(abspath $(SOURCE))),) $(ARGS)
 
 train: data ## Set everything up, then train with the default config (ARGS="synth=harmonic ...")
 	$(PY) train.py $(ARGS)

@@ -100,3 +100,60 @@ def test_ddp_on_two_cpu_processes(tiny_corpus: Path, tmp_path: Path):
     assert "MEMBER: 2/2" in done.stderr + done.stdout
     assert json.loads((out / "stability.json").read_text())["train_steps"] == 2
     assert (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_path: Path):
+    """SIGKILL mid-run, then the very same command: it finds the unfinished run (same config,
+    last.ckpt, no stability.json) and continues it with the optimizer and step count intact."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    runs = tmp_path / "runs"
+    cmd = [
+        sys.executable,
+        "train.py",
+        f"paths.runs_dir={runs}",
+        f"data.corpus_dir={tiny_corpus}",
+        "data.example_seconds=2.0",
+        "data.crop_seconds=0.5",
+        "data.batch_size=2",
+        "model.hidden_size=16",
+        "model.gru_size=16",
+        "synth.n_harmonics=8",
+        "latent=none",
+        "logger=csv",
+        "trainer.max_steps=120",
+        "trainer.checkpoint_every_n_steps=5",
+        "trainer.check_val_every_n_epoch=1000",
+        "trainer.enable_progress_bar=false",
+        "n_audio_examples=1",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(runs.glob("*/checkpoints/last.ckpt")):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (first,) = [p.parents[1] for p in runs.glob("*/checkpoints/last.ckpt")]
+    killed_at = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < killed_at < 40 and not (first / "stability.json").exists()
+    time.sleep(1.1)  # the next run directory gets another timestamp
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        f"resuming from {first / 'checkpoints' / 'last.ckpt'} at step {killed_at}"
+        in done.stderr + done.stdout
+    )
+    final = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 40
+    adam_steps = {float(s["step"]) for s in final["optimizer_states"][0]["state"].values()}
+    assert adam_steps == {40.0}  # Adam's moments carried over, not restarted
+    assert json.loads((first / "stability.json").read_text())["train_steps"] == 40 - killed_at

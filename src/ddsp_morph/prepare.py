@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from ddsp_morph.config import validate_config
 from ddsp_morph.data.corpus import build_corpus, extract_corpus_features
+from ddsp_morph.data.importer import ImportSettings, import_folder
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.build import corpus_dir, corpus_settings, feature_settings
 
@@ -18,9 +19,33 @@ log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
+def import_settings(cfg: DictConfig) -> ImportSettings:
+    src, d = cfg.data.source, cfg.data
+    return ImportSettings(
+        sample_rate=int(d.sample_rate),
+        hop_length=int(d.hop_length),
+        example_seconds=float(d.example_seconds),
+        silence_db=float(src.silence_db),
+        min_silence_seconds=float(src.min_silence_seconds),
+        clip_level=float(src.clip_level),
+        max_clipped_fraction=float(src.max_clipped_fraction),
+        min_voiced_fraction=float(src.min_voiced_fraction),
+        balance=str(src.balance),
+        min_minutes_warning=float(src.min_minutes_warning),
+        split_fractions=dict(d.corpus.split_fractions),
+    )
+
+
 def prepare(cfg: DictConfig) -> Path:
     validate_config(cfg)
     out = corpus_dir(cfg)
+    source = cfg.data.get("source", {}).get("dir")
+    if source:
+        usable, skipped = import_folder(
+            Path(source), out, import_settings(cfg), feature_settings(cfg)
+        )
+        print(f"corpus ready at {out}: {len(usable)} examples usable, {len(skipped)} skipped")
+        return out
     manifest = build_corpus(corpus_settings(cfg), out)
     usable, skipped = extract_corpus_features(out, feature_settings(cfg))
     minutes = usable.groupby("instrument")["seconds"].sum() / 60.0

@@ -75,8 +75,10 @@ def sha1_array(x: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest()
 
 
-def read_audio(path: str | Path, *, expected_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Read an audio file as mono float32.
+def read_audio(
+    path: str | Path, *, expected_rate: int | None = None, mono: bool = True
+) -> tuple[np.ndarray, int]:
+    """Read an audio file as mono float32 (``mono=False``: Shape [n_samples, n_channels]).
 
     Raises:
         AudioFileError: one line naming the file, when it cannot be decoded, is empty, holds
@@ -89,12 +91,11 @@ def read_audio(path: str | Path, *, expected_rate: int | None = None) -> tuple[n
         raise AudioFileError(f"{path}: cannot read audio ({reason})") from e
     if audio.size == 0:
         raise AudioFileError(f"{path}: audio file is empty")
-    audio = audio.mean(axis=1)
     if not np.isfinite(audio).all():
         raise AudioFileError(f"{path}: audio contains NaN or inf")
     if expected_rate is not None and rate != expected_rate:
         raise AudioFileError(f"{path}: sample rate {rate} Hz, expected {expected_rate} Hz")
-    return audio, rate
+    return (audio.mean(axis=1) if mono else audio), rate
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray] | None:

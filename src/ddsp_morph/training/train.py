@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddsp_morph.config import validate_config
 from ddsp_morph.data.io import save_csv, save_json
+from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.artifacts import write_resynthesis
 from ddsp_morph.training.build import build_datamodule, build_model, build_module
 from ddsp_morph.training.latent import LatentMonitor
@@ -78,16 +79,88 @@ def build_logger(cfg: DictConfig, output_dir: Path):
     return False
 
 
+IGNORED_FOR_RESUME = ("paths.output_dir", "resume", "num_threads", "trainer.enable_progress_bar")
+
+
+def comparable(cfg: DictConfig) -> dict:
+    """The config as plain data, without the keys that do not change what a run computes."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    for key in IGNORED_FOR_RESUME:
+        node, *path = key.split(".")
+        holder = data
+        for part in [node, *path][:-1]:
+            holder = holder.get(part, {}) if isinstance(holder, dict) else {}
+        if isinstance(holder, dict):
+            holder.pop(key.split(".")[-1], None)
+    return data
+
+
+def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """The run to continue: ``resume=<run dir>``, or with ``resume=auto`` an unfinished run
+    (a last.ckpt, no stability.json) whose config equals this one — so the same command that
+    was interrupted picks up where it stopped. ``resume=never`` always starts afresh."""
+    mode = cfg.get("resume", "auto")
+    if mode in (None, False, "never"):
+        return None
+    if mode != "auto":
+        run = Path(str(mode))
+        if not (run / "checkpoints" / "last.ckpt").exists():
+            raise DDSPMorphError(f"resume={run}: no checkpoints/last.ckpt there")
+        return run
+    want = comparable(cfg)
+    runs_dir = Path(cfg.paths.runs_dir)
+    candidates = [output_dir] + sorted((p for p in runs_dir.glob("*") if p.is_dir()), reverse=True)
+    for run in candidates:
+        if not (run / "checkpoints" / "last.ckpt").exists() or (run / "stability.json").exists():
+            continue
+        try:
+            saved = OmegaConf.load(run / "config.yaml")
+        except OSError:
+            continue
+        if comparable(saved) == want:
+            return run
+    return None
+
+
+def resume_checkpoint(run_dir: Path, model: torch.nn.Module) -> str | None:
+    """last.ckpt if it loads and fits the model (else the best step*.ckpt); None: start afresh."""
+    from ddsp_morph.training.checkpoint import load_checkpoint, load_state_checked, model_state
+
+    for path in [
+        run_dir / "checkpoints" / "last.ckpt",
+        *sorted((run_dir / "checkpoints").glob("step*.ckpt")),
+    ]:
+        if not path.exists():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except DDSPMorphError as e:
+            log.warning("cannot resume from %s: %s", path, e)
+            continue
+        load_state_checked(model, model_state(state), path)  # a clear error on another config
+        log.info("resuming from %s at step %s", path, state.get("global_step"))
+        return str(path)
+    log.warning("%s: no loadable checkpoint; training from the start", run_dir)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one model; write checkpoints, resynthesized audio and a spectrogram PNG under
     ``cfg.paths.output_dir``. Returns the final metrics."""
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    resume_from = find_resumable(cfg, output_dir)
+    if resume_from is not None and resume_from.resolve() != output_dir.resolve():
+        log.info("resuming the interrupted run %s (same config)", resume_from)
+        output_dir = resume_from
     output_dir.mkdir(parents=True, exist_ok=True)
     if cfg.seed is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    saved["paths"]["output_dir"] = str(output_dir)
+    OmegaConf.save(OmegaConf.create(saved), output_dir / "config.yaml")
 
     dm = build_datamodule(cfg)
     dm.setup("fit")
@@ -101,10 +174,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         auto_insert_metric_name=False,
         monitor="val/loss",
         mode="min",
-        save_last=True,
+        save_last=False,
         save_top_k=1,
     )
-    callbacks: list[L.Callback] = [ckpt]
+    # last.ckpt every N steps (written atomically by Lightning): what an interrupted run resumes.
+    last = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        every_n_train_steps=int(cfg.trainer.get("checkpoint_every_n_steps", 100)),
+        save_top_k=0,
+        save_last=True,
+    )
+    callbacks: list[L.Callback] = [ckpt, last]
     if model.encoder is not None:
         callbacks.append(
             LatentMonitor(output_dir / "latent", int(cfg.latent.get("monitor_every_n_epochs", 4)))
@@ -133,7 +213,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         enable_model_summary=True,
     )
     start = time.time()
-    trainer.fit(module, datamodule=dm)
+    ckpt_path = resume_checkpoint(output_dir, model) if resume_from is not None else None
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.time() - start
     # last.ckpt = the final weights (ModelCheckpoint's last is from the last validation).
     # Every rank calls it: under DDP it holds a barrier.

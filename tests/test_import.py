@@ -1,0 +1,181 @@
+"""Importing a messy folder of recordings: formats, rates, channels, bad files, balance,
+splits by source file, and resuming after a SIGKILL with the same manifest."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from ddsp_morph.data.datamodule import CorpusDataModule
+from ddsp_morph.data.features import FeatureSettings
+from ddsp_morph.data.importer import ImportSettings, import_folder, sounding_regions
+from ddsp_morph.data.io import load_npz
+from ddsp_morph.errors import DDSPMorphError
+
+from .conftest import REPO
+
+SETTINGS = ImportSettings(example_seconds=1.0, min_minutes_warning=5.0)
+
+
+def tone(
+    seconds: float, rate: int, f0: float, amp: float = 0.3, channels: int = 1, gaps=()
+) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * f0 * t + 0.003 * f0 / 5 * np.sin(2 * np.pi * 5 * t)  # 5 Hz vibrato
+    x = sum(amp / k * np.sin(k * phase) for k in (1, 2, 3, 4))
+    for g0, g1 in gaps:
+        x[int(g0 * rate) : int(g1 * rate)] = 0.0
+    x = x.astype(np.float32)
+    return np.stack([x, 0.8 * x], axis=1) if channels == 2 else x
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("recordings")
+    v, f = root / "violin", root / "flute"
+    v.mkdir()
+    f.mkdir()
+    (root / "notes.txt").write_text("not an instrument folder")
+    # violin: three times the audio of the flute, in every format, rate and channel count.
+    sf.write(v / "a_stereo48k.wav", tone(4.6, 48000, 392.0, channels=2, gaps=[(2.0, 2.6)]), 48000)
+    sf.write(v / "b_44k.flac", tone(3.2, 44100, 440.0), 44100)
+    sf.write(v / "c.ogg", tone(3.2, 16000, 494.0), 16000, format="OGG", subtype="VORBIS")
+    sf.write(v / "d.mp3", tone(3.2, 22050, 523.0), 22050, format="MP3")
+    sf.write(v / "e.aiff", tone(2.2, 32000, 587.0), 32000, format="AIFF")
+    clipped = tone(2.2, 16000, 659.0, amp=0.6)
+    clipped[:16000] = np.clip(clipped[:16000] * 4, -1, 1)  # the first second is clipped hard
+    sf.write(v / "f_clipped.wav", clipped, 16000, subtype="FLOAT")
+    # bad files
+    sf.write(v / "g_silent.wav", np.zeros(32000, np.float32), 16000)
+    nan = tone(2.0, 16000, 440.0)
+    nan[100] = np.nan
+    sf.write(v / "h_nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(v / "i_short.wav", tone(0.5, 16000, 440.0), 16000)
+    (v / "j_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    (v / "k_empty.flac").write_bytes(b"")
+    for i, f0 in enumerate((523.0, 587.0, 659.0)):
+        sf.write(f / f"{i}_22k.wav", tone(1.2, 22050, f0), 22050)
+    return root
+
+
+@pytest.fixture(scope="module")
+def imported(messy: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("imported") / "corpus"
+    manifest, skipped = import_folder(messy, out, SETTINGS, FeatureSettings(), progress=False)
+    return out, manifest, skipped
+
+
+def test_bad_files_are_skipped_with_a_reason(imported, messy: Path):
+    _, _, skipped = imported
+    reasons = {Path(f).name: why for f, why in skipped}
+    assert reasons["g_silent.wav"].startswith("silent")
+    assert "NaN or inf" in reasons["h_nan.wav"]
+    assert reasons["i_short.wav"].startswith("shorter than one example")
+    assert "cannot read audio" in reasons["j_corrupt.wav"]
+    assert "cannot read audio" in reasons["k_empty.flac"] or "empty" in reasons["k_empty.flac"]
+    assert all("\n" not in why for why in reasons.values())
+    table = pd.read_csv(imported[0] / "skipped.csv")
+    assert set(Path(f).name for f in table["file"]) >= {
+        "g_silent.wav",
+        "h_nan.wav",
+        "i_short.wav",
+        "j_corrupt.wav",
+    }
+
+
+def test_examples_formats_splits_and_clipping(imported):
+    out, manifest, _ = imported
+    files = manifest.groupby("source_file")["split"].nunique()
+    assert (files == 1).all()  # no recording on two sides
+    names = {Path(p).name for p in manifest["source_file"]}
+    assert {"a_stereo48k.wav", "b_44k.flac", "c.ogg", "d.mp3", "e.aiff", "f_clipped.wav"} <= names
+    a = manifest[manifest["source_file"].str.endswith("a_stereo48k.wav")]
+    assert len(a) == 4  # 2.0 s + 2.0 s of sound around the gap: two 1 s examples each
+    f = manifest[manifest["source_file"].str.endswith("f_clipped.wav")]
+    assert len(f) == 1 and f["start_s"].iloc[0] >= 1.0  # the clipped first second is dropped
+    assert set(manifest.loc[manifest.instrument == "violin", "split"]) == {"train", "valid", "test"}
+    for row in manifest.itertuples():
+        audio, rate = sf.read(out / row.audio_path)
+        assert rate == 16000 and audio.ndim == 1 and len(audio) == 16000
+        assert load_npz(out / row.feature_path)["f0_hz"].shape == (125,)
+
+
+def test_balance_report_and_equal_sampling(imported):
+    out, manifest, _ = imported
+    balance = pd.read_csv(out / "balance.csv").set_index("instrument")
+    assert balance.loc["violin", "minutes"] > 2.5 * balance.loc["flute", "minutes"]
+    assert balance["below_minimum"].all()
+    assert balance.loc["violin", "pitch_p05"].startswith(("G4", "F#4", "G#4"))
+    assert (out / "balance.png").stat().st_size > 10_000
+    dm = CorpusDataModule(corpus_dir=out, instruments="all", batch_size=1, crop_seconds=0.5)
+    dm.setup()
+    counts = np.zeros(2)
+    for _ in range(30):
+        for b in dm.train_dataloader():
+            counts[int(b["instrument_id"][0])] += 1
+    assert abs(counts[0] / counts.sum() - 0.5) < 0.1
+
+
+def test_cap_policy_and_nothing_usable(messy: Path, tmp_path: Path):
+    s = ImportSettings(example_seconds=1.0, balance="cap")
+    manifest, _ = import_folder(messy, tmp_path / "capped", s, FeatureSettings(), progress=False)
+    train = manifest[manifest.split == "train"].groupby("instrument").size()
+    assert train["violin"] == train["flute"]
+    bad = tmp_path / "bad"
+    (bad / "oboe").mkdir(parents=True)
+    (bad / "oboe" / "x.wav").write_bytes(b"nope")
+    with pytest.raises(
+        DDSPMorphError, match=r"nothing usable to import \(x.wav: cannot read audio"
+    ):
+        import_folder(bad, tmp_path / "c2", s, FeatureSettings(), progress=False)
+
+
+def test_silence_splits_regions():
+    s = ImportSettings()
+    x = tone(3.0, 16000, 440.0, gaps=[(1.0, 1.5)])
+    regions = sounding_regions(x, s)
+    assert len(regions) == 2
+    assert abs(regions[0][1] / 16000 - 1.0) < 0.02 and abs(regions[1][0] / 16000 - 1.5) < 0.02
+
+
+def test_killed_import_resumes_to_the_same_manifest(messy: Path, imported, tmp_path: Path):
+    out = tmp_path / "data" / "corpus" / "messy"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ddsp_morph.prepare",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"data.source.dir={messy}",
+        "data.corpus.name=messy",
+        "data.example_seconds=1.0",
+        f"hydra.run.dir={tmp_path / 'log'}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "features").rglob("*.npz"))) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-way through the features
+    proc.wait()
+    assert not (out / "balance.csv").exists()
+    # A truncated cache entry and a damaged example are detected and redone.
+    feat = next((out / "features").rglob("*.npz"))
+    feat.write_bytes(feat.read_bytes()[:40])
+    wav = next((out / "audio" / "flute").glob("*.wav"))
+    wav.write_bytes(wav.read_bytes()[:1000])
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = pd.read_csv(out / "manifest.csv")
+    reference = pd.read_csv(imported[0] / "manifest.csv")
+    pd.testing.assert_frame_equal(resumed, reference)
+    assert sf.read(wav)[0].shape == (16000,)
+    shutil.rmtree(tmp_path / "data")
