@@ -113,3 +113,22 @@ def test_ddp_trainer_and_slurm_launcher_compose():
     from hydra.utils import get_class
 
     assert get_class(launcher._target_).__name__ == "SlurmLauncher"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("latent.beta=-1", "config latent.beta: must be >= 0, got -1"),
+        ("latent.mode=clip", "config latent.mode: must be 'pooled' or 'frame', got 'clip'"),
+        ("data.source.balance=most", "config data.source.balance: must be 'equal' or 'cap', got 'most'"),
+    ],
+)
+def test_latent_and_import_values_are_checked(override: str, message: str):
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[override])
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg)
+    assert str(e.value) == message

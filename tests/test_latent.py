@@ -73,17 +73,19 @@ def test_vae_run_monitors_the_latent_and_stores_centroids(tiny_corpus: Path, tmp
         "latent.z_dim=4",
         "latent.gru_size=16",
         "latent.beta_warmup_steps=2",
-        "latent.monitor_every_n_epochs=1",
+        "latent.monitor_every_n_epochs=2",
         "data.train_instruments=all",
         "trainer.max_steps=4",
-        "trainer.check_val_every_n_epoch=1",
+        "trainer.check_val_every_n_epoch=2",
         "n_audio_examples=1",
     )
     metrics = train(cfg)
     assert np.isfinite(metrics["val/loss"]) and "latent/active_units" in metrics
     assert metrics["train/beta"] > 0
-    pngs = sorted((tmp_path / "latent").glob("latent_step*.png"))
-    assert pngs and pngs[-1].stat().st_size > 10_000
+    pngs = sorted(p.name for p in (tmp_path / "latent").glob("latent_step*.png"))
+    # Validation every 2 epochs (1 step each), the monitor every 2 epochs, and the final map.
+    assert pngs == ["latent_step000002.png", "latent_step000004.png"]
+    assert (tmp_path / "latent" / pngs[0]).stat().st_size > 10_000
     run = load_run(tmp_path, checkpoint="last")
     latent = run.extra["latent"]
     assert sorted(latent["centroids"]) == ["flute", "violin"] and latent["step"] == 4

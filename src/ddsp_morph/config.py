@@ -30,6 +30,15 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "model.gru_size": ((int,), _POSITIVE),
     "model.lr": ((float, int), _POSITIVE),
     "trainer.max_steps": ((int,), ("> 0 or -1", lambda v: v > 0 or v == -1)),
+    "trainer.checkpoint_every_n_steps": ((int,), _POSITIVE),
+    "latent.z_dim": ((int,), _POSITIVE),
+    "latent.gru_size": ((int,), _POSITIVE),
+    "latent.beta": ((float, int), (">= 0", lambda v: v >= 0)),
+    "latent.beta_warmup_steps": ((int,), (">= 0", lambda v: v >= 0)),
+    "latent.free_bits": ((float, int), (">= 0", lambda v: v >= 0)),
+    "latent.mode": ((str,), ("'pooled' or 'frame'", lambda v: v in ("pooled", "frame"))),
+    "data.source.balance": ((str,), ("'equal' or 'cap'", lambda v: v in ("equal", "cap"))),
+    "data.source.min_voiced_fraction": ((float, int), ("in [0, 1]", lambda v: 0 <= v <= 1)),
 }
 
 

@@ -137,16 +137,25 @@ class LatentMonitor(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if trainer.current_epoch % self.every and trainer.current_epoch != 0:
+        # Validation ends an epoch: epochs completed = current_epoch + 1.
+        if (trainer.current_epoch + 1) % self.every:
             return
+        self.write(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self.write(trainer, pl_module, final=True)  # the map of the final weights
+
+    def write(self, trainer: L.Trainer, pl_module, final: bool = False) -> None:
         model = pl_module.model
         dataset = trainer.datamodule.datasets["valid"]
         if model.encoder is None or not len(dataset):
             return
         enc = encode_dataset(model, dataset)
         stats = latent_stats(enc)
-        for k, v in stats.items():
-            pl_module.log(f"latent/{k}", float(v), rank_zero_only=True)
+        if not final:  # self.log is not allowed once training has ended
+            for k, v in stats.items():
+                pl_module.log(f"latent/{k}", float(v), rank_zero_only=True)
         path = self.out_dir / f"latent_step{trainer.global_step:06d}.png"
         title = f"step {trainer.global_step}: " + ", ".join(
             f"{k} {v:.3g}" for k, v in stats.items()
