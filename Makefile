@@ -38,7 +38,7 @@ eval: $(STAMP) ## Evaluate a run on its test split: make eval RUN=runs/<run> (de
 	if [ -z "$$run" ]; then run=$$(ls -d runs/*/checkpoints 2>/dev/null | sort | tail -1 | xargs -r dirname); fi; \
 	if [ -z "$$run" ]; then echo "error: no trained run under runs/; run make train, or give RUN=<run dir>" >&2; exit 2; fi; \
 	echo "evaluating $$run"; \
-	$(PY) -m ddsp_morph.evaluate run=$${run%/} $(ARGS)
+	$(PY) -m ddsp_morph.evaluate "run='$${run%/}'" $(ARGS)
 
 test: $(STAMP) ## Run the default test suite (not slow, not gpu)
 	$(PY) -m pytest -q

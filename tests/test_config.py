@@ -120,7 +120,10 @@ def test_ddp_trainer_and_slurm_launcher_compose():
     [
         ("latent.beta=-1", "config latent.beta: must be >= 0, got -1"),
         ("latent.mode=clip", "config latent.mode: must be 'pooled' or 'frame', got 'clip'"),
-        ("data.source.balance=most", "config data.source.balance: must be 'equal' or 'cap', got 'most'"),
+        (
+            "data.source.balance=most",
+            "config data.source.balance: must be 'equal' or 'cap', got 'most'",
+        ),
     ],
 )
 def test_latent_and_import_values_are_checked(override: str, message: str):

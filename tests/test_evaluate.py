@@ -124,6 +124,27 @@ def test_evaluate_cli_and_bad_run_dir(tiny_run: Path, tmp_path: Path):
     )
 
 
+def test_make_eval_on_a_sweep_job_directory(tiny_run: Path, tmp_path: Path):
+    import shutil
+
+    job = tmp_path / "0_synth=harmonic,seed=0"  # Hydra's sweep sub-directories look like this
+    shutil.copytree(tiny_run, job)
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "eval",
+            f"RUN={job}",
+            "ARGS=max_examples=1 n_plot=1 progress=false",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (job / "eval_test" / "summary.json").exists()
+
+
 def test_checkpoint_from_another_config_names_the_keys(tiny_run: Path):
     run = load_run(tiny_run)
     assert run.instruments == ["flute", "violin"] and run.global_step == 6
