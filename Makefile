@@ -40,6 +40,9 @@ eval: $(STAMP) ## Evaluate a run on its test split: make eval RUN=runs/<run> (de
 	echo "evaluating $$run"; \
 	$(PY) -m ddsp_morph.evaluate "run='$${run%/}'" $(ARGS)
 
+realtime: $(STAMP) ## Play the latest run from MIDI (ARGS="--port NAME", "--virtual", "--midi-file in.mid --out out.wav")
+	$(PY) -m ddsp_morph.realtime $(ARGS)
+
 test: $(STAMP) ## Run the default test suite (not slow, not gpu)
 	$(PY) -m pytest -q
 
@@ -56,4 +59,4 @@ lint: $(STAMP) ## ruff lint + format check
 clean: ## Remove runs and logs (keeps data and .venv)
 	rm -rf runs logs outputs
 
-.PHONY: help venv data train eval test test-all bench lint clean
+.PHONY: help venv data train eval realtime test test-all bench lint clean

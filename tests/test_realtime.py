@@ -50,3 +50,125 @@ def test_bad_block_shapes_are_named(tmp_path: Path):
     engine = StreamingEngine(model, frames_per_block=2)
     with pytest.raises(ValueError, match=r"expected shape \(2,\)"):
         engine.process(torch.full((3,), 220.0), torch.full((3,), -30.0))
+
+
+def _melody(path: Path) -> Path:
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=480)  # 960 ticks per second at 120 bpm
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    last = 0
+    events = []
+    for i, note in enumerate([60, 64, 67, 72]):
+        events += [
+            (i * 0.5, mido.Message("note_on", note=note, velocity=110)),
+            (i * 0.5 + 0.45, mido.Message("note_off", note=note)),
+        ]
+    events.append((0.3, mido.Message("control_change", control=1, value=127)))
+    for t, msg in sorted(events, key=lambda e: e[0]):
+        tr.append(msg.copy(time=int(round(t * 960)) - last))
+        last = int(round(t * 960))
+    mid.save(path)
+    return path
+
+
+def test_headless_render_follows_the_notes(tiny_run: Path, tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    from ddsp_morph.control.midi import midi_to_controls
+    from ddsp_morph.data.features import FeatureSettings, extract_f0
+
+    from .conftest import REPO
+
+    midi = _melody(tmp_path / "m.mid")
+    out = tmp_path / "out.wav"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddsp_morph.realtime",
+            "--run",
+            str(tiny_run),
+            "--midi-file",
+            str(midi),
+            "--out",
+            str(out),
+            "--from",
+            "flute",
+            "--to",
+            "violin",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    audio, rate = sf.read(out, dtype="float32")
+    assert rate == 48000 and out.with_suffix(".png").stat().st_size > 10_000
+    stats = json.loads(out.with_suffix(".json").read_text())
+    assert stats["source"] == "flute" and stats["target"] == "violin" and stats["block_ms"] == 8.0
+    y = soxr.resample(audio, 48000, 16000).astype(np.float32)
+    f0, periodicity = extract_f0(y, FeatureSettings())
+    ctl = midi_to_controls(midi, frame_rate=125.0)
+    n = min(len(f0), len(ctl["f0_hz"]))
+    held = (ctl["gate"][:n] > 0) & (periodicity[:n] >= 0.5)
+    assert held.sum() > 100
+    cents = np.abs(1200 * np.log2(f0[:n][held] / ctl["f0_hz"][:n][held]))
+    assert np.median(cents) <= 20.0
+
+
+def test_bad_midi_and_missing_run_are_one_line_errors(tiny_run: Path, tmp_path: Path):
+    from ddsp_morph.realtime.cli import main
+
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")
+    assert (
+        main(["--run", str(tiny_run), "--midi-file", str(bad), "--out", str(tmp_path / "o.wav")])
+        == 2
+    )
+    assert (
+        main(
+            [
+                "--runs-dir",
+                str(tmp_path / "none"),
+                "--midi-file",
+                str(bad),
+                "--out",
+                str(tmp_path / "o.wav"),
+            ]
+        )
+        == 2
+    )
+
+
+def test_out_of_range_controls_are_clamped():
+    import mido
+
+    from ddsp_morph.control.midi import MidiController, MidiSettings
+
+    s = MidiSettings(loudness_min_db=-70, loudness_max_db=-15)
+    c = MidiController(s)
+    c.osc("/morph", 7.0)
+    assert c.morph == 1.0
+    c.osc("/pc", -9.0, 9.0)
+    assert c.pc == [-1.0, 1.0]
+    c.osc("/loudness", 40.0)
+    assert c.osc_loudness == -15
+    c.osc("/f0", float("nan"))
+    c.osc("/f0", "not a number")
+    c.osc("/nowhere", 1.0)
+    assert c.osc_f0 is None
+    c.osc("/f0", 1e9)
+    assert c.osc_f0 == 4000.0
+    c.handle(mido.Message("pitchwheel", pitch=8191), 0.0)
+    assert c.bend == pytest.approx(2.0, abs=1e-3)
+    c.handle(mido.Message("note_on", note=127, velocity=127), 0.0)
+    f0, loud, gate = c.frame(0.1)
+    assert f0 == 4000.0 and gate == 1.0 and loud == -15  # OSC overrides win, clamped

@@ -21,7 +21,12 @@ class MidiSettings:
     release_s: float = 0.2
     loudness_min_db: float = -70.0  # silence and velocity 0 map here
     loudness_max_db: float = -15.0  # velocity 127 at the peak
-    morph_cc: int = 1
+    morph_cc: int = 1  # the mod wheel moves between the two instruments
+    vibrato_cc: int = 2  # breath controller (the mod wheel is the morph by default)
+    vibrato_depth: float = 0.5  # semitones at full CC
+    vibrato_rate: float = 5.5  # Hz
+    pc_ccs: tuple[int, int] = (16, 17)  # general-purpose controllers 1 and 2: latent PC 1 and 2
+    portamento_s: float = 0.0  # glide time constant; 0: jump
     channel: int | None = None  # None: every channel
 
 
@@ -58,6 +63,146 @@ def read_midi(path: Path):
         raise DDSPMorphError(f"{path}: not a readable MIDI file ({e})") from e
 
 
+class MidiController:
+    """MIDI (and OSC) events in, one frame of controls out — the state machine shared by the
+    live synth and the headless renderer.
+
+    Monophonic with last-note priority: a new note takes over; releasing it falls back to the
+    most recent note still held; the sustain pedal (CC64) holds released notes until it lifts.
+    f0 = note + pitch bend (± ``bend_range``) + vibrato (``vibrato_cc``: depth up to
+    ``vibrato_depth`` semitones at ``vibrato_rate`` Hz), gliding with ``portamento_s``.
+    Loudness = the velocity through an ADSR, in dB within the corpus range. ``morph_cc``
+    (0..1) moves along the path between two instrument centroids; ``pc_ccs`` move over the
+    latent's first two principal axes (-1..1). Every value is clamped to its range.
+    """
+
+    def __init__(self, settings: MidiSettings | None = None) -> None:
+        self.s = settings or MidiSettings()
+        self.held: list[tuple[int, int]] = []
+        self.sustained: set[int] = set()
+        self.pedal = False
+        self.bend = 0.0
+        self.vibrato = 0.0
+        self.morph = 0.0
+        self.pc = [0.0, 0.0]
+        self.current: tuple[int, int] | None = None
+        self.note_on_t = 0.0
+        self.release_t: float | None = None
+        self.semitone: float | None = None  # the gliding pitch
+        self.osc_f0: float | None = None
+        self.osc_loudness: float | None = None
+        self.last_t = 0.0
+
+    # --- events -------------------------------------------------------------------------
+    def handle(self, msg, t: float) -> None:
+        """Apply one mido message received at time ``t`` (seconds)."""
+        s = self.s
+        if s.channel is not None and getattr(msg, "channel", s.channel) != s.channel:
+            return
+        kind = msg.type
+        if kind == "note_on" and msg.velocity > 0:
+            self.held = [h for h in self.held if h[0] != msg.note] + [(msg.note, msg.velocity)]
+            self.sustained.discard(msg.note)
+            if self.current is None or self.release_t is not None or self.semitone is None:
+                self.note_on_t = t  # a new attack; legato notes keep the envelope going
+            self.current, self.release_t = (msg.note, msg.velocity), None
+        elif kind in ("note_off", "note_on"):
+            if self.pedal:
+                self.sustained.add(msg.note)
+                return
+            self._release(msg.note, t)
+        elif kind == "pitchwheel":
+            self.bend = float(np.clip(msg.pitch / 8192.0, -1.0, 1.0)) * s.bend_range
+        elif kind == "control_change":
+            value = float(np.clip(msg.value / 127.0, 0.0, 1.0))
+            if msg.control == s.morph_cc:
+                self.morph = value
+            if msg.control == s.vibrato_cc:
+                self.vibrato = value
+            for i, cc in enumerate(s.pc_ccs):
+                if msg.control == cc:
+                    self.pc[i] = 2.0 * value - 1.0
+            if msg.control == 64:  # sustain pedal
+                self.pedal = value >= 0.5
+                if not self.pedal:
+                    for note in sorted(self.sustained):
+                        self._release(note, t)
+                    self.sustained.clear()
+
+    def _release(self, note: int, t: float) -> None:
+        was_top = bool(self.held) and self.held[-1][0] == note
+        self.held = [h for h in self.held if h[0] != note]
+        if was_top and self.held:
+            self.current = self.held[-1]  # last-note priority: back to the previous held note
+        elif was_top:
+            self.release_t = t
+
+    def osc(self, address: str, *args: float) -> None:
+        """OSC control: /f0 <Hz> (0 gives the keyboard back), /loudness <dB>, /morph <0..1>,
+        /pc <x> <y> (-1..1). Out-of-range values are clamped; unknown addresses ignored."""
+        try:
+            values = [float(a) for a in args]
+        except (TypeError, ValueError):
+            return
+        if not values or not all(np.isfinite(values)):
+            return
+        if address == "/f0":
+            self.osc_f0 = float(np.clip(values[0], 20.0, 4000.0)) if values[0] > 0 else None
+        elif address == "/loudness":
+            self.osc_loudness = float(
+                np.clip(values[0], self.s.loudness_min_db, self.s.loudness_max_db)
+            )
+        elif address == "/morph":
+            self.morph = float(np.clip(values[0], 0.0, 1.0))
+        elif address == "/pc":
+            for i, v in enumerate(values[:2]):
+                self.pc[i] = float(np.clip(v, -1.0, 1.0))
+
+    # --- frames -------------------------------------------------------------------------
+    def frame(self, t: float) -> tuple[float, float, float]:
+        """(f0_hz, loudness_db, gate) at time ``t``; call once per frame, in order."""
+        s = self.s
+        dt = max(0.0, t - self.last_t)
+        self.last_t = t
+        if self.current is None:
+            f0 = self.osc_f0 or 440.0
+            loud = self.osc_loudness if self.osc_loudness is not None else s.loudness_min_db
+            return f0, loud, 0.0
+        note, vel = self.current
+        target = note + self.bend
+        if self.semitone is None or s.portamento_s <= 0:
+            self.semitone = target
+        else:
+            self.semitone += (target - self.semitone) * (1.0 - np.exp(-dt / s.portamento_s))
+        vibrato = self.vibrato * s.vibrato_depth * np.sin(2 * np.pi * s.vibrato_rate * t)
+        f0 = self.osc_f0 or 440.0 * 2 ** ((self.semitone + vibrato - 69) / 12)
+        gate = 1.0 if self.release_t is None else 0.0
+        loud = envelope_db(
+            t - self.note_on_t, None if self.release_t is None else t - self.release_t, s, vel
+        )
+        if self.osc_loudness is not None:
+            loud = self.osc_loudness
+        return float(f0), float(loud), gate
+
+
+def midi_events(
+    path: str | Path, settings: MidiSettings | None = None
+) -> list[tuple[float, object]]:
+    """(time in seconds, message) of every non-meta message of a MIDI file."""
+    mid = read_midi(Path(path))
+    events, t = [], 0.0
+    try:
+        for msg in mid:  # iterating a MidiFile yields delta times in seconds
+            t += msg.time
+            if not msg.is_meta:
+                events.append((t, msg))
+    except (ValueError, KeyError, IndexError, EOFError) as e:
+        raise DDSPMorphError(f"{path}: not a readable MIDI file ({e})") from e
+    if not any(m.type == "note_on" and m.velocity > 0 for _, m in events):
+        raise DDSPMorphError(f"{path}: no notes")
+    return events
+
+
 def midi_to_controls(
     path: str | Path,
     *,
@@ -65,64 +210,30 @@ def midi_to_controls(
     settings: MidiSettings | None = None,
     tail_s: float = 0.5,
 ) -> dict[str, np.ndarray]:
-    """Frame-rate controls of a MIDI file.
+    """Frame-rate controls of a MIDI file, through the same MidiController as the live synth.
 
     Returns:
-        f0_hz, loudness_db, gate (1 while a note is held), morph (the morph CC in 0..1, held
-        between changes) — each Shape [n_frames].
+        f0_hz, loudness_db, gate (1 while a note is held), morph (0..1), pc (Shape
+        [n_frames, 2]) — Shape [n_frames] unless stated.
     """
-    s = settings or MidiSettings()
-    mid = read_midi(Path(path))
-    events = []
-    t = 0.0
-    for msg in mid:  # iterating a MidiFile yields messages with delta times in seconds
-        t += msg.time
-        if msg.is_meta or (s.channel is not None and getattr(msg, "channel", None) != s.channel):
-            continue
-        events.append((t, msg))
-    end = t + tail_s
-    n_frames = max(1, int(np.ceil(end * frame_rate)))
-    f0 = np.zeros(n_frames)
-    loud = np.full(n_frames, s.loudness_min_db)
-    gate = np.zeros(n_frames)
-    morph = np.zeros(n_frames)
-    held: list[tuple[int, int]] = []  # (note, velocity), last = sounding
-    bend, cc, note_on_t, release_t, last = 0.0, 0.0, 0.0, None, None
+    events = midi_events(path, settings)
+    ctl = MidiController(settings)
+    n_frames = max(1, int(np.ceil((events[-1][0] + tail_s) * frame_rate)))
+    out = {k: np.zeros(n_frames, np.float32) for k in ("f0_hz", "loudness_db", "gate", "morph")}
+    out["pc"] = np.zeros((n_frames, 2), np.float32)
     k = 0
+    first_note = None
     for m in range(n_frames):
         now = m / frame_rate
         while k < len(events) and events[k][0] <= now:
-            et, msg = events[k]
+            ctl.handle(events[k][1], events[k][0])
             k += 1
-            if msg.type == "note_on" and msg.velocity > 0:
-                held = [h for h in held if h[0] != msg.note] + [(msg.note, msg.velocity)]
-                note_on_t, release_t, last = et, None, (msg.note, msg.velocity)
-            elif msg.type in ("note_off", "note_on"):
-                was_top = bool(held) and held[-1][0] == msg.note
-                held = [h for h in held if h[0] != msg.note]
-                if was_top and held:  # last-note priority: fall back to the previous held note
-                    last = held[-1]
-                elif was_top:
-                    release_t = et
-            elif msg.type == "pitchwheel":
-                bend = msg.pitch / 8192.0 * s.bend_range
-            elif msg.type == "control_change" and msg.control == s.morph_cc:
-                cc = min(max(msg.value / 127.0, 0.0), 1.0)
-        morph[m] = cc
-        if last is None:
-            continue
-        note, vel = last
-        f0[m] = 440.0 * 2 ** ((note + bend - 69) / 12)
-        gate[m] = 1.0 if held else 0.0
-        loud[m] = envelope_db(now - note_on_t, None if held else now - (release_t or now), s, vel)
+        f0, loud, gate = ctl.frame(now)
+        if first_note is None and ctl.current is not None:
+            first_note = m
+        out["f0_hz"][m], out["loudness_db"][m], out["gate"][m] = f0, loud, gate
+        out["morph"][m], out["pc"][m] = ctl.morph, ctl.pc
     # Before the first note f0 has no value: hold the first note's pitch there.
-    voiced = np.nonzero(f0 > 0)[0]
-    if not len(voiced):
-        raise DDSPMorphError(f"{path}: no notes")
-    f0[: voiced[0]] = f0[voiced[0]]
-    return {
-        "f0_hz": f0.astype(np.float32),
-        "loudness_db": loud.astype(np.float32),
-        "gate": gate.astype(np.float32),
-        "morph": morph.astype(np.float32),
-    }
+    if first_note:
+        out["f0_hz"][:first_note] = out["f0_hz"][first_note]
+    return out

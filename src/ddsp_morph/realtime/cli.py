@@ -1,0 +1,214 @@
+"""``python -m ddsp_morph.realtime`` (what ``make realtime`` runs).
+
+python -m ddsp_morph.realtime                                 # latest run, live: audio out, MIDI in
+python -m ddsp_morph.realtime --port "Keystation" --from violin --to flute
+python -m ddsp_morph.realtime --virtual                       # a virtual MIDI input port
+python -m ddsp_morph.realtime --midi-file in.mid --out out.wav   # headless, same code path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.realtime.performer import Performer, PerformerSettings, render_midi_file
+
+
+def latest_run(runs_dir: Path) -> Path:
+    runs = sorted(p.parents[1] for p in runs_dir.glob("*/checkpoints/last.ckpt"))
+    if not runs:
+        raise DDSPMorphError(
+            f"{runs_dir}: no trained run yet; train one first with `make train` "
+            "(or give --run <run dir>)"
+        )
+    return runs[-1]
+
+
+def run_live(
+    run,
+    s: PerformerSettings,
+    *,
+    port: str | None,
+    virtual: bool,
+    osc_host: str,
+    osc_port: int,
+    device,
+    seconds: float | None,
+) -> None:
+    try:
+        import sounddevice as sd
+    except OSError as e:
+        raise DDSPMorphError(
+            f"audio output needs PortAudio ({e}); on Debian: apt install libportaudio2. "
+            "Headless rendering works without it: --midi-file in.mid --out out.wav"
+        ) from e
+    import queue
+    import threading
+
+    import mido
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    p = Performer(run, s)
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    if virtual:
+        inport = mido.open_input(
+            "DDSP Morph", virtual=True, callback=lambda m: inbox.put(("midi", m))
+        )
+    else:
+        names = mido.get_input_names()
+        chosen = [n for n in names if port is None or port.lower() in n.lower()]
+        if not chosen:
+            raise DDSPMorphError(
+                f"MIDI input {port!r}: not found; available: {names or 'none'} (or --virtual)"
+            )
+        inport = mido.open_input(chosen[0], callback=lambda m: inbox.put(("midi", m)))
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: inbox.put(("osc", address, args)))
+    server = ThreadingOSCUDPServer((osc_host, osc_port), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fifo = np.zeros(0, np.float32)
+    xruns = 0
+
+    def callback(outdata, frames, time_info, status) -> None:
+        nonlocal fifo, xruns
+        if status.output_underflow:
+            xruns += 1
+        while not inbox.empty():
+            item = inbox.get_nowait()
+            if item[0] == "midi":
+                p.controller.handle(item[1], p.t)
+            else:
+                p.controller.osc(item[1], *item[2])
+        while len(fifo) < frames:
+            fifo = np.concatenate([fifo, p.next_block()])
+        outdata[:, 0] = fifo[:frames]
+        fifo = fifo[frames:]
+
+    blocksize = int(round(p.block_size * s.device_rate / p.sample_rate))
+    print(f"playing {run.run_dir} on MIDI {inport.name!r}, OSC {osc_host}:{osc_port}; Ctrl-C stops")
+    start = time.time()
+    with sd.OutputStream(
+        samplerate=s.device_rate,
+        blocksize=blocksize,
+        channels=1,
+        dtype="float32",
+        callback=callback,
+        latency="low",
+        device=device,
+    ) as stream:
+        try:
+            while seconds is None or time.time() - start < seconds:
+                time.sleep(1.0)
+                recent = p.compute_seconds[-200:]
+                model_load = np.median(recent) / (p.block_size / p.sample_rate) if recent else 0.0
+                print(
+                    f"\rxruns {xruns}  stream cpu {stream.cpu_load:5.1%}  model {model_load:5.1%} of a block",
+                    end="",
+                    flush=True,
+                )
+        except KeyboardInterrupt:
+            pass
+    print()
+    server.shutdown()
+    inport.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m ddsp_morph.realtime", description="The DDSP Morph MIDI synth."
+    )
+    ap.add_argument(
+        "--run", type=Path, help="a training run directory (default: the latest under --runs-dir)"
+    )
+    ap.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    ap.add_argument("--checkpoint", default="last")
+    ap.add_argument("--midi-file", type=Path, help="headless: render this MIDI file")
+    ap.add_argument(
+        "--out", type=Path, help="headless: the wav to write (a spectrogram PNG beside it)"
+    )
+    ap.add_argument("--port", help="MIDI input port (a part of its name)")
+    ap.add_argument("--virtual", action="store_true", help="open a virtual MIDI input port")
+    ap.add_argument("--from", dest="source", help="instrument at morph CC = 0")
+    ap.add_argument("--to", dest="target", help="instrument at morph CC = 127")
+    ap.add_argument("--path", default="linear", choices=["linear", "slerp"])
+    ap.add_argument("--frames-per-block", type=int, default=1)
+    ap.add_argument("--device-rate", type=int, default=48000)
+    ap.add_argument("--device", default=None, help="sounddevice output device")
+    ap.add_argument("--osc-host", default="127.0.0.1")
+    ap.add_argument("--osc-port", type=int, default=9000)
+    ap.add_argument("--seconds", type=float, default=None, help="live: stop after this long")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # one thread: per-block work is small, thread hand-offs cost more
+    try:
+        from ddsp_morph.training.checkpoint import load_run
+
+        run = load_run(args.run or latest_run(args.runs_dir), checkpoint=args.checkpoint)
+        s = PerformerSettings(
+            frames_per_block=args.frames_per_block,
+            device_rate=args.device_rate,
+            source=args.source,
+            target=args.target,
+            path=args.path,
+        )
+        if args.midi_file is not None:
+            if args.out is None:
+                raise DDSPMorphError("--midi-file needs --out <wav>")
+            audio, stats = render_midi_file(run, args.midi_file, s)
+            write_render(args.out, audio, s.device_rate, stats)
+            print(json.dumps(stats, indent=2))
+            print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+            return 0
+        run_live(
+            run,
+            s,
+            port=args.port,
+            virtual=args.virtual,
+            osc_host=args.osc_host,
+            osc_port=args.osc_port,
+            device=args.device,
+            seconds=args.seconds,
+        )
+    except DDSPMorphError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_render(path: Path, audio: np.ndarray, rate: int, stats: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ddsp_morph.data.io import save_json, save_wav
+    from ddsp_morph.training.artifacts import log_spectrogram_db
+
+    save_wav(path, audio, rate)
+    save_json(path.with_suffix(".json"), stats)
+    s = log_spectrogram_db(audio, n_fft=2048, hop=512)
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.imshow(
+        s,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=-80,
+        vmax=max(s.max(), -79),
+        extent=(0, len(audio) / rate, 0, rate / 2000),
+    )
+    ax.set_ylim(0, 8)
+    ax.set_xlabel("s")
+    ax.set_ylabel("kHz")
+    ax.set_title(f"{path.name}: {stats.get('source')} → {stats.get('target')} (morph CC)")
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=90)
+    plt.close(fig)

@@ -1,0 +1,158 @@
+"""The performer: MIDI/OSC controller -> timbre position -> streaming engine -> resampler.
+
+One code path for the live synth and the headless renderer: events are applied at the start
+of the block after they arrive (so a message waits at most one block), every frame of the
+block takes its controls from the MidiController, and the 16 kHz model output is resampled
+to the device rate in the stream (soxr)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddsp_morph.control.midi import MidiController, MidiSettings, midi_events
+from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.evaluation.latent_eval import path_points
+from ddsp_morph.realtime.engine import StreamingEngine
+
+
+@dataclass
+class PerformerSettings:
+    frames_per_block: int = 1
+    device_rate: int = 48000
+    source: str | None = None  # the instrument at morph = 0 (None: the first one)
+    target: str | None = None  # the instrument at morph = 1 (None: the second one)
+    path: str = "linear"
+    path_steps: int = 65  # the path is precomputed at this resolution
+    pc_scale: float = 2.0  # a PC CC at its extreme moves z by this many standard deviations
+
+
+class LatentMap:
+    """(morph, pc1, pc2) -> z: along the centroid path, plus the first two principal axes."""
+
+    def __init__(self, latent: dict, s: PerformerSettings) -> None:
+        names = sorted(latent["centroids"])
+        source = s.source or names[0]
+        target = s.target or (names[1] if len(names) > 1 else names[0])
+        for name in (source, target):
+            if name not in latent["centroids"]:
+                raise DDSPMorphError(f"instrument {name!r}: no centroid; this run knows {names}")
+        self.source, self.target = source, target
+        a = np.asarray(latent["centroids"][source], np.float32)
+        b = np.asarray(latent["centroids"][target], np.float32)
+        self.path = torch.from_numpy(path_points(a, b, s.path_steps, s.path).astype(np.float32))
+        comps = np.asarray(latent["pca_components"], np.float32)
+        std = np.asarray(latent["pca_std"], np.float32)
+        axes = np.zeros((2, len(a)), np.float32)
+        axes[: len(comps)] = comps * (std[:, None] * s.pc_scale)
+        self.axes = torch.from_numpy(axes)
+
+    def z(self, morph: float, pc: list[float]) -> torch.Tensor:
+        pos = float(np.clip(morph, 0.0, 1.0)) * (len(self.path) - 1)
+        i = min(int(pos), len(self.path) - 2)
+        frac = pos - i
+        base = (1 - frac) * self.path[i] + frac * self.path[i + 1]
+        return base + pc[0] * self.axes[0] + pc[1] * self.axes[1]
+
+
+class Performer:
+    def __init__(
+        self, run, settings: PerformerSettings | None = None, midi: MidiSettings | None = None
+    ) -> None:
+        import soxr
+
+        self.s = settings or PerformerSettings()
+        self.run = run
+        cfg = run.cfg
+        self.sample_rate, self.hop = int(cfg.data.sample_rate), int(cfg.data.hop_length)
+        if midi is None:
+            stats = json.loads((Path(cfg.data.corpus_dir) / "stats.json").read_text())
+            midi = MidiSettings(
+                loudness_min_db=float(stats["loudness_db_p05"]) - 20.0,
+                loudness_max_db=float(stats["loudness_db_p95"]),
+            )
+        self.controller = MidiController(midi)
+        latent = run.extra.get("latent")
+        self.latent = (
+            LatentMap(latent, self.s) if run.model.encoder is not None and latent else None
+        )
+        if run.model.encoder is not None and self.latent is None:
+            raise DDSPMorphError(
+                f"{run.checkpoint_path}: no latent centroids stored; retrain or use another checkpoint"
+            )
+        source_id = (
+            run.instruments.index(self.latent.source) if self.latent and run.instruments else 0
+        )
+        self.engine = StreamingEngine(
+            run.model, frames_per_block=self.s.frames_per_block, instrument_id=source_id
+        )
+        self.block_size = self.engine.block_size
+        self.resampler = (
+            soxr.ResampleStream(
+                self.sample_rate, self.s.device_rate, 1, dtype="float32", quality="HQ"
+            )
+            if self.s.device_rate != self.sample_rate
+            else None
+        )
+        self.t = 0.0  # model time of the next block, seconds
+        self.compute_seconds: list[float] = []
+
+    def next_block(self) -> np.ndarray:
+        """Synthesize the next block (at the device rate; the resampler's length varies)."""
+        start = time.perf_counter()
+        n = self.s.frames_per_block
+        f0 = torch.empty(n)
+        loud = torch.empty(n)
+        zs = []
+        for i in range(n):
+            f, ld, _ = self.controller.frame(self.t + i * self.hop / self.sample_rate)
+            f0[i], loud[i] = f, ld
+            if self.latent is not None:
+                zs.append(self.latent.z(self.controller.morph, self.controller.pc))
+        z = torch.stack(zs) if zs else None
+        audio = self.engine.process(f0, loud, z).numpy()
+        self.t += self.block_size / self.sample_rate
+        if self.resampler is not None:
+            audio = self.resampler.resample_chunk(audio)
+        self.compute_seconds.append(time.perf_counter() - start)
+        return audio
+
+    def flush(self) -> np.ndarray:
+        if self.resampler is None:
+            return np.zeros(0, np.float32)
+        return self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def render_midi_file(
+    run, midi_path: str | Path, settings: PerformerSettings, *, tail_s: float = 0.5
+) -> tuple[np.ndarray, dict]:
+    """The headless path: the MIDI file's events fed to the performer at the block where they
+    would arrive live. Returns (audio at the device rate, timing statistics)."""
+    events = midi_events(midi_path)
+    p = Performer(run, settings)
+    block_s = p.block_size / p.sample_rate
+    n_blocks = int(np.ceil((events[-1][0] + tail_s) / block_s))
+    out, k = [], 0
+    for _ in range(n_blocks):
+        while k < len(events) and events[k][0] <= p.t:  # arrived before this block starts
+            p.controller.handle(events[k][1], events[k][0])
+            k += 1
+        out.append(p.next_block())
+    out.append(p.flush())
+    audio = np.concatenate(out).astype(np.float32)
+    c = np.asarray(p.compute_seconds)
+    stats = {
+        "blocks": int(len(c)),
+        "block_ms": 1000 * block_s,
+        "compute_ms_median": float(np.median(c) * 1000),
+        "compute_ms_p99": float(np.percentile(c, 99) * 1000),
+        "real_time_factor": float(c.sum() / (len(c) * block_s)),
+        "source": p.latent.source if p.latent else None,
+        "target": p.latent.target if p.latent else None,
+    }
+    return audio, stats
