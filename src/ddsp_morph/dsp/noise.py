@@ -36,7 +36,7 @@ def noise_filter_irs(magnitudes: torch.Tensor) -> torch.Tensor:
 
 
 def _next_pow2(n: int) -> int:
-    return 1 << (max(1, n) - 1).bit_length()
+    return 1 << (max(1, int(n)) - 1).bit_length()  # int(): under tracing a shape is a tensor
 
 
 def filtered_noise(

@@ -126,7 +126,10 @@ def _sines(phase: torch.Tensor, f0: torch.Tensor, k: torch.Tensor, nyquist: floa
 
 
 def _audible(f0: torch.Tensor, n_harmonics: int, nyquist: float) -> int:
-    """How many harmonics can be below Nyquist somewhere in ``f0`` (the rest are silent)."""
+    """How many harmonics can be below Nyquist somewhere in ``f0`` (the rest are silent).
+    Under torch.jit tracing all of them: a data-dependent count would be frozen into the graph."""
+    if torch.jit.is_tracing():
+        return n_harmonics
     lowest = float(f0.min()) if f0.numel() else 1.0
     return max(1, min(n_harmonics, math.ceil(nyquist / max(lowest, 1e-3))))
 
