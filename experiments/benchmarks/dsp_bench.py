@@ -217,6 +217,76 @@ def streaming_case(args: dict) -> dict:
     }
 
 
+def engine_case(args: dict) -> dict:
+    """The realtime engine over a whole model (decoder + latent + harmonic + noise + reverb),
+    one thread, untrained weights of the given size (the cost does not depend on training)."""
+    torch.set_num_threads(1)
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from ddsp_morph.realtime.engine import StreamingEngine
+    from ddsp_morph.training.build import build_model
+
+    conf = str(Path(__file__).resolve().parents[2] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "synth=harmonic_noise_reverb",
+                f"model.hidden_size={args['hidden']}",
+                f"model.gru_size={args['gru']}",
+            ],
+        )
+    model = build_model(cfg, n_instruments=4)
+    frames = args["block_frames"]
+    engine = StreamingEngine(model, frames_per_block=frames)
+    f0, loud, z = torch.full((frames,), 220.0), torch.full((frames,), -30.0), torch.zeros(16)
+    times = []
+    for i in range(args["n_blocks"] + 50):
+        t = time.perf_counter()
+        engine.process(f0, loud, z)
+        if i >= 50:
+            times.append(time.perf_counter() - t)
+    times.sort()
+    block_s = frames * HOP / SR
+    med = times[len(times) // 2]
+    return {
+        "median_ms": 1e3 * med,
+        "p99_ms": 1e3 * times[int(len(times) * 0.99)],
+        "real_time_factor": med / block_s,
+    }
+
+
+def resampler_delay_ms(device_rate: int = 48000) -> dict:
+    """How long each streaming 16 kHz -> device-rate resampler holds a sample back beyond its
+    own block: an impulse enters with the first 128-sample block; delay = the input fed before
+    the impulse comes out, beyond that first block, plus the peak's position in the output."""
+    import numpy as np
+    import soxr
+
+    from ddsp_morph.dsp.resample import PolyphaseUpsampler
+
+    def measure(step) -> float:
+        x = np.zeros(SR // 4, np.float32)
+        x[0] = 1.0
+        emitted = 0
+        for i in range(0, len(x), HOP):
+            y = step(x[i : i + HOP])
+            if len(y) and np.abs(y).max() > 0.1:
+                peak = emitted + int(np.argmax(np.abs(y)))
+                return 1e3 * (i / SR + peak / device_rate)
+            emitted += len(y)
+        return float("nan")
+
+    out = {"polyphase": measure(PolyphaseUpsampler(device_rate // SR).process)}
+    for q in ("QQ", "HQ"):
+        out[f"soxr_{q}"] = measure(
+            soxr.ResampleStream(SR, device_rate, 1, dtype="float32", quality=q).resample_chunk
+        )
+    return out
+
+
 def _run(target, *a) -> dict:
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
@@ -273,6 +343,42 @@ def main() -> None:
             f"  block of {frames * HOP:4d} samples: median {r['median_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms "
             f"(realtime budget {1e3 * frames * HOP / SR:.1f} ms)"
         )
+    print("\nRealtime engine (decoder + VAE z + harmonic + noise + 1 s reverb), one thread:")
+    for name, hidden, gru in (("full-size, GRU 512", 512, 512), ("tiny, GRU 128", 128, 128)):
+        for frames in (1, 4):
+            r = _run(
+                engine_case,
+                dict(
+                    hidden=hidden,
+                    gru=gru,
+                    block_frames=frames,
+                    n_blocks=200 if opts.quick else 1000,
+                ),
+            )
+            results[f"engine/{gru}/{frames}"] = r
+            print(
+                f"  {name:18s} block {frames * HOP:4d} samples ({1e3 * frames * HOP / SR:.0f} ms): median {r['median_ms']:.3f} ms, "
+                f"p99 {r['p99_ms']:.3f} ms, real-time factor {r['real_time_factor']:.3f}"
+            )
+    delays = resampler_delay_ms()
+    delay = delays["polyphase"]
+    tiny = results["engine/128/1"]
+    results["midi_latency_ms"] = {
+        "block_wait_max": 1e3 * HOP / SR,
+        "block_wait_mean": 0.5e3 * HOP / SR,
+        "compute_median": tiny["median_ms"],
+        "resampler_delay": delays,
+    }
+    print(
+        "\nStreaming 16 -> 48 kHz resampler delay beyond its block: "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in delays.items())
+    )
+    print(
+        f"\nMIDI message -> first audio sample (headless path, tiny model, 1-frame blocks): wait for the next block "
+        f"0-{1e3 * HOP / SR:.0f} ms (mean {0.5e3 * HOP / SR:.0f}) + compute {tiny['median_ms']:.2f} ms + 16->48 kHz polyphase delay "
+        f"{delay:.2f} ms = {0.5e3 * HOP / SR + tiny['median_ms'] + delay:.1f} ms mean, {1e3 * HOP / SR + tiny['p99_ms'] + delay:.1f} ms worst "
+        "(plus the audio device's own buffer)"
+    )
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump(results, f, indent=2)
