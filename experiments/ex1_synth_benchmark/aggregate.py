@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 import soundfile as sf  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from ddsp_morph.training.artifacts import log_spectrogram_db  # noqa: E402
+from ddsp_morph.training.artifacts import show_spectrogram  # noqa: E402
 
 METRICS = [
     ("spectral_distance", "spectral dist.", 3),
@@ -122,16 +122,7 @@ def plot_spectrograms(sweep: Path, df: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels)), squeeze=False)
     for ax, (title, wav) in zip(axes[:, 0], panels, strict=True):
         audio, sr = sf.read(wav, dtype="float32")
-        s = log_spectrogram_db(audio)
-        ax.imshow(
-            s,
-            origin="lower",
-            aspect="auto",
-            cmap="magma",
-            vmin=-80,
-            vmax=max(s.max(), -79),
-            extent=(0, len(audio) / sr, 0, sr / 2000),
-        )
+        show_spectrogram(ax, audio, sr)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("kHz")
     axes[-1, 0].set_xlabel("s")

@@ -27,7 +27,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from ddsp_morph.data.features import FeatureSettings, compute_features  # noqa: E402
 from ddsp_morph.errors import DDSPMorphError  # noqa: E402
 from ddsp_morph.evaluation import metrics  # noqa: E402
-from ddsp_morph.training.artifacts import log_spectrogram_db  # noqa: E402
+from ddsp_morph.training.artifacts import show_spectrogram  # noqa: E402
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -195,16 +195,7 @@ def strip_plot(
     gs = fig.add_gridspec(2, n, height_ratios=[2.2, 1])
     for i, a in enumerate(audios):
         ax = fig.add_subplot(gs[0, i])
-        s = log_spectrogram_db(a)
-        ax.imshow(
-            s,
-            origin="lower",
-            aspect="auto",
-            cmap="magma",
-            vmin=-80,
-            vmax=max(s.max(), -79),
-            extent=(0, len(a) / sample_rate, 0, sample_rate / 2000),
-        )
+        show_spectrogram(ax, a, sample_rate)
         ax.set_title(f"α={df['alpha'].iloc[i]:.2f}", fontsize=8)
         ax.set_xticks([])
         if i:

@@ -190,21 +190,12 @@ def write_render(path: Path, audio: np.ndarray, rate: int, stats: dict) -> None:
     import matplotlib.pyplot as plt
 
     from ddsp_morph.data.io import save_json, save_wav
-    from ddsp_morph.training.artifacts import log_spectrogram_db
+    from ddsp_morph.training.artifacts import show_spectrogram
 
     save_wav(path, audio, rate)
     save_json(path.with_suffix(".json"), stats)
-    s = log_spectrogram_db(audio, n_fft=2048, hop=512)
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    ax.imshow(
-        s,
-        origin="lower",
-        aspect="auto",
-        cmap="magma",
-        vmin=-80,
-        vmax=max(s.max(), -79),
-        extent=(0, len(audio) / rate, 0, rate / 2000),
-    )
+    show_spectrogram(ax, audio, rate, n_fft=2048, hop=512)
     ax.set_ylim(0, 8)
     ax.set_xlabel("s")
     ax.set_ylabel("kHz")

@@ -22,6 +22,22 @@ def log_spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 256) -> 
     return (20 * torch.log10(spec.clamp_min(1e-5))).numpy()
 
 
+def show_spectrogram(
+    ax, audio: np.ndarray, sample_rate: int, *, n_fft: int = 1024, hop: int = 256
+) -> None:
+    """A log-magnitude spectrogram on ``ax``: seconds across, kHz up, 80 dB of range."""
+    s = log_spectrogram_db(audio, n_fft=n_fft, hop=hop)
+    ax.imshow(
+        s,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=-80,
+        vmax=max(float(s.max()) if s.size else 0.0, -79.0),
+        extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000),
+    )
+
+
 def spectrogram_grid(
     rows: list[tuple[str, np.ndarray, np.ndarray]], path: Path, *, sample_rate: int
 ) -> None:
@@ -29,17 +45,8 @@ def spectrogram_grid(
     fig, axes = plt.subplots(len(rows), 2, figsize=(11, 2.6 * len(rows)), squeeze=False)
     for r, (name, orig, resyn) in enumerate(rows):
         for c, (title, audio) in enumerate([("original", orig), ("resynthesis", resyn)]):
-            s = log_spectrogram_db(audio)
             ax = axes[r, c]
-            ax.imshow(
-                s,
-                origin="lower",
-                aspect="auto",
-                vmin=-80,
-                vmax=s.max() if s.size else 0,
-                cmap="magma",
-                extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000),
-            )
+            show_spectrogram(ax, audio, sample_rate)
             ax.set_title(f"{name} — {title}", fontsize=9)
             ax.set_ylabel("kHz")
     axes[-1, 0].set_xlabel("s")
