@@ -127,7 +127,7 @@ def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_pa
         "synth.n_harmonics=8",
         "latent=none",
         "logger=csv",
-        "trainer.max_steps=120",
+        "trainer.max_steps=40",
         "trainer.checkpoint_every_n_steps=5",
         "trainer.check_val_every_n_epoch=1000",
         "trainer.enable_progress_bar=false",
