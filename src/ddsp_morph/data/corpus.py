@@ -275,23 +275,29 @@ def extract_corpus_features(
     if not keep:
         raise DDSPMorphError(f"{corpus_dir}: no usable example ({len(skipped)} skipped)")
     if stats["loudness_db"]:
-        ld = np.concatenate(stats["loudness_db"])
-        f0 = np.concatenate(stats["f0_hz"])
-        save_json(
-            corpus_dir / "stats.json",
-            {
-                "loudness_db_mean": float(ld.mean()),
-                "loudness_db_std": float(ld.std() + 1e-6),
-                "loudness_db_min": float(ld.min()),
-                "loudness_db_max": float(ld.max()),
-                "loudness_db_p05": float(np.percentile(ld, 5)),
-                "loudness_db_p95": float(np.percentile(ld, 95)),
-                "f0_hz_min": float(f0.min()),
-                "f0_hz_max": float(f0.max()),
-                "feature_settings": settings.key(),
-            },
-        )
+        write_stats(corpus_dir, stats["loudness_db"], stats["f0_hz"], settings)
     if skipped:
         for path, reason in skipped:
             print(f"skipped {path}: {reason}")
     return manifest.loc[keep].reset_index(drop=True), skipped
+
+
+def write_stats(
+    corpus_dir: Path, loudness: list[np.ndarray], f0: list[np.ndarray], settings: FeatureSettings
+) -> None:
+    """stats.json: loudness and f0 statistics of the training split's frames."""
+    ld, f = np.concatenate(loudness), np.concatenate(f0)
+    save_json(
+        corpus_dir / "stats.json",
+        {
+            "loudness_db_mean": float(ld.mean()),
+            "loudness_db_std": float(ld.std() + 1e-6),
+            "loudness_db_min": float(ld.min()),
+            "loudness_db_max": float(ld.max()),
+            "loudness_db_p05": float(np.percentile(ld, 5)),
+            "loudness_db_p95": float(np.percentile(ld, 95)),
+            "f0_hz_min": float(f.min()),
+            "f0_hz_max": float(f.max()),
+            "feature_settings": settings.key(),
+        },
+    )

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ddsp_morph.data.corpus import extract_corpus_features  # noqa: E402
+from ddsp_morph.data.corpus import extract_corpus_features, write_stats  # noqa: E402
 from ddsp_morph.data.features import FeatureSettings  # noqa: E402
 from ddsp_morph.data.io import (  # noqa: E402
     load_npz,
@@ -312,7 +312,16 @@ def import_folder(
         raise DDSPMorphError(f"{source}: nothing usable after dropping unvoiced examples")
     usable = usable.reset_index(drop=True)
     save_csv(corpus_dir / "manifest.csv", usable)
-    extract_corpus_features(corpus_dir, features, progress=False)  # stats.json of what remains
+    train = [
+        load_npz(corpus_dir / r.feature_path) for r in usable.itertuples() if r.split == "train"
+    ]
+    if not train:
+        raise DDSPMorphError(
+            f"{source}: no training example left (every usable file went to valid/test)"
+        )
+    write_stats(
+        corpus_dir, [t["loudness_db"] for t in train], [t["f0_hz"] for t in train], features
+    )
     save_csv(corpus_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]))
     balance = balance_report(corpus_dir, usable, settings)
     save_csv(corpus_dir / "balance.csv", balance)
