@@ -185,9 +185,7 @@ class MidiController:
         return float(f0), float(loud), gate
 
 
-def midi_events(
-    path: str | Path, settings: MidiSettings | None = None
-) -> list[tuple[float, object]]:
+def midi_events(path: str | Path) -> list[tuple[float, object]]:
     """(time in seconds, message) of every non-meta message of a MIDI file."""
     mid = read_midi(Path(path))
     events, t = [], 0.0
@@ -216,7 +214,7 @@ def midi_to_controls(
         f0_hz, loudness_db, gate (1 while a note is held), morph (0..1), pc (Shape
         [n_frames, 2]) — Shape [n_frames] unless stated.
     """
-    events = midi_events(path, settings)
+    events = midi_events(path)
     ctl = MidiController(settings)
     n_frames = max(1, int(np.ceil((events[-1][0] + tail_s) * frame_rate)))
     out = {k: np.zeros(n_frames, np.float32) for k in ("f0_hz", "loudness_db", "gate", "morph")}

@@ -11,9 +11,14 @@ from ddsp_morph.control.midi import MidiSettings, midi_to_controls
 from ddsp_morph.errors import DDSPMorphError
 
 
-def corpus_loudness_range(corpus_dir: Path) -> tuple[float, float]:
+def corpus_midi_settings(corpus_dir: Path) -> MidiSettings:
+    """MIDI settings whose loudness spans the corpus's: velocity 127 at its 95th percentile,
+    silence 20 dB under its 5th."""
     stats = json.loads((corpus_dir / "stats.json").read_text())
-    return float(stats["loudness_db_p05"]), float(stats["loudness_db_p95"])
+    return MidiSettings(
+        loudness_min_db=float(stats["loudness_db_p05"]) - 20.0,
+        loudness_max_db=float(stats["loudness_db_p95"]),
+    )
 
 
 def load_source(run, source: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -29,11 +34,8 @@ def load_source(run, source: str) -> tuple[dict[str, torch.Tensor], str]:
     cfg = run.cfg
     hop, sr = int(cfg.data.hop_length), int(cfg.data.sample_rate)
     if source.lower().endswith((".mid", ".midi")):
-        lo, hi = corpus_loudness_range(Path(cfg.data.corpus_dir))
         c = midi_to_controls(
-            source,
-            frame_rate=sr / hop,
-            settings=MidiSettings(loudness_min_db=lo - 20, loudness_max_db=hi),
+            source, frame_rate=sr / hop, settings=corpus_midi_settings(Path(cfg.data.corpus_dir))
         )
         item = {
             "f0_hz": torch.from_numpy(c["f0_hz"]),

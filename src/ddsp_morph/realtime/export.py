@@ -17,6 +17,7 @@ from ddsp_morph.dsp.oscillators import (
     normalize_distribution,
     remove_above_nyquist,
 )
+from ddsp_morph.dsp.reverb import PartitionedConvolver
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 
 
@@ -32,10 +33,7 @@ class StreamingSynth(nn.Module):
     ) -> None:
         super().__init__()
         model = model.eval()
-        self.decoder, self.synth = model.decoder, model.synth
-        self.conditioning = list(model.conditioning)
-        self.register_buffer("loudness_mean", model.loudness_mean.clone())
-        self.register_buffer("loudness_std", model.loudness_std.clone())
+        self.model = model  # its decoder_inputs scales f0 and loudness as in training
         self.frames = int(frames_per_block)
         self.hop = model.synth.hop_length
         self.block = self.frames * self.hop
@@ -57,11 +55,7 @@ class StreamingSynth(nn.Module):
                 wet, dry = rv.wet_dry()
                 idx = instrument_id if rv.n_irs > 1 else 0
                 ir, wet, dry = ir[idx : idx + 1], wet[idx], dry[idx]
-            n_parts = -(-ir.shape[1] // self.block)
-            parts = nn.functional.pad(ir, (0, n_parts * self.block - ir.shape[1])).reshape(
-                1, n_parts, self.block
-            )
-            spectra = torch.fft.rfft(parts, 2 * self.block)
+            spectra = PartitionedConvolver(ir, self.block).ir_spectra
         else:
             wet, dry = torch.tensor(0.0), torch.tensor(1.0)
             spectra = torch.zeros(1, 1, self.block + 1, dtype=torch.complex64)
@@ -75,23 +69,18 @@ class StreamingSynth(nn.Module):
         self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor
     ) -> torch.Tensor:
         f0 = f0_hz.reshape(1, self.frames)
-        inputs = {}
-        if "f0" in self.conditioning:
-            midi = 12.0 * torch.log2(f0 / 440.0) + 69.0
-            inputs["f0"] = (midi / 127.0).unsqueeze(-1)
-        if "loudness" in self.conditioning:
-            inputs["loudness"] = (
-                (loudness_db.reshape(1, self.frames) - self.loudness_mean) / self.loudness_std
-            ).unsqueeze(-1)
+        inputs = self.model.decoder_inputs(
+            {"f0_hz": f0, "loudness_db": loudness_db.reshape(1, self.frames)}
+        )
         if self.z_dim:
             inputs["z"] = z.reshape(1, 1, self.z_dim).expand(1, self.frames, self.z_dim)
-        raw, hidden = self.decoder(inputs, self.hidden, return_hidden=True)
-        controls = self.synth.get_controls(raw)
+        raw, hidden = self.model.decoder(inputs, self.hidden, return_hidden=True)
+        controls = self.model.synth.get_controls(raw)
         amplitude, dist = controls["amplitude"], controls["harmonic_distribution"]
         first = (
             amplitude
             * normalize_distribution(
-                remove_above_nyquist(f0, dist, sample_rate=self.synth.harmonic.sample_rate)
+                remove_above_nyquist(f0, dist, sample_rate=self.model.synth.harmonic.sample_rate)
             )
         )[:, 0]
         started = self.started > 0
@@ -104,9 +93,9 @@ class StreamingSynth(nn.Module):
             f0,
             amplitude,
             dist,
-            sample_rate=self.synth.harmonic.sample_rate,
+            sample_rate=self.model.synth.harmonic.sample_rate,
             hop_length=self.hop,
-            upsample=self.synth.harmonic.upsample,
+            upsample=self.model.synth.harmonic.upsample,
             state=state,
             return_state=True,
         )
@@ -142,12 +131,14 @@ def export_run(run, out: Path, *, frames_per_block: int = 1, instrument_id: int 
     f0 = torch.full((frames_per_block,), 220.0)
     loud = torch.full((frames_per_block,), -40.0)
     z = torch.zeros(max(1, module.z_dim))
-    state = {k: v.clone() for k, v in module.state_dict().items()}
+    state = {k: v.clone() for k, v in module.named_buffers()}  # the stream's state lives in buffers
     with torch.no_grad(), warnings.catch_warnings():
         # Shape checks and chunk counts become constants: right for a fixed block size.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(module, (f0, loud, z), check_trace=False)
-    traced.load_state_dict(state)  # tracing ran one block: start from silence again
+    with torch.no_grad():  # tracing ran one block: start from silence again
+        for name, buffer in traced.named_buffers():
+            buffer.copy_(state[name])
     out.parent.mkdir(parents=True, exist_ok=True)
     traced.save(str(out))
     return out

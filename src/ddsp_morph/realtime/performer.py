@@ -7,7 +7,6 @@ to the device rate in the stream (a polyphase FIR for 48 kHz, soxr otherwise).""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from ddsp_morph.control.midi import MidiController, MidiSettings, midi_events
 from ddsp_morph.dsp.resample import PolyphaseUpsampler
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.evaluation.latent_eval import path_points
+from ddsp_morph.evaluation.sources import corpus_midi_settings
 from ddsp_morph.realtime.engine import StreamingEngine
 
 
@@ -71,13 +71,7 @@ class Performer:
         self.run = run
         cfg = run.cfg
         self.sample_rate, self.hop = int(cfg.data.sample_rate), int(cfg.data.hop_length)
-        if midi is None:
-            stats = json.loads((Path(cfg.data.corpus_dir) / "stats.json").read_text())
-            midi = MidiSettings(
-                loudness_min_db=float(stats["loudness_db_p05"]) - 20.0,
-                loudness_max_db=float(stats["loudness_db_p95"]),
-            )
-        self.controller = MidiController(midi)
+        self.controller = MidiController(midi or corpus_midi_settings(Path(cfg.data.corpus_dir)))
         latent = run.extra.get("latent")
         self.latent = (
             LatentMap(latent, self.s) if run.model.encoder is not None and latent else None
