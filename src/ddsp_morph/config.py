@@ -22,6 +22,11 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "data.corpus.soundfont": ((str,), _ANY),
     "data.features.f0_model": ((str,), ("'tiny' or 'full'", lambda v: v in ("tiny", "full"))),
     "data.features.f0_fmin": ((int, float), (">= 32 Hz (CREPE's lowest bin)", lambda v: v >= 32)),
+    "data.context.n_fft": ((int,), _POSITIVE),
+    "data.context.n_mfcc": ((int,), _POSITIVE),
+    "data.context.n_mels": ((int,), _POSITIVE),
+    "data.context.roughness_n_fft": ((int,), _POSITIVE),
+    "data.context.roughness_peaks": ((int,), ("> 1", lambda v: v > 1)),
     "synth.n_harmonics": ((int,), _POSITIVE),
     "synth.n_noise_bands": ((int,), ("> 1", lambda v: v > 1)),
     "synth.noise": ((bool,), _ANY),
@@ -56,3 +61,13 @@ def validate_config(cfg: DictConfig) -> None:
             )
         if not ok(value):
             raise ConfigError(f"config {key}: must be {desc}, got {value!r}")
+    inputs = OmegaConf.select(cfg, "conditioning.inputs", default=None)
+    if inputs is not None:
+        from ddsp_morph.models.autoencoder import KNOWN_INPUTS
+
+        unknown = [i for i in inputs if i not in KNOWN_INPUTS]
+        if unknown or "f0" not in inputs:
+            raise ConfigError(
+                f"config conditioning.inputs: {list(inputs)} must include f0 and only "
+                f"{list(KNOWN_INPUTS)}"
+            )

@@ -13,7 +13,12 @@ from ddsp_morph.config import validate_config
 from ddsp_morph.data.corpus import build_corpus, extract_corpus_features
 from ddsp_morph.data.importer import ImportSettings, import_folder
 from ddsp_morph.errors import DDSPMorphError
-from ddsp_morph.training.build import corpus_dir, corpus_settings, feature_settings
+from ddsp_morph.training.build import (
+    context_settings,
+    corpus_dir,
+    corpus_settings,
+    feature_settings,
+)
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -42,12 +47,18 @@ def prepare(cfg: DictConfig) -> Path:
     source = cfg.data.get("source", {}).get("dir")
     if source:
         usable, skipped = import_folder(
-            Path(source), out, import_settings(cfg), feature_settings(cfg)
+            Path(source),
+            out,
+            import_settings(cfg),
+            feature_settings(cfg),
+            context=context_settings(cfg),
         )
         print(f"corpus ready at {out}: {len(usable)} examples usable, {len(skipped)} skipped")
         return out
     manifest = build_corpus(corpus_settings(cfg), out)
-    usable, skipped = extract_corpus_features(out, feature_settings(cfg))
+    usable, skipped = extract_corpus_features(
+        out, feature_settings(cfg), context=context_settings(cfg)
+    )
     minutes = usable.groupby("instrument")["seconds"].sum() / 60.0
     print(
         f"corpus ready at {out}: {len(usable)} of {len(manifest)} examples usable, {len(skipped)} skipped"

@@ -5,8 +5,10 @@ Layout under ``corpus_dir``::
     audio/<instrument>/<example_id>.wav      16 kHz mono, 24-bit PCM (byte-reproducible)
     truth/<instrument>/<example_id>.npz      f0_hz, voiced, velocity, expression (renderer's truth)
     features/<instrument>/<example_id>.npz   f0_hz, periodicity, loudness_db (estimated)
+    features/<instrument>/<example_id>.ctx.npz  centroid_hz, flatness_db, mfcc, roughness
     manifest.csv                             one row per example
     stats.json                               corpus statistics of the training split
+                                             (and of every conditioning signal)
 
 Every file is written atomically, the manifest last: a killed build leaves no half file, and a
 re-run renders only what is missing.
@@ -23,9 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
-from ddsp_morph.data.features import FeatureSettings, cached_features
+from ddsp_morph.data.features import (
+    ContextSettings,
+    FeatureSettings,
+    cached_context,
+    cached_features,
+    context_path,
+)
 from ddsp_morph.data.io import (
     load_npz,
     read_audio,
@@ -37,6 +46,7 @@ from ddsp_morph.data.io import (
 )
 from ddsp_morph.data.phrases import INSTRUMENTS, generate_phrase
 from ddsp_morph.data.render import PhraseRenderer, resolve_soundfont
+from ddsp_morph.dsp.descriptors import CONDITIONING_KEYS, conditioning_transform
 from ddsp_morph.errors import AudioFileError, ConfigError, DDSPMorphError
 
 log = logging.getLogger(__name__)
@@ -231,21 +241,30 @@ def build_corpus(
 
 
 def extract_corpus_features(
-    corpus_dir: Path, settings: FeatureSettings, *, progress: bool = True
+    corpus_dir: Path,
+    settings: FeatureSettings,
+    *,
+    context: ContextSettings | None = None,
+    progress: bool = True,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Cache features for every example of the manifest; write stats.json.
+    """Cache features (f0, periodicity, loudness) and context features (centroid, flatness,
+    MFCC, roughness) for every example of the manifest; write stats.json.
 
-    Unreadable audio is skipped and reported, never silently dropped; the returned manifest
-    holds the usable examples.
+    Each example's entries are written atomically, so an interrupted run resumes where it
+    stopped. Unreadable audio is skipped and reported, never silently dropped; the returned
+    manifest holds the usable examples.
 
     Returns:
         (manifest of usable examples, [(file, reason), ...] skipped).
     """
+    context = context or ContextSettings(
+        sample_rate=settings.sample_rate, hop_length=settings.hop_length
+    )
     manifest = pd.read_csv(corpus_dir / "manifest.csv")
     skipped: list[tuple[str, str]] = []
     keep = []
     n_cached = 0
-    stats: dict[str, list[np.ndarray]] = {"loudness_db": [], "f0_hz": []}
+    train: list[dict[str, np.ndarray]] = []
     bar = tqdm(
         manifest.itertuples(),
         total=len(manifest),
@@ -261,11 +280,13 @@ def extract_corpus_features(
             skipped.append((str(corpus_dir / row.audio_path), str(e)))
             continue
         feats, cached = cached_features(audio, corpus_dir / row.feature_path, settings)
-        n_cached += cached
+        ctx, ctx_cached = cached_context(
+            audio, context_path(corpus_dir / row.feature_path), context
+        )
+        n_cached += cached and ctx_cached
         keep.append(row.Index)
         if row.split == "train":
-            stats["loudness_db"].append(feats["loudness_db"])
-            stats["f0_hz"].append(feats["f0_hz"])
+            train.append({**feats, **ctx})
     log.info(
         "features: %d computed, %d reused from cache, %d skipped",
         len(keep) - n_cached,
@@ -274,8 +295,8 @@ def extract_corpus_features(
     )
     if not keep:
         raise DDSPMorphError(f"{corpus_dir}: no usable example ({len(skipped)} skipped)")
-    if stats["loudness_db"]:
-        write_stats(corpus_dir, stats["loudness_db"], stats["f0_hz"], settings)
+    if train:
+        write_stats(corpus_dir, train, settings, context)
     if skipped:
         for path, reason in skipped:
             print(f"skipped {path}: {reason}")
@@ -283,10 +304,25 @@ def extract_corpus_features(
 
 
 def write_stats(
-    corpus_dir: Path, loudness: list[np.ndarray], f0: list[np.ndarray], settings: FeatureSettings
+    corpus_dir: Path,
+    train: list[dict[str, np.ndarray]],
+    settings: FeatureSettings,
+    context: ContextSettings,
 ) -> None:
-    """stats.json: loudness and f0 statistics of the training split's frames."""
-    ld, f = np.concatenate(loudness), np.concatenate(f0)
+    """stats.json: statistics of the training split's frames — loudness and f0 ranges, and the
+    mean and std of every conditioning signal on the scale the decoder sees it."""
+    ld = np.concatenate([t["loudness_db"] for t in train])
+    f = np.concatenate([t["f0_hz"] for t in train])
+    conditioning = {}
+    for name, key in CONDITIONING_KEYS.items():
+        if not all(key in t for t in train):
+            continue
+        values = np.concatenate([t[key].reshape(len(t[key]), -1) for t in train])
+        values = conditioning_transform(name, torch.from_numpy(values).double()).numpy()
+        conditioning[name] = {
+            "mean": values.mean(0).tolist(),
+            "std": (values.std(0) + 1e-6).tolist(),
+        }
     save_json(
         corpus_dir / "stats.json",
         {
@@ -299,5 +335,7 @@ def write_stats(
             "f0_hz_min": float(f.min()),
             "f0_hz_max": float(f.max()),
             "feature_settings": settings.key(),
+            "context_settings": context.key(),
+            "conditioning": conditioning,
         },
     )

@@ -12,12 +12,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from ddsp_morph.data.features import CONTEXT_FEATURES, context_path
 from ddsp_morph.data.io import load_npz, read_audio
 from ddsp_morph.errors import ConfigError, DDSPMorphError
 
 
 class FrameDataset(Dataset):
-    """Examples held in memory: audio [n_samples], f0_hz / loudness_db / periodicity [n_frames].
+    """Examples held in memory: audio [n_samples], frame-rate signals [n_frames, ...] (f0_hz,
+    loudness_db, periodicity, centroid_hz, flatness_db, roughness, mfcc [n_frames, n_mfcc]).
 
     ``crop_frames``: when set, each item is a random crop of that many frames (training).
     """
@@ -43,8 +45,9 @@ class FrameDataset(Dataset):
             return item
         start = int(self.rng.integers(0, n_frames - self.crop_frames + 1))
         out = {k: v for k, v in item.items() if v.ndim == 0}
-        for k in ("f0_hz", "loudness_db", "periodicity"):
-            out[k] = item[k][start : start + self.crop_frames]
+        for k, v in item.items():
+            if v.ndim and k != "audio":  # every frame-rate signal: [n_frames, ...]
+                out[k] = v[start : start + self.crop_frames]
         h = self.hop_length
         out["audio"] = item["audio"][start * h : (start + self.crop_frames) * h]
         return out
@@ -54,7 +57,8 @@ class CorpusDataModule(L.LightningDataModule):
     """Serves a corpus made by ``prepare`` (manifest.csv + cached features + stats.json).
 
     Args:
-        feature_key: when given, every cached feature file must carry it (stale caches fail).
+        feature_key, context_key: when given, every cached feature / context file must carry
+            it (stale caches fail).
         corpus_dir: the corpus folder.
         instruments: the instruments to train on, or "all".
         balance: "equal" samples every instrument equally often (weights 1 / its count).
@@ -73,10 +77,11 @@ class CorpusDataModule(L.LightningDataModule):
         balance: str = "equal",
         seed: int = 0,
         feature_key: str | None = None,
+        context_key: str | None = None,
     ) -> None:
         super().__init__()
         self.corpus_dir = Path(corpus_dir)
-        self.feature_key = feature_key
+        self.feature_key, self.context_key = feature_key, context_key
         self.requested = instruments
         self.sample_rate, self.hop_length = sample_rate, hop_length
         self.batch_size, self.num_workers, self.balance, self.seed = (
@@ -125,24 +130,31 @@ class CorpusDataModule(L.LightningDataModule):
 
     def _load(self, row) -> dict[str, torch.Tensor]:
         audio, _ = read_audio(self.corpus_dir / row.audio_path, expected_rate=self.sample_rate)
-        feats = load_npz(self.corpus_dir / row.feature_path)
-        if feats is None:
-            raise DDSPMorphError(
-                f"{self.corpus_dir / row.feature_path}: features missing or unreadable; run `make data`"
-            )
-        if self.feature_key is not None and str(feats.get("settings")) != self.feature_key:
-            raise DDSPMorphError(
-                f"{self.corpus_dir / row.feature_path}: features were computed with other settings "
-                f"({feats.get('settings')} vs {self.feature_key}); run `make data` to refresh them"
-            )
+        path = self.corpus_dir / row.feature_path
+        feats = self._load_cached(path, "features", self.feature_key)
+        ctx = self._load_cached(context_path(path), "context features", self.context_key)
         n_frames = len(feats["f0_hz"])
-        return {
+        item = {
             "audio": torch.from_numpy(audio[: n_frames * self.hop_length].copy()),
-            "f0_hz": torch.from_numpy(feats["f0_hz"]).float(),
-            "loudness_db": torch.from_numpy(feats["loudness_db"]).float(),
-            "periodicity": torch.from_numpy(feats["periodicity"]).float(),
             "instrument_id": torch.tensor(self.instruments.index(row.instrument)),
         }
+        for k in ("f0_hz", "loudness_db", "periodicity"):
+            item[k] = torch.from_numpy(feats[k]).float()
+        for k in CONTEXT_FEATURES:
+            item[k] = torch.from_numpy(ctx[k][:n_frames]).float()
+        return item
+
+    @staticmethod
+    def _load_cached(path: Path, what: str, key: str | None) -> dict:
+        entry = load_npz(path)
+        if entry is None:
+            raise DDSPMorphError(f"{path}: {what} missing or unreadable; run `make data`")
+        if key is not None and str(entry.get("settings")) != key:
+            raise DDSPMorphError(
+                f"{path}: {what} were computed with other settings "
+                f"({entry.get('settings')} vs {key}); run `make data` to refresh them"
+            )
+        return entry
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]

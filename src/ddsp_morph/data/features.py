@@ -141,3 +141,89 @@ def cached_features(
     feats = compute_features(audio, s)
     save_npz(path, audio_sha1=np.array(digest), settings=np.array(s.key()), **feats)
     return feats, False
+
+
+# Context features (Exercise 3): descriptors beside f0 and loudness, cached in their own file
+# (``<example>.ctx.npz``) so that changing them never recomputes CREPE.
+CONTEXT_VERSION = 1
+CONTEXT_FEATURES = ("centroid_hz", "flatness_db", "mfcc", "roughness")
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    sample_rate: int = 16000
+    hop_length: int = 128
+    n_fft: int = 1024  # centroid, flatness and MFCC
+    n_mfcc: int = 20
+    n_mels: int = 64
+    roughness_n_fft: int = 4096
+    roughness_peaks: int = 20
+
+    def key(self) -> str:
+        return (
+            f"ctx{CONTEXT_VERSION}|{self.sample_rate}|{self.hop_length}|{self.n_fft}|"
+            f"{self.n_mfcc}|{self.n_mels}|{self.roughness_n_fft}|{self.roughness_peaks}"
+        )
+
+    def mfcc_bases(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Slaney mel filterbank (fmin 20 Hz) and an orthonormal DCT-II."""
+        return mfcc_bases(self.sample_rate, self.n_fft, self.n_mels, self.n_mfcc)
+
+
+def mfcc_bases(
+    sample_rate: int, n_fft: int, n_mels: int, n_mfcc: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Slaney mel filterbank (fmin 20 Hz, as librosa's) and an orthonormal DCT-II."""
+    from ddsp_morph.dsp.filters import dct_matrix, mel_filterbank
+
+    if n_mfcc > n_mels:
+        raise ValueError(f"n_mfcc ({n_mfcc}) must be <= n_mels ({n_mels})")
+    mel = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0)
+    return torch.from_numpy(mel), torch.from_numpy(dct_matrix(n_mels, n_mfcc))
+
+
+def context_path(feature_path: Path) -> Path:
+    return feature_path.with_name(feature_path.name.removesuffix(".npz") + ".ctx.npz")
+
+
+def compute_context(audio: np.ndarray, s: ContextSettings) -> dict[str, np.ndarray]:
+    """Spectral centroid (Hz), spectral flatness (dB), MFCC [n_frames, n_mfcc] and Vassilakis
+    roughness, at the model frame rate (frame m centred at m * hop_length)."""
+    from ddsp_morph.dsp import descriptors as d
+
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
+    mel, dct = s.mfcc_bases()
+    sr, hop = s.sample_rate, s.hop_length
+    with torch.inference_mode():
+        out = {
+            "centroid_hz": d.spectral_centroid_hz(x, sample_rate=sr, hop_length=hop, n_fft=s.n_fft),
+            "flatness_db": d.spectral_flatness_db(x, hop_length=hop, n_fft=s.n_fft),
+            "mfcc": d.mfcc(x, mel_basis=mel, dct_basis=dct, hop_length=hop),
+            "roughness": d.roughness(
+                x,
+                sample_rate=sr,
+                hop_length=hop,
+                n_fft=s.roughness_n_fft,
+                max_peaks=s.roughness_peaks,
+            ),
+        }
+    return {k: v[0].numpy().astype(np.float32) for k, v in out.items()}
+
+
+def cached_context(
+    audio: np.ndarray, path: Path, s: ContextSettings
+) -> tuple[dict[str, np.ndarray], bool]:
+    """Context features for ``audio`` from ``path`` when it holds a complete entry for this
+    audio and these settings, else computed and written atomically. Returns (features, cached)."""
+    digest = sha1_array(audio)
+    entry = load_npz(path)
+    if (
+        entry is not None
+        and str(entry.get("audio_sha1")) == digest
+        and str(entry.get("settings")) == s.key()
+        and all(k in entry for k in CONTEXT_FEATURES)
+    ):
+        return {k: entry[k] for k in CONTEXT_FEATURES}, True
+    feats = compute_context(audio, s)
+    save_npz(path, audio_sha1=np.array(digest), settings=np.array(s.key()), **feats)
+    return feats, False

@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ddsp_morph.data.corpus import extract_corpus_features, write_stats  # noqa: E402
-from ddsp_morph.data.features import FeatureSettings  # noqa: E402
+from ddsp_morph.data.features import ContextSettings, FeatureSettings, context_path  # noqa: E402
 from ddsp_morph.data.io import (  # noqa: E402
     load_npz,
     read_audio,
@@ -229,11 +229,15 @@ def import_folder(
     settings: ImportSettings,
     features: FeatureSettings,
     *,
+    context: ContextSettings | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Import ``source`` into ``corpus_dir`` (resuming); write manifest.csv, skipped.csv,
     balance.csv, balance.png. Returns (manifest, [(file, reason), ...] skipped)."""
     settings.validate()
+    context = context or ContextSettings(
+        sample_rate=features.sample_rate, hop_length=features.hop_length
+    )
     found = scan_source(Path(source))
     corpus_dir.mkdir(parents=True, exist_ok=True)
     save_json(corpus_dir / "import.json", {"source": str(source), "settings": asdict(settings)})
@@ -289,7 +293,9 @@ def import_folder(
         raise DDSPMorphError(f"{source}: nothing usable to import ({summary})")
     manifest = pd.DataFrame(rows)
     save_csv(corpus_dir / "manifest.csv", manifest)  # features read it; rewritten below
-    usable, unreadable = extract_corpus_features(corpus_dir, features, progress=progress)
+    usable, unreadable = extract_corpus_features(
+        corpus_dir, features, context=context, progress=progress
+    )
     skipped += unreadable
     # Mostly-unvoiced examples out (flagged, not silently): noise, breath, room tone.
     voiced_fraction = []
@@ -313,15 +319,18 @@ def import_folder(
     usable = usable.reset_index(drop=True)
     save_csv(corpus_dir / "manifest.csv", usable)
     train = [
-        load_npz(corpus_dir / r.feature_path) for r in usable.itertuples() if r.split == "train"
+        {
+            **load_npz(corpus_dir / r.feature_path),
+            **load_npz(context_path(corpus_dir / r.feature_path)),
+        }
+        for r in usable.itertuples()
+        if r.split == "train"
     ]
     if not train:
         raise DDSPMorphError(
             f"{source}: no training example left (every usable file went to valid/test)"
         )
-    write_stats(
-        corpus_dir, [t["loudness_db"] for t in train], [t["f0_hz"] for t in train], features
-    )
+    write_stats(corpus_dir, train, features, context)
     save_csv(corpus_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]))
     balance = balance_report(corpus_dir, usable, settings)
     save_csv(corpus_dir / "balance.csv", balance)

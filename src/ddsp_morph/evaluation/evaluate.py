@@ -61,11 +61,13 @@ def evaluate_run(
     threshold: float = 0.5,
     n_plot: int = 4,
     max_examples: int | None = None,
+    indices: list[int] | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
-    """Resynthesize ``split`` of the run's corpus; write metrics.csv, summary.json,
-    spectrograms.png and the wavs into ``out_dir`` (default ``<run>/eval_<split>``)."""
+    """Resynthesize ``split`` of the run's corpus (its first ``max_examples``, or the examples
+    at ``indices``); write metrics.csv, summary.json, spectrograms.png and the wavs into
+    ``out_dir`` (default ``<run>/eval_<split>``)."""
     from ddsp_morph.training.build import build_datamodule, feature_settings
 
     overrides = [f"data.corpus_dir={corpus_dir}"] if corpus_dir else []
@@ -93,10 +95,14 @@ def evaluate_run(
     )
     sr = int(cfg.data.sample_rate)
     n = len(dataset) if max_examples is None else min(len(dataset), int(max_examples))
+    picked = list(range(n)) if indices is None else [int(i) for i in indices]
+    bad = [i for i in picked if not 0 <= i < len(dataset)]
+    if bad:
+        raise DDSPMorphError(f"indices: {bad} outside the {split} split's {len(dataset)} examples")
     rows, plots = [], []
     gen = torch.Generator().manual_seed(seed)
     (out / "audio").mkdir(parents=True, exist_ok=True)
-    for i in tqdm(range(n), desc=f"evaluate {split}", disable=not progress):
+    for i in tqdm(picked, desc=f"evaluate {split}", disable=not progress):
         item = dataset[i]
         with torch.no_grad():
             batch = {k: v.unsqueeze(0) for k, v in item.items()}

@@ -4,12 +4,46 @@ import torch
 from torch import nn
 
 from ddsp_morph.dsp.core import hz_to_midi
+from ddsp_morph.dsp.descriptors import CONDITIONING_KEYS, conditioning_transform
 from ddsp_morph.models.decoder import Decoder
 from ddsp_morph.models.encoder import TimbreEncoder
 from ddsp_morph.synths.stack import SynthStack
 
-# Conditioning inputs this model knows how to scale: name -> channels.
-INPUT_SIZES = {"f0": 1, "loudness": 1}
+# Conditioning inputs this model knows how to scale: name -> channels (mfcc: n_mfcc).
+KNOWN_INPUTS = ("f0", *CONDITIONING_KEYS)
+# Inputs standardized with stored corpus statistics (f0 enters as MIDI / 127; loudness keeps
+# its own scalar buffers).
+CONTEXT_INPUTS = tuple(k for k in CONDITIONING_KEYS if k != "loudness")
+
+
+def input_sizes_for(conditioning: list[str], *, n_mfcc: int = 20) -> dict[str, int]:
+    """The decoder's input sizes for a conditioning set; a clear error for an unknown name."""
+    unknown = [c for c in conditioning if c not in KNOWN_INPUTS]
+    if unknown:
+        raise ValueError(f"conditioning: unknown inputs {unknown}; known: {sorted(KNOWN_INPUTS)}")
+    if "f0" not in conditioning:
+        raise ValueError(f"conditioning: {conditioning} must include f0")
+    return {c: n_mfcc if c == "mfcc" else 1 for c in conditioning}
+
+
+class Standardize(nn.Module):
+    """One context input: batch[key] -> conditioning_transform -> (x - mean) / std, with the
+    corpus statistics held as buffers (a checkpoint carries them)."""
+
+    def __init__(self, name: str, key: str, channels: int) -> None:
+        super().__init__()
+        self.name, self.key = name, key
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Returns Shape [batch, n_frames, channels]."""
+        if self.key not in batch:
+            raise ValueError(f"batch: the conditioning input {self.name!r} needs {self.key!r}")
+        x = conditioning_transform(self.name, batch[self.key])
+        if x.dim() == 2:
+            x = x.unsqueeze(-1)
+        return (x - self.mean) / self.std
 
 
 class DDSPAutoencoder(nn.Module):
@@ -30,23 +64,45 @@ class DDSPAutoencoder(nn.Module):
         loudness_mean: float = -40.0,
         loudness_std: float = 15.0,
         encoder: TimbreEncoder | None = None,
+        n_mfcc: int = 20,
     ) -> None:
         super().__init__()
-        unknown = [c for c in conditioning if c not in INPUT_SIZES]
-        if unknown:
-            raise ValueError(
-                f"conditioning: unknown inputs {unknown}; known: {sorted(INPUT_SIZES)}"
-            )
+        sizes = input_sizes_for(list(conditioning), n_mfcc=n_mfcc)
         self.decoder, self.synth, self.conditioning = decoder, synth, list(conditioning)
         self.encoder = encoder
         self.register_buffer("loudness_mean", torch.tensor(float(loudness_mean)))
         self.register_buffer("loudness_std", torch.tensor(float(loudness_std)))
+        # Context inputs: mean and std on the conditioning_transform scale, from stats.json.
+        self.context_inputs = [c for c in self.conditioning if c in CONTEXT_INPUTS]
+        self.context_norms = nn.ModuleDict(
+            {c: Standardize(c, CONDITIONING_KEYS[c], sizes[c]) for c in self.context_inputs}
+        )
 
     def set_loudness_stats(self, mean: float, std: float) -> None:
         self.loudness_mean.fill_(mean)
         self.loudness_std.fill_(std)
 
+    def set_stats(self, stats: dict) -> None:
+        """Loudness and context-input statistics from a corpus's stats.json."""
+        self.set_loudness_stats(stats["loudness_db_mean"], stats["loudness_db_std"])
+        known = stats.get("conditioning", {})
+        for c in self.context_inputs:
+            if c not in known:
+                raise ValueError(
+                    f"stats.json: no statistics for the conditioning input {c!r}; "
+                    "run `make data` to refresh the corpus"
+                )
+            norm = self.context_norms[c]
+            if len(known[c]["mean"]) != norm.mean.numel():
+                raise ValueError(
+                    f"stats.json: {c} has {len(known[c]['mean'])} channels, the model "
+                    f"{norm.mean.numel()}"
+                )
+            norm.mean.copy_(torch.tensor(known[c]["mean"]))
+            norm.std.copy_(torch.tensor(known[c]["std"]))
+
     def decoder_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each conditioning input on the decoder's scale. Shape [batch, n_frames, channels]."""
         inputs = {}
         if "f0" in self.conditioning:
             inputs["f0"] = (hz_to_midi(batch["f0_hz"]) / 127.0).unsqueeze(-1)
@@ -54,6 +110,8 @@ class DDSPAutoencoder(nn.Module):
             inputs["loudness"] = (
                 (batch["loudness_db"] - self.loudness_mean) / self.loudness_std
             ).unsqueeze(-1)
+        for c, norm in self.context_norms.items():
+            inputs[c] = norm(batch)
         return inputs
 
     def latent(self, batch: dict[str, torch.Tensor], n_frames: int) -> dict[str, torch.Tensor]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
+
+from ddsp_morph.dsp.descriptors import mfcc
+from ddsp_morph.dsp.filters import dct_matrix, mel_filterbank
 
 
 class MFCC(nn.Module):
@@ -25,37 +27,23 @@ class MFCC(nn.Module):
         n_mfcc: int = 30,
     ) -> None:
         super().__init__()
-        import librosa
-        import scipy.fft
-
         if n_mfcc > n_mels:
             raise ValueError(f"n_mfcc ({n_mfcc}) must be <= n_mels ({n_mels})")
         self.hop_length, self.n_fft = hop_length, n_fft
-        mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0)
-        dct = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]
-        self.register_buffer("mel", torch.from_numpy(mel.astype(np.float32)), persistent=False)
-        self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)), persistent=False)
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        mel = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=20.0)
+        dct = dct_matrix(n_mels, n_mfcc)
+        self.register_buffer("mel", torch.from_numpy(mel), persistent=False)
+        self.register_buffer("dct", torch.from_numpy(dct), persistent=False)
 
     def forward(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Args: audio Shape [batch, n_samples]. Returns Shape [batch, n_frames, n_mfcc]."""
-        spec = (
-            torch.stft(
-                audio,
-                self.n_fft,
-                hop_length=self.hop_length,
-                window=self.window,
-                center=True,
-                pad_mode="constant",
-                return_complex=True,
-            ).abs()
-            ** 2
-        )  # [batch, bins, frames]
-        log_mel = torch.log(torch.einsum("mf,bft->btm", self.mel, spec).clamp_min(1e-10))
-        mfcc = log_mel @ self.dct.T
-        if mfcc.shape[1] < n_frames:
-            mfcc = nn.functional.pad(mfcc, (0, 0, 0, n_frames - mfcc.shape[1]))
-        return mfcc[:, :n_frames]
+        return mfcc(
+            audio,
+            mel_basis=self.mel,
+            dct_basis=self.dct,
+            hop_length=self.hop_length,
+            n_frames=n_frames,
+        )
 
 
 class TimbreEncoder(nn.Module):

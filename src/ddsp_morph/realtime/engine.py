@@ -29,6 +29,11 @@ class StreamingEngine:
         instrument_id: int = 0,
         seed: int = 0,
     ) -> None:
+        if model.context_inputs:
+            raise ValueError(
+                f"conditioning: this model also reads {model.context_inputs}; the realtime "
+                "synth plays f0 and loudness only (train with conditioning=f0_loud)"
+            )
         self.model = model.eval()
         self.frames = int(frames_per_block)
         self.hop = model.synth.hop_length

@@ -10,9 +10,9 @@ from omegaconf import DictConfig
 
 from ddsp_morph.data.corpus import CorpusSettings
 from ddsp_morph.data.datamodule import CorpusDataModule
-from ddsp_morph.data.features import FeatureSettings
+from ddsp_morph.data.features import ContextSettings, FeatureSettings
 from ddsp_morph.errors import ConfigError
-from ddsp_morph.models.autoencoder import INPUT_SIZES, DDSPAutoencoder
+from ddsp_morph.models.autoencoder import DDSPAutoencoder, input_sizes_for
 from ddsp_morph.models.decoder import Decoder
 from ddsp_morph.models.encoder import TimbreEncoder
 from ddsp_morph.synths.stack import SynthStack
@@ -54,6 +54,19 @@ def feature_settings(cfg: DictConfig) -> FeatureSettings:
     )
 
 
+def context_settings(cfg: DictConfig) -> ContextSettings:
+    c = cfg.data.context
+    return ContextSettings(
+        sample_rate=int(cfg.data.sample_rate),
+        hop_length=int(cfg.data.hop_length),
+        n_fft=int(c.n_fft),
+        n_mfcc=int(c.n_mfcc),
+        n_mels=int(c.n_mels),
+        roughness_n_fft=int(c.roughness_n_fft),
+        roughness_peaks=int(c.roughness_peaks),
+    )
+
+
 def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
     d = cfg.data
     instruments = (
@@ -70,6 +83,7 @@ def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
         balance=str(d.balance),
         seed=int(cfg.seed if cfg.seed is not None else 0),
         feature_key=feature_settings(cfg).key(),
+        context_key=context_settings(cfg).key(),
     )
 
 
@@ -89,7 +103,7 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         n_instruments=n_instruments,
     )
     inputs = list(cfg.conditioning.inputs)
-    input_sizes = {k: INPUT_SIZES[k] for k in inputs if k in INPUT_SIZES} or {"f0": 1}
+    input_sizes = input_sizes_for(inputs, n_mfcc=int(cfg.data.context.n_mfcc))
     encoder = build_encoder(cfg)
     if encoder is not None:
         input_sizes["z"] = encoder.z_dim
@@ -100,7 +114,13 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         gru_size=int(cfg.model.gru_size),
         n_mlp_layers=int(cfg.model.n_mlp_layers),
     )
-    return DDSPAutoencoder(decoder=decoder, synth=synth, conditioning=inputs, encoder=encoder)
+    return DDSPAutoencoder(
+        decoder=decoder,
+        synth=synth,
+        conditioning=inputs,
+        encoder=encoder,
+        n_mfcc=int(cfg.data.context.n_mfcc),
+    )
 
 
 LATENTS = ("none", "ae", "vae")

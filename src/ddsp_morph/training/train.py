@@ -165,7 +165,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm = build_datamodule(cfg)
     dm.setup("fit")
     model = build_model(cfg, n_instruments=len(dm.instruments))
-    model.set_loudness_stats(dm.stats["loudness_db_mean"], dm.stats["loudness_db_std"])
+    model.set_stats(dm.stats)
     module = build_module(cfg, model, instruments=dm.instruments)
 
     ckpt = L.pytorch.callbacks.ModelCheckpoint(
