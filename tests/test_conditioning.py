@@ -258,3 +258,14 @@ def test_control_measures_a_signal_the_model_follows():
     summary = summarize_control(rows)
     assert summary["slope"] == pytest.approx(1.0, abs=0.05) and summary["r2"] > 0.99
     assert summary["f0_cents_median_worst"] < 10.0
+
+
+def test_centroid_change_is_reported_in_percent():
+    from ddsp_morph.evaluation.control import CONTROLS
+
+    ctl = CONTROLS["centroid"]
+    voiced = np.ones(10, bool)
+    base = ctl.measure({"centroid_hz": np.full(10, 1000.0)}, voiced)
+    moved = ctl.measure({"centroid_hz": np.full(10, 1200.0)}, voiced)
+    assert ctl.change(moved, base) == pytest.approx(20.0)
+    assert ctl.change(base, base) == 0.0

@@ -96,3 +96,51 @@ def test_vae_run_monitors_the_latent_and_stores_centroids(tiny_corpus: Path, tmp
     a = run.model({**batch, "z": torch.tensor([latent["centroids"]["flute"]])})["audio"]
     b = run.model({**batch, "z": torch.tensor([latent["centroids"]["violin"]])})["audio"]
     assert a.shape == (1, n * 128) and not torch.allclose(a, b)
+
+
+def test_kl_matches_the_closed_form_of_torch_distributions():
+    g = torch.Generator().manual_seed(3)
+    mu, logvar = torch.randn(4, 9, 6, generator=g), torch.randn(4, 9, 6, generator=g)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, (0.5 * logvar).exp()),
+        torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu)),
+    )
+    torch.testing.assert_close(kl_per_dim(mu, logvar), ref.reshape(-1, 6).mean(0))
+
+
+def test_gradients_flow_through_the_reparameterization():
+    enc = TimbreEncoder(z_dim=3, gru_size=8, variational=True, pooled=True).train()
+    out = enc(torch.randn(2, 16 * 128), 16)
+    out["z"].pow(2).sum().backward()  # a loss on the sampled z only
+    grads = {n: p.grad for n, p in enc.named_parameters()}
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values()), [
+        n for n, g in grads.items() if g is None or g.abs().sum() == 0
+    ]
+
+
+def test_interpolation_endpoints_are_the_stored_centroids(tiny_run: Path):
+    from ddsp_morph.evaluation.latent_eval import centroids_of, path_points
+
+    cents = centroids_of(load_run(tiny_run, checkpoint="last"))
+    for kind in ("linear", "slerp"):
+        zs = path_points(cents["violin"], cents["flute"], 7, kind)
+        np.testing.assert_allclose(zs[0], cents["violin"], atol=1e-6)
+        np.testing.assert_allclose(zs[-1], cents["flute"], atol=1e-6)
+
+
+def test_unknown_instrument_lists_the_known_ones(tiny_run: Path, tiny_corpus: Path):
+    from ddsp_morph.errors import DDSPMorphError
+    from ddsp_morph.evaluation.latent_eval import convert
+    from ddsp_morph.training.build import build_datamodule, feature_settings
+
+    run = load_run(tiny_run, checkpoint="last")
+    dm = build_datamodule(run.cfg)
+    dm.setup("test")
+    with pytest.raises(DDSPMorphError, match=r"'cello'.*\['flute', 'violin'\]"):
+        convert(
+            run,
+            dm.datasets["test"].items[0],
+            "cello",
+            classifier=None,
+            settings=feature_settings(run.cfg),
+        )

@@ -1,8 +1,12 @@
 """Exercise 3 evaluation: reconstruction, conversion and control for every run of a
 conditioning sweep, aggregated into one table per task (mean ± std over seeds).
 
-    python experiments/ex3_conditioning/evaluate_conditioning.py multirun/ex3 \
-        [--out experiments/ex3_conditioning] [--examples 24]
+    python experiments/ex3_conditioning/evaluate_conditioning.py multirun/ex3/seed0 multirun/ex3/seed1 ... \
+        [--out experiments/ex3_conditioning] [--examples 12]
+
+Each run's results are kept in ``<run>/ex3_eval.json`` (written atomically) and reused, so an
+interrupted evaluation resumes and a sweep can be evaluated while it is still training
+(``--ready-only`` skips runs without stability.json, i.e. not finished).
 
 Per run (checkpoint last.ckpt):
 - reconstruction: ``make eval``'s metrics on the first ``--examples`` test examples (balanced
@@ -31,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from ddsp_morph.data.io import save_json  # noqa: E402
 from ddsp_morph.evaluation.classifier import InstrumentClassifier, train_on_corpus  # noqa: E402
 from ddsp_morph.evaluation.control import (  # noqa: E402
     control_example,
@@ -179,22 +184,34 @@ def control_plot(rows: pd.DataFrame, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep", type=Path)
+    ap.add_argument("sweeps", type=Path, nargs="+")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
-    ap.add_argument("--examples", type=int, default=24)
+    ap.add_argument("--examples", type=int, default=12)
+    ap.add_argument("--ready-only", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = sorted(p for p in args.sweep.iterdir() if (p / "checkpoints" / "last.ckpt").exists())
+    runs = sorted(
+        p
+        for sweep in args.sweeps
+        for p in sweep.iterdir()
+        if (p / "checkpoints" / "last.ckpt").exists()
+        and (not args.ready_only or (p / "stability.json").exists())
+    )
     if not runs:
-        raise SystemExit(f"error: {args.sweep}: no run with checkpoints/last.ckpt")
+        raise SystemExit(f"error: {args.sweeps}: no run with checkpoints/last.ckpt")
     corpus = Path(OmegaConf.load(runs[0] / "config.yaml").data.corpus_dir)
     clf, report = train_on_corpus(corpus)
     (args.out / "classifier.json").write_text(json.dumps(report, indent=2) + "\n")
     print("classifier:", {k: v for k, v in report.items() if k != "test_confusion"})
     results = []
     for r in runs:
-        print("evaluating", r)
+        cache = r / "ex3_eval.json"
+        if cache.exists():
+            results.append(json.loads(cache.read_text()))
+            continue
+        print("evaluating", r, flush=True)
         results.append(evaluate(r, clf, args.examples))
+        save_json(cache, results[-1])
     recon = pd.DataFrame([r["recon"] for r in results])
     conv = pd.DataFrame([row for r in results for row in r["conv"]])
     ctrl = pd.DataFrame([row for r in results for row in r["ctrl"]])

@@ -33,8 +33,8 @@ class Control:
     """How one conditioning signal is moved and measured.
 
     key: the batch key moved; unit: the unit of ``amounts``; move(values, a) -> new values;
-    measure(features of one output, voiced mask) -> the summary on the scale of ``amounts``
-    (a difference of two summaries is the obtained amount).
+    measure(features of one output, voiced mask) -> a summary of the output;
+    change(summary of out(a), summary of out(0)) -> the obtained amount, in ``unit``.
     """
 
     key: str
@@ -42,14 +42,16 @@ class Control:
     amounts: tuple[float, ...]
     move: Callable[[torch.Tensor, float], torch.Tensor]
     measure: Callable[[dict[str, np.ndarray], np.ndarray], float]
+    change: Callable[[float, float], float] = lambda moved, base: moved - base
 
 
 def _mean(x: np.ndarray, voiced: np.ndarray) -> float:
     return float(np.mean(x[voiced])) if voiced.any() else float("nan")
 
 
-def _percent(ratio_log2: float) -> float:
-    return 100.0 * (2.0**ratio_log2 - 1.0)
+def _percent(moved_log2: float, base_log2: float) -> float:
+    """The change between two log2 summaries, as a percentage."""
+    return 100.0 * (2.0 ** (moved_log2 - base_log2) - 1.0)
 
 
 CONTROLS: dict[str, Control] = {
@@ -61,13 +63,14 @@ CONTROLS: dict[str, Control] = {
         lambda v, a: v + a,
         lambda f, m: _mean(f["loudness_db"], m),
     ),
-    # centroid -20%..+20%: obtained = change of the mean log2 centroid, as percent.
+    # centroid -20%..+20%: obtained = change of the geometric-mean centroid, in percent.
     "centroid": Control(
         "centroid_hz",
         "%",
         (-20.0, -10.0, 0.0, 10.0, 20.0),
         lambda v, a: v * (1.0 + a / 100.0),
-        lambda f, m: _percent(_mean(np.log2(np.maximum(f["centroid_hz"], 20.0)), m)),
+        lambda f, m: _mean(np.log2(np.maximum(f["centroid_hz"], 20.0)), m),
+        _percent,
     ),
     # periodicity down (and up): obtained = change of the mean CREPE periodicity.
     "periodicity": Control(
@@ -140,7 +143,7 @@ def control_example(
     base = ctl.measure({k: v[:n0] for k, v in base_feats.items()}, voiced[:n0])
     for a in amounts:
         feats, n = results[a]
-        obtained = ctl.measure({k: v[:n] for k, v in feats.items()}, voiced[:n]) - base
+        obtained = ctl.change(ctl.measure({k: v[:n] for k, v in feats.items()}, voiced[:n]), base)
         f0 = metrics.f0_metrics(item["f0_hz"].numpy()[:n], feats["f0_hz"][:n], voiced[:n])
         rows.append(
             {
