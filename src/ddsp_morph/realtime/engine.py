@@ -6,10 +6,122 @@ noise): what a live synth plays is what the evaluation measured."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from ddsp_morph.dsp.noise import filtered_noise
-from ddsp_morph.dsp.reverb import PartitionedConvolver
+from ddsp_morph.dsp.stream import HarmonicStream, NoiseStream, ReverbStream
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
+from ddsp_morph.models.decoder import Decoder
+
+
+class DecoderStep:
+    """The decoder, one block at a time at batch 1, with its weights laid out for it.
+
+    Exact reformulation of ``Decoder.forward`` (the same arithmetic up to float rounding):
+    each input's MLP runs as functional ops; the GRU's input projection and the output MLP's
+    first layer are split by input, and one stacked matrix per input computes both; the
+    latent's share (its MLP and both projections) is cached while z stays the same, which is
+    every block between two moves of the morph control; the GRU cell is written out
+    (r, z, n gates as in ``torch.nn.GRU``).
+    """
+
+    def __init__(self, decoder: Decoder) -> None:
+        d = decoder
+        self.names = list(d.input_names)
+        self.mlps = {k: self._layers(d.input_mlps[k]) for k in self.names}
+        g = d.gru.hidden_size
+        self.gru_size = g
+        w_ih, w_hh = d.gru.weight_ih_l0.detach(), d.gru.weight_hh_l0.detach()
+        b_ih, b_hh = d.gru.bias_ih_l0.detach(), d.gru.bias_hh_l0.detach()
+        out_layers = self._layers(d.out_mlp)
+        w1, b1 = out_layers[0][0], out_layers[0][1]
+        self.w1_gru = w1[:, :g].contiguous()
+        widths = [self.mlps[k][-1][0].shape[0] for k in self.names]  # each MLP's output width
+        self.stacked: dict[str, torch.Tensor] = {}
+        start = 0
+        for k, width in zip(self.names, widths, strict=True):
+            cols = slice(start, start + width)
+            self.stacked[k] = torch.cat(
+                [w_ih[:, cols], w1[:, g + start : g + start + width]]
+            ).contiguous()
+            start += width
+        self.bias = torch.cat([b_ih, b1])  # added once, with the cached latent share
+        self.w_hh, self.b_hh = w_hh.contiguous(), b_hh
+        self.out_norm = out_layers[0][2:]
+        self.out_rest = out_layers[1:]
+        self.head_w, self.head_b = d.head.weight.detach(), d.head.bias.detach()
+        self.output_sizes = dict(d.output_sizes)
+        self.slope = self._slope(d.out_mlp)
+        self._z: torch.Tensor | None = None
+        self._z_share: torch.Tensor | None = None
+
+    @staticmethod
+    def _layers(seq: nn.Sequential) -> list[tuple]:
+        """(weight, bias, ln_weight, ln_bias, ln_eps) per Linear -> LayerNorm -> LeakyReLU."""
+        mods = list(seq)
+        out = []
+        for lin, ln in zip(mods[0::3], mods[1::3], strict=True):
+            out.append(
+                (
+                    lin.weight.detach(),
+                    lin.bias.detach(),
+                    ln.weight.detach(),
+                    ln.bias.detach(),
+                    ln.eps,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _slope(seq: nn.Sequential) -> float:
+        return float(seq[2].negative_slope)
+
+    def _mlp(self, x: torch.Tensor, layers: list[tuple]) -> torch.Tensor:
+        for w, b, lw, lb, eps in layers:
+            x = F.leaky_relu(F.layer_norm(F.linear(x, w, b), lw.shape, lw, lb, eps), self.slope)
+        return x
+
+    def reset(self) -> None:
+        self._z, self._z_share = None, None
+
+    def __call__(
+        self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """inputs name -> Shape [n_frames, channels] (scaled as ``decoder_inputs`` does; z may
+        be [1, z_dim] for a constant timbre); hidden Shape [gru_size] or None.
+        Returns (raw head outputs name -> [1, n_frames, size], new hidden [gru_size])."""
+        share = self.bias
+        if "z" in self.names:
+            z = inputs["z"]
+            if self._z is None or self._z.shape != z.shape or not torch.equal(self._z, z):
+                self._z = z.clone()
+                hz = self._mlp(z, self.mlps["z"])
+                self._z_share = F.linear(hz, self.stacked["z"], self.bias)
+            share = self._z_share
+        proj = share
+        for k in self.names:
+            if k != "z":
+                proj = proj + F.linear(self._mlp(inputs[k], self.mlps[k]), self.stacked[k])
+        g3 = 3 * self.gru_size
+        gi, o1_inputs = proj[:, :g3], proj[:, g3:]  # [M, 3G], [M, H]
+        h = torch.zeros(self.gru_size) if hidden is None else hidden
+        outs = []
+        for m in range(gi.shape[0]):
+            gh = F.linear(h, self.w_hh, self.b_hh)
+            i_r, i_z, i_n = gi[m].chunk(3)
+            h_r, h_z, h_n = gh.chunk(3)
+            r = torch.sigmoid(i_r + h_r)
+            u = torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            h = n + u * (h - n)
+            outs.append(h)
+        g = outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
+        lw, lb, eps = self.out_norm
+        y = F.linear(g, self.w1_gru) + o1_inputs
+        y = F.leaky_relu(F.layer_norm(y, lw.shape, lw, lb, eps), self.slope)
+        y = F.linear(self._mlp(y, self.out_rest), self.head_w, self.head_b).unsqueeze(0)
+        sizes = list(self.output_sizes.values())
+        return dict(zip(self.output_sizes, torch.split(y, sizes, dim=-1), strict=True)), h
 
 
 class StreamingEngine:
@@ -19,6 +131,9 @@ class StreamingEngine:
     instrument_id: selects the reverb IR when the model holds one per instrument.
     seed: the white-noise generator's seed (the offline render with the same seed and one
         ``torch.rand`` over the whole length draws the same noise).
+
+    A block runs the decoder (``DecoderStep``) and the realtime DSP kernels of ``dsp.stream``
+    (harmonic bank, filtered noise, partitioned reverb), each carrying its own state.
     """
 
     def __init__(
@@ -36,30 +151,44 @@ class StreamingEngine:
             )
         self.model = model.eval()
         self.frames = int(frames_per_block)
-        self.hop = model.synth.hop_length
+        synth = model.synth
+        self.hop = synth.hop_length
         self.block_size = self.frames * self.hop
         self.instrument_id = torch.tensor([instrument_id])
         self.seed = seed
         self.has_latent = model.encoder is not None
-        self.convolver: PartitionedConvolver | None = None
-        self.wet = self.dry = None
-        synth = model.synth
+        self.decoder = DecoderStep(model.decoder)
+        self.harmonic = HarmonicStream(
+            n_harmonics=synth.harmonic.n_harmonics,
+            sample_rate=synth.sample_rate,
+            hop_length=self.hop,
+            n_frames=self.frames,
+            upsample=synth.harmonic.upsample,
+        )
+        self.noise = (
+            None
+            if synth.noise is None
+            else NoiseStream(n_bands=synth.noise.n_bands, hop_length=self.hop, n_frames=self.frames)
+        )
+        self.reverb: ReverbStream | None = None
         if synth.reverb is not None:
             with torch.no_grad():
                 ir = synth.reverb.impulse_response()
                 wet, dry = synth.reverb.wet_dry()
-                idx = self.instrument_id if synth.reverb.n_irs > 1 else torch.tensor([0])
-                self.wet, self.dry = wet[idx].reshape(1, 1), dry[idx].reshape(1, 1)
-                self.convolver = PartitionedConvolver(ir[idx] * 1.0, self.block_size)
+                idx = instrument_id if synth.reverb.n_irs > 1 else 0
+                self.reverb = ReverbStream(
+                    ir[idx], self.block_size, wet=wet.reshape(-1)[idx], dry=dry.reshape(-1)[idx]
+                )
         self.reset()
 
     def reset(self) -> None:
-        self.hidden = None
-        self.harmonic_state = None
-        self.noise_tail = None
+        self.hidden: torch.Tensor | None = None
         self.generator = torch.Generator().manual_seed(self.seed)
-        if self.convolver is not None:
-            self.convolver.reset()
+        self.decoder.reset()
+        self.harmonic.reset()
+        for kernel in (self.noise, self.reverb):
+            if kernel is not None:
+                kernel.reset()
 
     @torch.no_grad()
     def process(
@@ -78,34 +207,23 @@ class StreamingEngine:
             )
         m = self.model
         batch = {"f0_hz": f0_hz.reshape(1, -1), "loudness_db": loudness_db.reshape(1, -1)}
-        inputs = m.decoder_inputs(batch)
+        inputs = {k: v[0] for k, v in m.decoder_inputs(batch).items()}
         if self.has_latent:
             if z is None:
                 raise ValueError("z: this model has a latent; give a timbre vector")
-            zz = z.reshape(1, -1, z.shape[-1])
-            inputs["z"] = zz.expand(1, self.frames, -1) if zz.shape[1] == 1 else zz
-        raw, self.hidden = m.decoder(inputs, self.hidden, return_hidden=True)
+            inputs["z"] = z.reshape(-1, z.shape[-1])
+        raw, self.hidden = self.decoder(inputs, self.hidden)
         controls = m.synth.get_controls(raw)
-        audio, self.harmonic_state = m.synth.harmonic(
-            batch["f0_hz"],
-            controls["amplitude"],
-            controls["harmonic_distribution"],
-            state=self.harmonic_state,
-            return_state=True,
+        audio = self.harmonic.process(
+            f0_hz, controls["amplitude"][0, :, 0], controls["harmonic_distribution"][0]
         )
-        if m.synth.noise is not None:
-            n, self.noise_tail = filtered_noise(
-                controls["noise_magnitudes"],
-                hop_length=self.hop,
-                noise=None if noise is None else noise.reshape(1, -1),
-                generator=self.generator,
-                tail=self.noise_tail,
-                return_tail=True,
-            )
-            audio = audio + n
-        if self.convolver is not None:
-            audio = self.dry * audio + self.convolver.process(audio) * self.wet
-        return audio[0]
+        if self.noise is not None:
+            if noise is None:
+                noise = torch.rand(1, self.block_size, generator=self.generator) * 2.0 - 1.0
+            audio = audio + self.noise.process(controls["noise_magnitudes"][0], noise.reshape(-1))
+        if self.reverb is not None:
+            audio = self.reverb.process(audio)
+        return audio
 
 
 @torch.no_grad()
