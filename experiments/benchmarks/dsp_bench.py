@@ -181,46 +181,65 @@ def training_step_case(args: dict) -> dict:
 
 
 def streaming_case(args: dict) -> dict:
+    """One block of harmonic (100) + noise (65 bands) + 1 s reverb, one thread: the realtime
+    kernels of dsp.stream ("ours") and the general one-shot functions called block by block
+    with their state ("general"), on the same inputs in the same process."""
     torch.set_num_threads(1)
     from ddsp_morph.dsp.noise import filtered_noise
     from ddsp_morph.dsp.oscillators import harmonic_synth
     from ddsp_morph.dsp.reverb import PartitionedConvolver
+    from ddsp_morph.dsp.stream import HarmonicStream, NoiseStream, ReverbStream
 
-    block_frames = args["block_frames"]
+    frames = args["block_frames"]
     ir = torch.rand(1, SR) * torch.exp(-torch.arange(SR) / 3000.0)
-    conv = PartitionedConvolver(ir, HOP * block_frames)
-    f0 = torch.full((1, block_frames), 220.0)
-    amp, dist, mags = (
-        torch.full((1, block_frames, 1), 0.1),
-        torch.rand(1, block_frames, 100),
-        torch.rand(1, block_frames, 65),
-    )
-    gen = torch.Generator().manual_seed(0)
-    state, tail = None, None
-    times = []
-    with torch.inference_mode():
-        for i in range(args["n_blocks"] + 50):
-            t = time.perf_counter()
+    g = torch.Generator().manual_seed(0)
+    f0, amp = torch.full((1, frames), 220.0), torch.full((1, frames, 1), 0.1)
+    dist, mags = torch.rand(1, frames, 100, generator=g), torch.rand(1, frames, 65, generator=g)
+
+    def general():
+        conv = PartitionedConvolver(ir, HOP * frames)
+        state, tail = None, None
+
+        def block():
+            nonlocal state, tail
             h, state = harmonic_synth(
                 f0, amp, dist, sample_rate=SR, hop_length=HOP, state=state, return_state=True
             )
-            n, tail = filtered_noise(
-                mags, hop_length=HOP, generator=gen, tail=tail, return_tail=True
-            )
-            conv.process(h + n)
-            if i >= 50:
-                times.append(time.perf_counter() - t)
-    times.sort()
-    return {
-        "median_ms": 1e3 * times[len(times) // 2],
-        "p99_ms": 1e3 * times[int(len(times) * 0.99)],
-    }
+            n, tail = filtered_noise(mags, hop_length=HOP, generator=g, tail=tail, return_tail=True)
+            return conv.process(h + n)
+
+        return block
+
+    def ours():
+        hs = HarmonicStream(n_harmonics=100, sample_rate=SR, hop_length=HOP, n_frames=frames)
+        ns = NoiseStream(n_bands=65, hop_length=HOP, n_frames=frames)
+        rs = ReverbStream(ir, HOP * frames)
+        f, a, d, m = f0[0], amp[0, :, 0], dist[0], mags[0]
+
+        def block():
+            noise = torch.rand(frames * HOP, generator=g) * 2.0 - 1.0
+            return rs.process(hs.process(f, a, d) + ns.process(m, noise))
+
+        return block
+
+    out = {}
+    with torch.inference_mode():
+        for name, make in (("ours", ours), ("general", general)):
+            block, times = make(), []
+            for i in range(args["n_blocks"] + 50):
+                t = time.perf_counter()
+                block()
+                if i >= 50:
+                    times.append(time.perf_counter() - t)
+            times.sort()
+            out[name] = {
+                "median_ms": 1e3 * times[len(times) // 2],
+                "p99_ms": 1e3 * times[int(len(times) * 0.99)],
+            }
+    return out
 
 
-def engine_case(args: dict) -> dict:
-    """The realtime engine over a whole model (decoder + latent + harmonic + noise + reverb),
-    one thread, untrained weights of the given size (the cost does not depend on training)."""
-    torch.set_num_threads(1)
+def _tiny_or_full_engine(hidden: int, gru: int, frames: int):
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
@@ -234,13 +253,75 @@ def engine_case(args: dict) -> dict:
             "config",
             overrides=[
                 "synth=harmonic_noise_reverb",
-                f"model.hidden_size={args['hidden']}",
-                f"model.gru_size={args['gru']}",
+                f"model.hidden_size={hidden}",
+                f"model.gru_size={gru}",
             ],
         )
-    model = build_model(cfg, n_instruments=4)
+    return StreamingEngine(build_model(cfg, n_instruments=4), frames_per_block=frames)
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
+
+
+def soak_case(args: dict) -> dict:
+    """``seconds`` of headless synthesis at realtime pace (engine + 16 -> 48 kHz upsampler, the
+    morph moving every block) against a simulated audio device that plays one block every
+    block period from a queue ``device_blocks`` deep (``soak`` keeps the other core busy
+    meanwhile). An xrun is a block not ready when the device needs it (the device then plays
+    silence and carries on)."""
+    torch.set_num_threads(1)
+    from ddsp_morph.dsp.resample import PolyphaseUpsampler
+
     frames = args["block_frames"]
-    engine = StreamingEngine(model, frames_per_block=frames)
+    engine = _tiny_or_full_engine(args["hidden"], args["gru"], frames)
+    up = PolyphaseUpsampler(3)
+    period = frames * HOP / SR
+    n_blocks = int(args["seconds"] / period)
+    t = torch.arange(n_blocks * frames, dtype=torch.float32) * (HOP / SR)
+    f0 = 220.0 * 2 ** (torch.sin(2 * torch.pi * 0.5 * t) / 12)
+    loud = -30.0 + 10 * torch.sin(2 * torch.pi * 0.2 * t)
+    zs = torch.randn(2, 16)
+    depth = args["device_blocks"]
+    xruns, late_ms, compute = 0, 0.0, []
+    t0 = time.perf_counter() + depth * period  # the device starts once the queue is full
+    for j in range(n_blocks):
+        # Blocking write: wait for a free slot (block j - depth has started playing).
+        wait = t0 + (j - depth) * period - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        start = time.perf_counter()
+        alpha = (j % 500) / 500.0
+        z = (1 - alpha) * zs[0] + alpha * zs[1]
+        sl = slice(j * frames, (j + 1) * frames)
+        up.process(engine.process(f0[sl], loud[sl], z).numpy())
+        done = time.perf_counter()
+        compute.append(done - start)
+        due = t0 + j * period
+        if done > due:  # the device ran dry: silence, then it carries on
+            xruns += 1
+            late_ms = max(late_ms, 1e3 * (done - due))
+            t0 += done - due
+    compute.sort()
+    return {
+        "blocks": n_blocks,
+        "xruns": xruns,
+        "worst_late_ms": late_ms,
+        "compute_median_ms": 1e3 * compute[len(compute) // 2],
+        "compute_p99_ms": 1e3 * compute[int(len(compute) * 0.99)],
+        "compute_max_ms": 1e3 * compute[-1],
+    }
+
+
+def engine_case(args: dict) -> dict:
+    """The realtime engine over a whole model (decoder + latent + harmonic + noise + reverb),
+    one thread, untrained weights of the given size (the cost does not depend on training)."""
+    torch.set_num_threads(1)
+    frames = args["block_frames"]
+    engine = _tiny_or_full_engine(args["hidden"], args["gru"], frames)
     f0, loud, z = torch.full((frames,), 220.0), torch.full((frames,), -30.0), torch.zeros(16)
     times = []
     for i in range(args["n_blocks"] + 50):
@@ -287,6 +368,18 @@ def resampler_delay_ms(device_rate: int = 48000) -> dict:
     return out
 
 
+def soak(args: dict) -> dict:
+    """soak_case in its own process while a second process spins on the other core."""
+    busy = mp.get_context("spawn").Process(target=_spin, args=(args["seconds"] + 30.0,))
+    busy.start()
+    try:
+        time.sleep(1.0)  # let it start spinning
+        return _run(soak_case, args)
+    finally:
+        busy.terminate()
+        busy.join()
+
+
 def _run(target, *a) -> dict:
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
@@ -297,6 +390,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--soak-seconds", type=float, default=60.0)
     opts = p.parse_args()
     size = dict(batch=4, seconds=1.0) if opts.quick else dict(batch=16, seconds=4.0)
     base = dict(size, n_harmonics=100, n_bands=65, ir_seconds=1.0)
@@ -335,13 +429,18 @@ def main() -> None:
             f"  hop {hop:3d} ({SR // hop} frames/s), reverb {'on ' if reverb else 'off'}: {r['time_s']:.2f} s/step, "
             f"{size['batch'] / r['time_s']:.1f} examples/s, peak process memory {r['peak_process_mb']:.0f} MB"
         )
-    print("\nStreaming harmonic + noise + reverb (1 s IR, partitioned), one thread:")
+    print(
+        "\nStreaming harmonic + noise + reverb (1 s IR, partitioned), one thread: the realtime kernels "
+        "(dsp.stream) vs the general functions block by block:"
+    )
     for frames in (1, 4):
         r = _run(streaming_case, dict(block_frames=frames, n_blocks=300 if opts.quick else 2000))
         results[f"stream/{frames}"] = r
+        o, ref = r["ours"], r["general"]
         print(
-            f"  block of {frames * HOP:4d} samples: median {r['median_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms "
-            f"(realtime budget {1e3 * frames * HOP / SR:.1f} ms)"
+            f"  block of {frames * HOP:4d} samples: median {o['median_ms']:.3f} ms (general {ref['median_ms']:.3f} ms, "
+            f"{ref['median_ms'] / o['median_ms']:.1f}x), p99 {o['p99_ms']:.3f} ms (general {ref['p99_ms']:.3f}); "
+            f"realtime budget {1e3 * frames * HOP / SR:.1f} ms"
         )
     print("\nRealtime engine (decoder + VAE z + harmonic + noise + 1 s reverb), one thread:")
     for name, hidden, gru in (("full-size, GRU 512", 512, 512), ("tiny, GRU 128", 128, 128)):
@@ -360,6 +459,20 @@ def main() -> None:
                 f"  {name:18s} block {frames * HOP:4d} samples ({1e3 * frames * HOP / SR:.0f} ms): median {r['median_ms']:.3f} ms, "
                 f"p99 {r['p99_ms']:.3f} ms, real-time factor {r['real_time_factor']:.3f}"
             )
+    soak_args = dict(
+        hidden=512,
+        gru=512,
+        block_frames=1,
+        device_blocks=2,
+        seconds=10.0 if opts.quick else opts.soak_seconds,
+    )
+    r = soak(soak_args)
+    results["soak"] = {**soak_args, **r}
+    print(
+        f"\nSoak: {soak_args['seconds']:.0f} s at realtime pace, full-size decoder, 128-sample blocks, a 2-block device queue, "
+        f"the other core kept busy: {r['xruns']} xruns in {r['blocks']} blocks (worst {r['worst_late_ms']:.2f} ms late); "
+        f"compute median {r['compute_median_ms']:.2f} ms, p99 {r['compute_p99_ms']:.2f} ms, max {r['compute_max_ms']:.2f} ms"
+    )
     delays = resampler_delay_ms()
     delay = delays["polyphase"]
     tiny = results["engine/128/1"]
