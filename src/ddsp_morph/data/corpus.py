@@ -263,7 +263,7 @@ def extract_corpus_features(
     manifest = pd.read_csv(corpus_dir / "manifest.csv")
     skipped: list[tuple[str, str]] = []
     keep = []
-    n_cached = 0
+    n_cached = n_ctx_cached = 0
     train: list[dict[str, np.ndarray]] = []
     bar = tqdm(
         manifest.itertuples(),
@@ -283,14 +283,18 @@ def extract_corpus_features(
         ctx, ctx_cached = cached_context(
             audio, context_path(corpus_dir / row.feature_path), context
         )
-        n_cached += cached and ctx_cached
+        n_cached += cached
+        n_ctx_cached += ctx_cached
         keep.append(row.Index)
         if row.split == "train":
             train.append({**feats, **ctx})
     log.info(
-        "features: %d computed, %d reused from cache, %d skipped",
+        "features: %d computed, %d reused from cache; context features: %d computed, %d reused; "
+        "%d skipped",
         len(keep) - n_cached,
         n_cached,
+        len(keep) - n_ctx_cached,
+        n_ctx_cached,
         len(skipped),
     )
     if not keep:
