@@ -220,9 +220,13 @@ def test_realtime_engine_refuses_a_context_model(tiny_corpus: Path, tmp_path: Pa
     from ddsp_morph.realtime.engine import StreamingEngine
     from ddsp_morph.training.build import build_model
 
+    from ddsp_morph.realtime.export import StreamingSynth
+
     model = build_model(cfg_for(tiny_corpus, tmp_path, "conditioning=centroid"))
     with pytest.raises(ValueError, match="centroid"):
         StreamingEngine(model)
+    with pytest.raises(ValueError, match="centroid"):
+        StreamingSynth(model)
 
 
 class _GainModel(torch.nn.Module):

@@ -32,6 +32,11 @@ class StreamingSynth(nn.Module):
         self, model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0
     ) -> None:
         super().__init__()
+        if model.context_inputs:
+            raise ValueError(
+                f"conditioning: this model also reads {model.context_inputs}; the exported "
+                "synth takes f0 and loudness only (train with conditioning=f0_loud)"
+            )
         model = model.eval()
         self.model = model  # its decoder_inputs scales f0 and loudness as in training
         self.frames = int(frames_per_block)
