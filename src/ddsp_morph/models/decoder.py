@@ -5,13 +5,15 @@ from torch import nn
 
 
 def mlp(in_size: int, hidden_size: int, n_layers: int) -> nn.Sequential:
-    """Dense -> LayerNorm -> LeakyReLU, ``n_layers`` times (the DDSP MLP)."""
+    """Dense -> LayerNorm -> LeakyReLU, ``n_layers`` times (the DDSP MLP). The activation runs
+    in place on the LayerNorm's output (LayerNorm's backward does not need its output): one
+    activation tensor less per layer held for the backward pass."""
     layers: list[nn.Module] = []
     for i in range(n_layers):
         layers += [
             nn.Linear(in_size if i == 0 else hidden_size, hidden_size),
             nn.LayerNorm(hidden_size),
-            nn.LeakyReLU(),
+            nn.LeakyReLU(inplace=True),
         ]
     return nn.Sequential(*layers)
 
