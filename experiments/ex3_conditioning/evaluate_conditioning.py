@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     ap.add_argument("--examples", type=int, default=12)
     ap.add_argument("--ready-only", action="store_true")
+    ap.add_argument("--only", nargs="*", default=[], help="evaluate runs whose name holds one of these")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = sorted(
@@ -196,6 +197,7 @@ def main() -> None:
         for p in sweep.iterdir()
         if (p / "checkpoints" / "last.ckpt").exists()
         and (not args.ready_only or (p / "stability.json").exists())
+        and (not args.only or any(o in p.name for o in args.only))
     )
     if not runs:
         raise SystemExit(f"error: {args.sweeps}: no run with checkpoints/last.ckpt")

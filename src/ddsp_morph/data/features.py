@@ -121,26 +121,37 @@ def compute_features(audio: np.ndarray, s: FeatureSettings) -> dict[str, np.ndar
     return {"f0_hz": f0, "periodicity": periodicity, "loudness_db": extract_loudness(audio, s)}
 
 
-def cached_features(
-    audio: np.ndarray, path: Path, s: FeatureSettings
+def _cached(
+    audio: np.ndarray, path: Path, key: str, names: tuple[str, ...], compute
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """Features for ``audio``, from ``path`` when it holds a complete entry for this audio and
-    these settings, else computed and written atomically.
-
-    Returns:
-        (features, was_cached).
-    """
+    """``names`` of ``audio`` from the cache entry at ``path`` when it is complete and was made
+    from this audio (SHA-1) with these settings (``key``); else ``compute(audio)``, written
+    atomically. A truncated, stale or foreign entry is redone. Returns (features, was_cached)."""
     digest = sha1_array(audio)
     entry = load_npz(path)
     if (
         entry is not None
         and str(entry.get("audio_sha1")) == digest
-        and str(entry.get("settings")) == s.key()
+        and str(entry.get("settings")) == key
+        and all(k in entry for k in names)
     ):
-        return {k: entry[k] for k in ("f0_hz", "periodicity", "loudness_db")}, True
-    feats = compute_features(audio, s)
-    save_npz(path, audio_sha1=np.array(digest), settings=np.array(s.key()), **feats)
+        return {k: entry[k] for k in names}, True
+    feats = compute(audio)
+    save_npz(path, audio_sha1=np.array(digest), settings=np.array(key), **feats)
     return feats, False
+
+
+def cached_features(
+    audio: np.ndarray, path: Path, s: FeatureSettings
+) -> tuple[dict[str, np.ndarray], bool]:
+    """f0, periodicity and loudness of ``audio``, cached at ``path``. Returns (features, was_cached)."""
+    return _cached(
+        audio,
+        path,
+        s.key(),
+        ("f0_hz", "periodicity", "loudness_db"),
+        lambda a: compute_features(a, s),
+    )
 
 
 # Context features (Exercise 3): descriptors beside f0 and loudness, cached in their own file
@@ -213,17 +224,5 @@ def compute_context(audio: np.ndarray, s: ContextSettings) -> dict[str, np.ndarr
 def cached_context(
     audio: np.ndarray, path: Path, s: ContextSettings
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """Context features for ``audio`` from ``path`` when it holds a complete entry for this
-    audio and these settings, else computed and written atomically. Returns (features, cached)."""
-    digest = sha1_array(audio)
-    entry = load_npz(path)
-    if (
-        entry is not None
-        and str(entry.get("audio_sha1")) == digest
-        and str(entry.get("settings")) == s.key()
-        and all(k in entry for k in CONTEXT_FEATURES)
-    ):
-        return {k: entry[k] for k in CONTEXT_FEATURES}, True
-    feats = compute_context(audio, s)
-    save_npz(path, audio_sha1=np.array(digest), settings=np.array(s.key()), **feats)
-    return feats, False
+    """Context features of ``audio``, cached at ``path``. Returns (features, was_cached)."""
+    return _cached(audio, path, s.key(), CONTEXT_FEATURES, lambda a: compute_context(a, s))
