@@ -218,9 +218,8 @@ def test_unknown_conditioning_input_is_a_clear_error(tiny_corpus: Path, tmp_path
 
 def test_realtime_engine_refuses_a_context_model(tiny_corpus: Path, tmp_path: Path):
     from ddsp_morph.realtime.engine import StreamingEngine
-    from ddsp_morph.training.build import build_model
-
     from ddsp_morph.realtime.export import StreamingSynth
+    from ddsp_morph.training.build import build_model
 
     model = build_model(cfg_for(tiny_corpus, tmp_path, "conditioning=centroid"))
     with pytest.raises(ValueError, match="centroid"):

@@ -24,7 +24,9 @@ def test_harmonic_stream_equals_one_shot(frames: int, upsample: str):
     amp = torch.rand(1, m, generator=g) * 0.3
     dist = torch.rand(1, m, k, generator=g)
     ref = harmonic_synth(f0, amp, dist, sample_rate=SR, hop_length=HOP, upsample=upsample)[0]
-    stream = HarmonicStream(n_harmonics=k, sample_rate=SR, hop_length=HOP, n_frames=frames, upsample=upsample)
+    stream = HarmonicStream(
+        n_harmonics=k, sample_rate=SR, hop_length=HOP, n_frames=frames, upsample=upsample
+    )
     out = torch.cat(
         [
             stream.process(f0[0, i : i + frames], amp[0, i : i + frames], dist[0, i : i + frames])

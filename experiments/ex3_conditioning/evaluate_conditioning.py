@@ -188,7 +188,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     ap.add_argument("--examples", type=int, default=12)
     ap.add_argument("--ready-only", action="store_true")
-    ap.add_argument("--only", nargs="*", default=[], help="evaluate runs whose name holds one of these")
+    ap.add_argument(
+        "--only", nargs="*", default=[], help="evaluate runs whose name holds one of these"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = sorted(

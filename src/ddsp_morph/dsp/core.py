@@ -40,8 +40,15 @@ def db_to_amplitude(db: torch.Tensor) -> torch.Tensor:
     return torch.pow(10.0, db / 20.0)
 
 
+EXP_SIGMOID_EXPONENT, EXP_SIGMOID_MAX, EXP_SIGMOID_THRESHOLD = 10.0, 2.0, 1e-7
+
+
 def exp_sigmoid(
-    x: torch.Tensor, *, exponent: float = 10.0, max_value: float = 2.0, threshold: float = 1e-7
+    x: torch.Tensor,
+    *,
+    exponent: float = EXP_SIGMOID_EXPONENT,
+    max_value: float = EXP_SIGMOID_MAX,
+    threshold: float = EXP_SIGMOID_THRESHOLD,
 ) -> torch.Tensor:
     """The DDSP output nonlinearity: ``max_value * sigmoid(x) ** log(exponent) + threshold``.
 

@@ -5,13 +5,17 @@ noise): what a live synth plays is what the evaluation measured."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddsp_morph.dsp.core import EXP_SIGMOID_EXPONENT, EXP_SIGMOID_MAX, EXP_SIGMOID_THRESHOLD
 from ddsp_morph.dsp.stream import HarmonicStream, NoiseStream, ReverbStream
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 from ddsp_morph.models.decoder import Decoder
+from ddsp_morph.synths.stack import CONTROL_BIAS
 
 
 class DecoderStep:
@@ -25,7 +29,8 @@ class DecoderStep:
     (r, z, n gates as in ``torch.nn.GRU``).
     """
 
-    def __init__(self, decoder: Decoder) -> None:
+    def __init__(self, decoder: Decoder, head_offsets: dict[str, float] | None = None) -> None:
+        """head_offsets: a constant added to a head's output (folded into its bias)."""
         d = decoder
         self.names = list(d.input_names)
         self.mlps = {k: self._layers(d.input_mlps[k]) for k in self.names}
@@ -49,8 +54,12 @@ class DecoderStep:
         self.w_hh, self.b_hh = w_hh.contiguous(), b_hh
         self.out_norm = out_layers[0][2:]
         self.out_rest = out_layers[1:]
-        self.head_w, self.head_b = d.head.weight.detach(), d.head.bias.detach()
+        self.head_w, self.head_b = d.head.weight.detach(), d.head.bias.detach().clone()
         self.output_sizes = dict(d.output_sizes)
+        start = 0
+        for k, size in self.output_sizes.items():
+            self.head_b[start : start + size] += (head_offsets or {}).get(k, 0.0)
+            start += size
         self.slope = self._slope(d.out_mlp)
         self._z: torch.Tensor | None = None
         self._z_share: torch.Tensor | None = None
@@ -86,10 +95,11 @@ class DecoderStep:
 
     def __call__(
         self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs name -> Shape [n_frames, channels] (scaled as ``decoder_inputs`` does; z may
         be [1, z_dim] for a constant timbre); hidden Shape [gru_size] or None.
-        Returns (raw head outputs name -> [1, n_frames, size], new hidden [gru_size])."""
+        Returns (the heads' outputs side by side [n_frames, sum of sizes] with the offsets
+        added, new hidden [gru_size]); ``split`` names them."""
         share = self.bias
         if "z" in self.names:
             z = inputs["z"]
@@ -119,9 +129,12 @@ class DecoderStep:
         lw, lb, eps = self.out_norm
         y = F.linear(g, self.w1_gru) + o1_inputs
         y = F.leaky_relu(F.layer_norm(y, lw.shape, lw, lb, eps), self.slope)
-        y = F.linear(self._mlp(y, self.out_rest), self.head_w, self.head_b).unsqueeze(0)
+        return F.linear(self._mlp(y, self.out_rest), self.head_w, self.head_b), h
+
+    def split(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """[..., sum of sizes] -> name -> [..., size]."""
         sizes = list(self.output_sizes.values())
-        return dict(zip(self.output_sizes, torch.split(y, sizes, dim=-1), strict=True)), h
+        return dict(zip(self.output_sizes, torch.split(y, sizes, dim=-1), strict=True))
 
 
 class StreamingEngine:
@@ -157,7 +170,15 @@ class StreamingEngine:
         self.instrument_id = torch.tensor([instrument_id])
         self.seed = seed
         self.has_latent = model.encoder is not None
-        self.decoder = DecoderStep(model.decoder)
+        self.decoder = DecoderStep(model.decoder, head_offsets=CONTROL_BIAS)
+        # Scalars as tensors (an op with a Python float costs several microseconds more):
+        # f0 -> MIDI / 127 = log2(f0) * 12/127 + (69 - 12 log2 440) / 127, and exp_sigmoid's.
+        self.f0_scale = torch.tensor(12.0 / 127.0)
+        self.f0_offset = torch.tensor((69.0 - 12.0 * math.log2(440.0)) / 127.0)
+        self.log_exponent = torch.tensor(math.log(EXP_SIGMOID_EXPONENT))
+        self.max_value = torch.tensor(EXP_SIGMOID_MAX)
+        self.threshold = torch.tensor(EXP_SIGMOID_THRESHOLD)
+        self.two, self.one = torch.tensor(2.0), torch.tensor(1.0)
         self.harmonic = HarmonicStream(
             n_harmonics=synth.harmonic.n_harmonics,
             sample_rate=synth.sample_rate,
@@ -206,21 +227,27 @@ class StreamingEngine:
                 f"{tuple(f0_hz.shape)} and {tuple(loudness_db.shape)}"
             )
         m = self.model
-        batch = {"f0_hz": f0_hz.reshape(1, -1), "loudness_db": loudness_db.reshape(1, -1)}
-        inputs = {k: v[0] for k, v in m.decoder_inputs(batch).items()}
+        # decoder_inputs' scaling (f0 > 0 here: the controller never sends 0 Hz).
+        inputs = {
+            "f0": (torch.log2(f0_hz) * self.f0_scale + self.f0_offset).unsqueeze(-1),
+            "loudness": ((loudness_db - m.loudness_mean) / m.loudness_std).unsqueeze(-1),
+        }
         if self.has_latent:
             if z is None:
                 raise ValueError("z: this model has a latent; give a timbre vector")
             inputs["z"] = z.reshape(-1, z.shape[-1])
-        raw, self.hidden = self.decoder(inputs, self.hidden)
-        controls = m.synth.get_controls(raw)
+        y, self.hidden = self.decoder(inputs, self.hidden)
+        # get_controls: exp_sigmoid of every head at once (CONTROL_BIAS is in the head's bias).
+        controls = self.decoder.split(
+            torch.sigmoid(y).pow(self.log_exponent) * self.max_value + self.threshold
+        )
         audio = self.harmonic.process(
-            f0_hz, controls["amplitude"][0, :, 0], controls["harmonic_distribution"][0]
+            f0_hz, controls["amplitude"][:, 0], controls["harmonic_distribution"]
         )
         if self.noise is not None:
             if noise is None:
-                noise = torch.rand(1, self.block_size, generator=self.generator) * 2.0 - 1.0
-            audio = audio + self.noise.process(controls["noise_magnitudes"][0], noise.reshape(-1))
+                noise = torch.rand(self.block_size, generator=self.generator) * self.two - self.one
+            audio = audio + self.noise.process(controls["noise_magnitudes"], noise.reshape(-1))
         if self.reverb is not None:
             audio = self.reverb.process(audio)
         return audio

@@ -9,6 +9,8 @@ from ddsp_morph.synths.noise import FilteredNoise
 from ddsp_morph.synths.reverb import Reverb
 
 NOISE_BIAS = -5.0  # start the noise quiet (as in DDSP)
+# Added to a head's raw output before exp_sigmoid.
+CONTROL_BIAS = {"noise_magnitudes": NOISE_BIAS}
 
 
 class SynthStack(nn.Module):
@@ -61,13 +63,11 @@ class SynthStack(nn.Module):
         return sizes
 
     def get_controls(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        controls = {
-            "amplitude": exp_sigmoid(raw["amplitude"]),
-            "harmonic_distribution": exp_sigmoid(raw["harmonic_distribution"]),
+        """Raw head outputs -> synth controls: exp_sigmoid(raw + CONTROL_BIAS) per head."""
+        return {
+            k: exp_sigmoid(raw[k] + CONTROL_BIAS[k] if k in CONTROL_BIAS else raw[k])
+            for k in self.control_sizes
         }
-        if self.noise is not None:
-            controls["noise_magnitudes"] = exp_sigmoid(raw["noise_magnitudes"] + NOISE_BIAS)
-        return controls
 
     def forward(
         self,
