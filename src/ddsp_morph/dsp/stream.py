@@ -13,6 +13,7 @@ import math
 import torch
 
 from ddsp_morph.dsp.core import upsample_ramp
+from ddsp_morph.dsp.reverb import PartitionedConvolver
 
 TWO_PI = 2.0 * math.pi
 
@@ -144,11 +145,9 @@ class ReverbStream:
     one FFT, one complex multiply-accumulate over the partitions and one inverse FFT."""
 
     def __init__(self, ir: torch.Tensor, block_size: int, *, wet: float = 1.0, dry: float = 1.0):
-        ir = ir.detach().reshape(-1)
         self.block = block_size
-        n_parts = -(-ir.numel() // block_size)
-        parts = torch.nn.functional.pad(ir, (0, n_parts * block_size - ir.numel()))
-        spectra = torch.fft.rfft(parts.reshape(n_parts, block_size), 2 * block_size)
+        spectra = PartitionedConvolver(ir.detach().reshape(1, -1), block_size).ir_spectra[0]
+        n_parts = spectra.shape[0]
         # Ring slot q holds the block (q - head) % P blocks old: partition (q - head) % P, which
         # is row P - head + q of the doubled table.
         self.ir_twice = torch.cat([spectra, spectra]) * wet
