@@ -63,11 +63,9 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"config {key}: must be {desc}, got {value!r}")
     inputs = OmegaConf.select(cfg, "conditioning.inputs", default=None)
     if inputs is not None:
-        from ddsp_morph.models.autoencoder import KNOWN_INPUTS
+        from ddsp_morph.models.autoencoder import input_sizes_for
 
-        unknown = [i for i in inputs if i not in KNOWN_INPUTS]
-        if unknown or "f0" not in inputs:
-            raise ConfigError(
-                f"config conditioning.inputs: {list(inputs)} must include f0 and only "
-                f"{list(KNOWN_INPUTS)}"
-            )
+        try:
+            input_sizes_for(list(inputs))
+        except ValueError as e:
+            raise ConfigError(f"config {e}") from None

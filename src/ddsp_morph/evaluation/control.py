@@ -129,31 +129,27 @@ def control_example(
     voiced = metrics.voiced_mask(
         item["periodicity"].numpy(), item["loudness_db"].numpy(), threshold=threshold
     )
-    rows = []
-    amounts = sorted(set(ctl.amounts) | {0.0})
-    results = {}
-    for a in amounts:
+    rendered = []  # (amount, summary of the output, median f0 error)
+    for a in sorted(set(ctl.amounts) | {0.0}):
         moved = dict(item)
         moved[ctl.key] = ctl.move(item[ctl.key], a)
         audio = render(model, moved, z)["audio"]
         feats = {**compute_features(audio, settings), **compute_context(audio, context)}
         n = min(len(voiced), len(feats["f0_hz"]))
-        results[a] = (feats, n)
-    base_feats, n0 = results[0.0]
-    base = ctl.measure({k: v[:n0] for k, v in base_feats.items()}, voiced[:n0])
-    for a in amounts:
-        feats, n = results[a]
-        obtained = ctl.change(ctl.measure({k: v[:n] for k, v in feats.items()}, voiced[:n]), base)
+        summary = ctl.measure({k: v[:n] for k, v in feats.items()}, voiced[:n])
         f0 = metrics.f0_metrics(item["f0_hz"].numpy()[:n], feats["f0_hz"][:n], voiced[:n])
-        rows.append(
-            {
-                "signal": signal,
-                "unit": ctl.unit,
-                "asked": float(a),
-                "obtained": float(obtained),
-                "f0_cents_median": f0["f0_cents_median"],
-            }
-        )
+        rendered.append((a, summary, f0["f0_cents_median"]))
+    base = next(summary for a, summary, _ in rendered if a == 0.0)
+    rows = [
+        {
+            "signal": signal,
+            "unit": ctl.unit,
+            "asked": float(a),
+            "obtained": float(ctl.change(summary, base)),
+            "f0_cents_median": cents,
+        }
+        for a, summary, cents in rendered
+    ]
     return rows
 
 
