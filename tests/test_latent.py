@@ -118,6 +118,41 @@ def test_gradients_flow_through_the_reparameterization():
     ]
 
 
+def test_under_bf16_autocast_only_the_networks_run_in_bf16():
+    from ddsp_morph.models.autoencoder import DDSPAutoencoder
+    from ddsp_morph.models.decoder import Decoder
+    from ddsp_morph.synths.stack import SynthStack
+
+    torch.manual_seed(0)
+    synth = SynthStack(sample_rate=16000, hop_length=128, n_harmonics=20, n_noise_bands=17)
+    enc = TimbreEncoder(z_dim=4, gru_size=16)
+    dec = Decoder(
+        input_sizes={"f0": 1, "loudness": 1, "z": 4},
+        output_sizes=synth.control_sizes,
+        hidden_size=32,
+        gru_size=32,
+    )
+    model = DDSPAutoencoder(
+        decoder=dec, synth=synth, conditioning=["f0", "loudness"], encoder=enc
+    ).eval()
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "f0_hz": 200 + 100 * torch.rand(2, 20, generator=g),
+        "loudness_db": -30 + 5 * torch.randn(2, 20, generator=g),
+        "audio": 0.1 * torch.randn(2, 20 * 128, generator=g),
+    }
+    with torch.no_grad():
+        ref = model(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(batch)
+    for k in ("audio", "amplitude", "harmonic_distribution", "noise_magnitudes", "mu"):
+        assert out[k].dtype == torch.float32, k
+    # bf16 decoder weights/activations: close to the float32 model, not equal to it
+    rel = (out["audio"] - ref["audio"]).norm() / ref["audio"].norm()
+    assert 0 < float(rel) < 0.1
+    torch.testing.assert_close(out["mu"], ref["mu"], atol=0.05, rtol=0.05)
+
+
 def test_interpolation_endpoints_are_the_stored_centroids(tiny_run: Path):
     from ddsp_morph.evaluation.latent_eval import centroids_of, path_points
 

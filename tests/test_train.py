@@ -157,3 +157,20 @@ def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_pa
     adam_steps = {float(s["step"]) for s in final["optimizer_states"][0]["state"].values()}
     assert adam_steps == {40.0}  # Adam's moments carried over, not restarted
     assert json.loads((first / "stability.json").read_text())["train_steps"] == 40 - killed_at
+
+
+def test_bf16_mixed_training_runs_and_keeps_the_synth_float32(tiny_corpus: Path, tmp_path: Path):
+    # trainer.precision=bf16-mixed: the decoder runs in bfloat16 (AMX/AVX512-BF16 CPUs and GPUs),
+    # the synth, the loss and the encoder's MFCC front end in float32.
+    metrics = train(
+        cfg_for(
+            tiny_corpus,
+            tmp_path,
+            "trainer.max_steps=3",
+            "trainer.precision=bf16-mixed",
+            "latent=vae",
+            "synth=harmonic_noise_reverb",
+            "synth.reverb_seconds=0.1",
+        )
+    )
+    assert metrics["global_step"] == 3 and np.isfinite(metrics["train/loss"])

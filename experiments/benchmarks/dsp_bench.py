@@ -170,7 +170,8 @@ def training_step_case(args: dict) -> dict:
     times = []
     for i in range(args.get("reps", 3) + 1):
         t = time.perf_counter()
-        out = model(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args["precision"] == "bf16-mixed"):
+            out = model(batch)
         loss = multiscale_spectral_loss(out["audio"], batch["audio"])
         opt.zero_grad()
         loss.backward()
@@ -380,6 +381,17 @@ def soak(args: dict) -> dict:
         busy.join()
 
 
+def _bf16_units() -> str:
+    """The CPU's bfloat16 matrix/vector instructions, from /proc/cpuinfo ('none' elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":")[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    found = [x for x in ("amx_bf16", "avx512_bf16") if x in flags]
+    return ", ".join(found) or "none (bfloat16 is emulated: slower than float32)"
+
+
 def _run(target, *a) -> dict:
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
@@ -418,16 +430,28 @@ def main() -> None:
                 f"{ours['peak_mb']:9.0f} {ref['peak_mb']:9.0f} {ours['peak_mb'] / max(ref['peak_mb'], 1e-9):9.2f}"
             )
     print(
-        "\nFull training step (GRU 512 decoder, 100 harmonics, 65 bands, forward + loss + backward + Adam):"
+        "\nFull training step (GRU 512 decoder, 100 harmonics, 65 bands, forward + loss + backward + Adam); "
+        "bf16-mixed = trainer.precision=bf16-mixed (decoder in bfloat16, synth and loss float32), "
+        f"CPU bfloat16 units: {_bf16_units()}"
     )
-    for hop, reverb in ((HOP, False), (HOP, True), (160, True)):
+    for hop, reverb, precision in (
+        (HOP, False, "32"),
+        (HOP, True, "32"),
+        (HOP, True, "bf16-mixed"),
+        (160, True, "32"),
+        (160, True, "bf16-mixed"),
+    ):
         r = _run(
-            training_step_case, dict(size, hop=hop, reverb=reverb, reps=2 if not opts.quick else 1)
+            training_step_case,
+            dict(
+                size, hop=hop, reverb=reverb, precision=precision, reps=3 if not opts.quick else 1
+            ),
         )
-        results[f"train_step/hop{hop}/reverb{int(reverb)}"] = r
+        results[f"train_step/hop{hop}/reverb{int(reverb)}/{precision}"] = r
         print(
-            f"  hop {hop:3d} ({SR // hop} frames/s), reverb {'on ' if reverb else 'off'}: {r['time_s']:.2f} s/step, "
-            f"{size['batch'] / r['time_s']:.1f} examples/s, peak process memory {r['peak_process_mb']:.0f} MB"
+            f"  hop {hop:3d} ({SR // hop} frames/s), reverb {'on ' if reverb else 'off'}, precision {precision:10s}: "
+            f"{r['time_s']:.2f} s/step, {size['batch'] / r['time_s']:.1f} examples/s, "
+            f"peak process memory {r['peak_process_mb']:.0f} MB"
         )
     print(
         "\nStreaming harmonic + noise + reverb (1 s IR, partitioned), one thread: the realtime kernels "

@@ -142,10 +142,16 @@ class DDSPAutoencoder(nn.Module):
             enc = self.latent(batch, batch["f0_hz"].shape[1])
             inputs["z"] = enc["z"]
         raw = self.decoder(inputs)
-        controls = self.synth.get_controls(raw)
-        out = self.synth(
-            batch["f0_hz"], controls, instrument_id=batch.get("instrument_id"), generator=generator
-        )
+        # Under mixed precision only the decoder runs in bf16/fp16: the controls, the
+        # oscillator phase and the convolutions stay float32.
+        with torch.autocast(batch["f0_hz"].device.type, enabled=False):
+            controls = self.synth.get_controls({k: v.float() for k, v in raw.items()})
+            out = self.synth(
+                batch["f0_hz"].float(),
+                controls,
+                instrument_id=batch.get("instrument_id"),
+                generator=generator,
+            )
         out.update(controls)
         out.update(enc)
         return out
