@@ -295,3 +295,28 @@ def test_decoder_step_equals_the_decoder_as_z_moves(tmp_path: Path, frames: int)
     for name in ref:
         got = torch.cat([o[name] for o in outs], dim=1)
         torch.testing.assert_close(got, ref[name], atol=1e-5, rtol=1e-5)
+
+
+def test_the_fast_and_torch_engines_render_a_midi_file_alike(tiny_run: Path, tmp_path: Path):
+    import numpy as np
+
+    from ddsp_morph.errors import DDSPMorphError
+    from ddsp_morph.realtime.performer import PerformerSettings, render_midi_file
+    from ddsp_morph.training.checkpoint import load_run
+
+    run = load_run(tiny_run, checkpoint="last")
+    midi = _melody(tmp_path / "m.mid")
+    renders = {}
+    for engine in ("fast", "torch"):
+        s = PerformerSettings(device_rate=16000, engine=engine)
+        renders[engine], stats = render_midi_file(run, midi, s)
+        assert stats["blocks"] * 128 == len(renders[engine])
+    a, b = renders["fast"], renders["torch"]
+    # different white-noise generators (numpy / torch): compare the per-block energy
+    ea = np.sqrt(np.mean(a.reshape(-1, 128) ** 2, axis=1))
+    eb = np.sqrt(np.mean(b.reshape(-1, 128) ** 2, axis=1))
+    assert ea.max() > 1e-3
+    assert np.corrcoef(ea, eb)[0, 1] > 0.99
+    assert np.abs(20 * np.log10((ea.mean() + 1e-9) / (eb.mean() + 1e-9))) < 0.5
+    with pytest.raises(DDSPMorphError, match="engine: expected"):
+        render_midi_file(run, midi, PerformerSettings(engine="jax"))

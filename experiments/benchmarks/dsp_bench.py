@@ -182,7 +182,8 @@ def training_step_case(args: dict) -> dict:
 
 
 def streaming_case(args: dict) -> dict:
-    """One block of harmonic (100) + noise (65 bands) + 1 s reverb, one thread: the realtime
+    """One block of harmonic (100) + noise (65 bands) + 1 s reverb, one thread: the compiled
+    kernels of realtime.kernels ("compiled", what the fast engine runs), the torch realtime
     kernels of dsp.stream ("ours") and the general one-shot functions called block by block
     with their state ("general"), on the same inputs in the same process."""
     torch.set_num_threads(1)
@@ -223,9 +224,43 @@ def streaming_case(args: dict) -> dict:
 
         return block
 
+    def compiled():
+        import numpy as np
+
+        from ddsp_morph.dsp.core import upsample_ramp
+        from ddsp_morph.realtime import kernels
+
+        ns = NoiseStream(n_bands=65, hop_length=HOP, n_frames=frames)
+        rs = ReverbStream(ir, HOP * frames)
+        basis, spec = ns.basis_reversed.numpy(), rs.ir_twice.numpy()
+        ir_re = np.ascontiguousarray(spec.real, np.float32)
+        ir_im = np.ascontiguousarray(spec.imag, np.float32)
+        ring_re = np.zeros((rs.n_parts, HOP * frames + 1), np.float32)
+        ring_im = np.zeros_like(ring_re)
+        frame, cos_t, sin_t = np.zeros(2 * HOP * frames), *kernels.twiddles(2 * HOP * frames)
+        ramp, h_state, prev = upsample_ramp(HOP).numpy(), np.zeros(3), np.zeros(100, np.float32)
+        tail = np.zeros(ns.ir_size - 1, np.float32)
+        h, n, out = (np.zeros(HOP * frames, np.float32) for _ in range(3))
+        f, a, d, m = (x[0].numpy() for x in (f0, amp[..., 0], dist, mags))
+        rng, noise = np.random.default_rng(0), np.zeros(HOP * frames, np.float32)
+        state = {"head": 0}
+
+        def block():
+            rng.random(HOP * frames, dtype=np.float32, out=noise)
+            noise[:] = noise * 2.0 - 1.0
+            kernels.harmonic_block(f, a, d, ramp, float(SR), h_state, prev, h)
+            kernels.noise_block(m, noise, basis, tail, n)
+            h[:] += n
+            state["head"] = kernels.reverb_block(
+                h, frame, ring_re, ring_im, ir_re, ir_im, cos_t, sin_t, state["head"], 1.0, out
+            )
+            return out
+
+        return block
+
     out = {}
     with torch.inference_mode():
-        for name, make in (("ours", ours), ("general", general)):
+        for name, make in (("compiled", compiled), ("ours", ours), ("general", general)):
             block, times = make(), []
             for i in range(args["n_blocks"] + 50):
                 t = time.perf_counter()
@@ -238,6 +273,36 @@ def streaming_case(args: dict) -> dict:
                 "p99_ms": 1e3 * times[int(len(times) * 0.99)],
             }
     return out
+
+
+ENGINES = {
+    # name: (engine, decoder weights, input tables); "torch" is the reference StreamingEngine
+    "torch": ("torch", None, None),
+    "fast": ("fast", "float32", 0),
+    "fast+tables": ("fast", "float32", 2048),
+    "fast+tables int8": ("fast", "int8", 2048),
+}
+
+
+def _block_fn(hidden: int, gru: int, frames: int, engine: str = "torch"):
+    """(block(f0, loudness, z) -> audio, the engine): the call the live loop makes per block
+    (numpy arrays for the compiled engine, tensors for the torch one)."""
+
+    kind, weights, tables = ENGINES[engine]
+    ref = _tiny_or_full_engine(hidden, gru, frames)
+    if kind == "torch":
+        f0, loud = torch.empty(frames), torch.empty(frames)
+
+        def block(f0_hz, loudness_db, z):
+            f0.copy_(torch.from_numpy(f0_hz))
+            loud.copy_(torch.from_numpy(loudness_db))
+            return ref.process(f0, loud, torch.from_numpy(z)).numpy()
+
+        return block, ref
+    from ddsp_morph.realtime.fast import FastEngine
+
+    fast = FastEngine(ref.model, frames_per_block=frames, weights=weights, input_tables=tables)
+    return fast.process_numpy, fast
 
 
 def _tiny_or_full_engine(hidden: int, gru: int, frames: int):
@@ -278,14 +343,14 @@ def soak_case(args: dict) -> dict:
     from ddsp_morph.dsp.resample import PolyphaseUpsampler
 
     frames = args["block_frames"]
-    engine = _tiny_or_full_engine(args["hidden"], args["gru"], frames)
+    block, _ = _block_fn(args["hidden"], args["gru"], frames, args["engine"])
     up = PolyphaseUpsampler(3)
     period = frames * HOP / SR
     n_blocks = int(args["seconds"] / period)
     t = torch.arange(n_blocks * frames, dtype=torch.float32) * (HOP / SR)
-    f0 = 220.0 * 2 ** (torch.sin(2 * torch.pi * 0.5 * t) / 12)
-    loud = -30.0 + 10 * torch.sin(2 * torch.pi * 0.2 * t)
-    zs = torch.randn(2, 16)
+    f0 = (220.0 * 2 ** (torch.sin(2 * torch.pi * 0.5 * t) / 12)).numpy()
+    loud = (-30.0 + 10 * torch.sin(2 * torch.pi * 0.2 * t)).numpy()
+    zs = torch.randn(2, 16).numpy()
     depth = args["device_blocks"]
     xruns, late_ms, compute = 0, 0.0, []
     t0 = time.perf_counter() + depth * period  # the device starts once the queue is full
@@ -298,7 +363,7 @@ def soak_case(args: dict) -> dict:
         alpha = (j % 500) / 500.0
         z = (1 - alpha) * zs[0] + alpha * zs[1]
         sl = slice(j * frames, (j + 1) * frames)
-        up.process(engine.process(f0[sl], loud[sl], z).numpy())
+        up.process(block(f0[sl], loud[sl], z))
         done = time.perf_counter()
         compute.append(done - start)
         due = t0 + j * period
@@ -320,14 +385,17 @@ def soak_case(args: dict) -> dict:
 def engine_case(args: dict) -> dict:
     """The realtime engine over a whole model (decoder + latent + harmonic + noise + reverb),
     one thread, untrained weights of the given size (the cost does not depend on training)."""
+    import numpy as np
+
     torch.set_num_threads(1)
     frames = args["block_frames"]
-    engine = _tiny_or_full_engine(args["hidden"], args["gru"], frames)
-    f0, loud, z = torch.full((frames,), 220.0), torch.full((frames,), -30.0), torch.zeros(16)
+    block, _ = _block_fn(args["hidden"], args["gru"], frames, args["engine"])
+    f0, loud = np.full(frames, 220.0, np.float32), np.full(frames, -30.0, np.float32)
+    z = np.zeros(16, np.float32)
     times = []
     for i in range(args["n_blocks"] + 50):
         t = time.perf_counter()
-        engine.process(f0, loud, z)
+        block(f0, loud, z)
         if i >= 50:
             times.append(time.perf_counter() - t)
     times.sort()
@@ -338,6 +406,48 @@ def engine_case(args: dict) -> dict:
         "p99_ms": 1e3 * times[int(len(times) * 0.99)],
         "real_time_factor": med / block_s,
     }
+
+
+def engine_accuracy_case(args: dict) -> dict:
+    """Each compiled variant against the torch engine: 200 one-frame blocks of an f0 and
+    loudness sweep with the latent fixed, the same white noise given to both."""
+    torch.set_num_threads(1)
+    from ddsp_morph.realtime.fast import FastEngine
+
+    ref = _tiny_or_full_engine(args["hidden"], args["gru"], 1)
+    with torch.no_grad():  # away from the initial state: a loud, harmonic-rich output
+        ref.model.decoder.head.bias.add_(2.0)
+    ref = type(ref)(ref.model, frames_per_block=1)
+    n = 200
+    t = torch.arange(n, dtype=torch.float32)
+    f0 = 110.0 * 2 ** (2 * torch.sin(t / 17.0))
+    loud = -35.0 + 20 * torch.sin(t / 23.0)
+    z = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand(n * HOP, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    want = torch.cat(
+        [
+            ref.process(f0[i : i + 1], loud[i : i + 1], z, noise[i * HOP : (i + 1) * HOP])
+            for i in range(n)
+        ]
+    )
+    out = {}
+    for name, (kind, weights, tables) in ENGINES.items():
+        if kind != "fast":
+            continue
+        e = FastEngine(ref.model, weights=weights, input_tables=tables)
+        got = torch.cat(
+            [
+                e.process(f0[i : i + 1], loud[i : i + 1], z, noise[i * HOP : (i + 1) * HOP])
+                for i in range(n)
+            ]
+        )
+        err = got - want
+        out[name] = {
+            "snr_db": float(10 * torch.log10(want.square().sum() / err.square().sum())),
+            "max_err": float(err.abs().max()),
+            "peak": float(want.abs().max()),
+        }
+    return out
 
 
 def resampler_delay_ms(device_rate: int = 48000) -> dict:
@@ -454,52 +564,69 @@ def main() -> None:
             f"peak process memory {r['peak_process_mb']:.0f} MB"
         )
     print(
-        "\nStreaming harmonic + noise + reverb (1 s IR, partitioned), one thread: the realtime kernels "
-        "(dsp.stream) vs the general functions block by block:"
+        "\nStreaming harmonic + noise + reverb (1 s IR, partitioned), one thread: the compiled kernels "
+        "(realtime.kernels), the torch realtime kernels (dsp.stream) and the general functions block by block:"
     )
     for frames in (1, 4):
         r = _run(streaming_case, dict(block_frames=frames, n_blocks=300 if opts.quick else 2000))
         results[f"stream/{frames}"] = r
-        o, ref = r["ours"], r["general"]
+        c, o, ref = r["compiled"], r["ours"], r["general"]
         print(
-            f"  block of {frames * HOP:4d} samples: median {o['median_ms']:.3f} ms (general {ref['median_ms']:.3f} ms, "
-            f"{ref['median_ms'] / o['median_ms']:.1f}x), p99 {o['p99_ms']:.3f} ms (general {ref['p99_ms']:.3f}); "
+            f"  block of {frames * HOP:4d} samples: compiled median {c['median_ms']:.3f} ms (p99 {c['p99_ms']:.3f}), "
+            f"torch kernels {o['median_ms']:.3f} ms (p99 {o['p99_ms']:.3f}), general {ref['median_ms']:.3f} ms "
+            f"(p99 {ref['p99_ms']:.3f}): compiled {ref['median_ms'] / c['median_ms']:.1f}x the general path; "
             f"realtime budget {1e3 * frames * HOP / SR:.1f} ms"
         )
-    print("\nRealtime engine (decoder + VAE z + harmonic + noise + 1 s reverb), one thread:")
+    print(
+        "\nRealtime engine (decoder + VAE z + harmonic + noise + 1 s reverb), one thread. torch = the "
+        "reference StreamingEngine; fast = the compiled block (realtime.fast); +tables = f0/loudness "
+        "branches tabulated (2048 rows); int8 = int8 decoder weights. SNR/max err: 200 blocks of a "
+        "sweep against the torch engine, same noise:"
+    )
+    print(
+        f"  {'decoder':18s} {'engine':17s} {'block':>6s} {'median ms':>10s} {'p99 ms':>8s} {'x realtime':>11s} "
+        f"{'SNR dB':>7s} {'max err':>8s}"
+    )
     for name, hidden, gru in (("full-size, GRU 512", 512, 512), ("tiny, GRU 128", 128, 128)):
+        acc = _run(engine_accuracy_case, dict(hidden=hidden, gru=gru))
         for frames in (1, 4):
-            r = _run(
-                engine_case,
-                dict(
-                    hidden=hidden,
-                    gru=gru,
-                    block_frames=frames,
-                    n_blocks=200 if opts.quick else 1000,
-                ),
-            )
-            results[f"engine/{gru}/{frames}"] = r
-            print(
-                f"  {name:18s} block {frames * HOP:4d} samples ({1e3 * frames * HOP / SR:.0f} ms): median {r['median_ms']:.3f} ms, "
-                f"p99 {r['p99_ms']:.3f} ms, real-time factor {r['real_time_factor']:.3f}"
-            )
+            for engine in ENGINES:
+                r = _run(
+                    engine_case,
+                    dict(
+                        hidden=hidden,
+                        gru=gru,
+                        block_frames=frames,
+                        engine=engine,
+                        n_blocks=200 if opts.quick else 1000,
+                    ),
+                )
+                r.update(acc.get(engine, {}))
+                results[f"engine/{gru}/{frames}/{engine}"] = r
+                snr = f"{r['snr_db']:7.1f}" if "snr_db" in r else f"{'-':>7s}"
+                err = f"{r['max_err']:8.1e}" if "max_err" in r else f"{'-':>8s}"
+                print(
+                    f"  {name:18s} {engine:17s} {frames * HOP:6d} {r['median_ms']:10.3f} {r['p99_ms']:8.3f} "
+                    f"{1 / r['real_time_factor']:10.1f}x {snr} {err}"
+                )
     soak_args = dict(
         hidden=512,
         gru=512,
         block_frames=1,
         device_blocks=2,
         seconds=10.0 if opts.quick else opts.soak_seconds,
+        engine="fast+tables",
     )
     r = soak(soak_args)
     results["soak"] = {**soak_args, **r}
     print(
-        f"\nSoak: {soak_args['seconds']:.0f} s at realtime pace, full-size decoder, 128-sample blocks, a 2-block device queue, "
+        f"\nSoak: {soak_args['seconds']:.0f} s at realtime pace, full-size decoder ({soak_args['engine']} engine, the live default), 128-sample blocks, a 2-block device queue, "
         f"the other core kept busy: {r['xruns']} xruns in {r['blocks']} blocks (worst {r['worst_late_ms']:.2f} ms late); "
         f"compute median {r['compute_median_ms']:.2f} ms, p99 {r['compute_p99_ms']:.2f} ms, max {r['compute_max_ms']:.2f} ms"
     )
     delays = resampler_delay_ms()
     delay = delays["polyphase"]
-    tiny = results["engine/128/1"]
+    tiny = results["engine/128/1/fast+tables"]  # the live default engine
     results["midi_latency_ms"] = {
         "block_wait_max": 1e3 * HOP / SR,
         "block_wait_mean": 0.5e3 * HOP / SR,

@@ -139,6 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--to", dest="target", help="instrument at morph CC = 127")
     ap.add_argument("--path", default="linear", choices=["linear", "slerp"])
     ap.add_argument("--frames-per-block", type=int, default=1)
+    ap.add_argument(
+        "--engine",
+        default="fast",
+        choices=["fast", "torch"],
+        help="fast: compiled block (default); torch: the reference StreamingEngine",
+    )
+    ap.add_argument(
+        "--weights",
+        default="float32",
+        choices=["float32", "int8"],
+        help="the fast engine's decoder weights (int8: faster, output within ~45 dB SNR)",
+    )
     ap.add_argument("--device-rate", type=int, default=48000)
     ap.add_argument("--device", default=None, help="sounddevice output device")
     ap.add_argument("--osc-host", default="127.0.0.1")
@@ -158,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             source=args.source,
             target=args.target,
             path=args.path,
+            engine=args.engine,
+            weights=args.weights,
         )
         if args.midi_file is not None:
             if args.out is None:

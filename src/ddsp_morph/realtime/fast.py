@@ -20,6 +20,7 @@ import math
 import numpy as np
 import torch
 from numba import njit
+from threadpoolctl import threadpool_limits
 
 from ddsp_morph.dsp.core import (
     EXP_SIGMOID_EXPONENT,
@@ -79,6 +80,45 @@ def _sigmoid(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath=True)
+def _mlp_rest(
+    h_a, h_b, out, wbuf, qbuf, mtab, m_first, vbuf, vtab, v_first, n_layers, eps, slope
+):  # pragma: no cover - compiled
+    """An input branch from its first layer's output (``h_a``, before the norm): norm and
+    activation, layers 2..n (matrices from ``m_first``), then the stacked projection (the
+    next matrix) into ``out``; (bias, ln gain, ln bias) per layer from vector ``v_first``."""
+    _layer_norm_leaky(h_a, _vec(vbuf, vtab, v_first + 1), _vec(vbuf, vtab, v_first + 2), eps, slope)
+    for layer in range(1, n_layers):
+        _matvec(wbuf, qbuf, mtab, m_first + layer - 1, h_a, h_b)
+        v = v_first + 3 * layer
+        b = _vec(vbuf, vtab, v)
+        for j in range(h_b.shape[0]):
+            h_b[j] += b[j]
+        _layer_norm_leaky(h_b, _vec(vbuf, vtab, v + 1), _vec(vbuf, vtab, v + 2), eps, slope)
+        h_a[:] = h_b
+    _matvec(wbuf, qbuf, mtab, m_first + n_layers - 1, h_a, out)
+
+
+@njit(cache=True, fastmath=True)
+def latent_share(
+    z, bias, wbuf, qbuf, mtab, vbuf, vtab, n_layers, eps, slope, out
+):  # pragma: no cover
+    """The latent's share of the input projections: bias + stacked_z @ mlp_z(z), into out
+    [3G + H]. Its matrices and vectors follow the head's in the packed tables."""
+    zm = 2 * n_layers + n_layers + 2
+    zv = 2 * (3 * n_layers + 1) + 3 * n_layers + 1
+    hsize = _vec(vbuf, vtab, 0).shape[0]
+    h_a = np.empty(hsize, dtype=np.float32)
+    h_b = np.empty(hsize, dtype=np.float32)
+    _matvec(wbuf, qbuf, mtab, zm, z, h_a)
+    b = _vec(vbuf, vtab, zv)
+    for j in range(hsize):
+        h_a[j] += b[j]
+    _mlp_rest(h_a, h_b, out, wbuf, qbuf, mtab, zm + 1, vbuf, vtab, zv, n_layers, eps, slope)
+    for j in range(out.shape[0]):
+        out[j] += bias[j]
+
+
+@njit(cache=True, fastmath=True)
 def decoder_block(
     inputs, share, hidden, wbuf, qbuf, mtab, vbuf, vtab, n_layers, eps, slope,
     tables, table_lo, table_inv_step, out,
@@ -131,16 +171,7 @@ def decoder_block(
             b = _vec(vbuf, vtab, vi)
             for j in range(hsize):
                 h_a[j] = col[j] * x + b[j]
-            _layer_norm_leaky(h_a, _vec(vbuf, vtab, vi + 1), _vec(vbuf, vtab, vi + 2), eps, slope)
-            for layer in range(1, n_layers):
-                _matvec(wbuf, qbuf, mtab, mi + layer - 1, h_a, h_b)
-                v = vi + 3 * layer
-                b = _vec(vbuf, vtab, v)
-                for j in range(hsize):
-                    h_b[j] += b[j]
-                _layer_norm_leaky(h_b, _vec(vbuf, vtab, v + 1), _vec(vbuf, vtab, v + 2), eps, slope)
-                h_a[:] = h_b
-            _matvec(wbuf, qbuf, mtab, mi + n_layers - 1, h_a, tmp)
+            _mlp_rest(h_a, h_b, tmp, wbuf, qbuf, mtab, mi, vbuf, vtab, vi, n_layers, eps, slope)
             proj[f] += tmp
     base_m = 2 * n_layers
     base_v = 2 * (3 * n_layers + 1)
@@ -247,6 +278,11 @@ class FastEngine:
             raise ValueError(f"input_tables: expected 0 (off) or at least 2, got {input_tables}")
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"weights: expected one of {WEIGHT_FORMATS}, got {weights!r}")
+        # One BLAS thread in this process: a matrix-vector product of a few hundred rows gains
+        # nothing from a second thread, and waits for it whenever the other core is busy (a
+        # 2-thread BLAS gave 6 ms p99 blocks, 20x the median, in the soak with the other core
+        # loaded). numba's np.dot calls scipy's BLAS, which this limits.
+        threadpool_limits(1, user_api="blas")
         ref = StreamingEngine(
             model, frames_per_block=frames_per_block, instrument_id=instrument_id, seed=seed
         )
@@ -305,9 +341,7 @@ class FastEngine:
         """DecoderStep's weights -> the flat buffers and tables ``decoder_block`` reads."""
 
         def f32(t: torch.Tensor) -> np.ndarray:
-            return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32).reshape(
-                t.shape
-            )
+            return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32).reshape(t.shape)
 
         n_layers = len(step.mlps["f0"])
         if len(step.mlps["loudness"]) != n_layers or len(step.out_rest) != n_layers - 1:
@@ -326,6 +360,13 @@ class FastEngine:
         for _, b, lw2, lb2, _eps in step.out_rest:
             vecs += [f32(b), f32(lw2), f32(lb2)]
         vecs.append(f32(step.head_b))
+        if "z" in step.mlps:  # the latent branch, after the head (``latent_share``)
+            layers = step.mlps["z"]
+            if len(layers) != n_layers:
+                raise ValueError("decoder: the latent MLP must have the depth of the others")
+            mats += [f32(w) for w, *_ in layers] + [f32(step.stacked["z"])]
+            for _, b, lw2, lb2, _eps in layers:
+                vecs += [f32(b), f32(lw2), f32(lb2)]
 
         mtab = np.zeros((len(mats), 4), np.int64)
         wparts, qparts, woff, qoff = [], [], 0, 0
@@ -345,9 +386,9 @@ class FastEngine:
                 mtab[i] = (woff, rows, cols, 0)
                 woff += rows * cols
         self.wbuf = np.ascontiguousarray(np.concatenate(wparts), dtype=np.float32)
-        self.qbuf = (
-            np.concatenate(qparts) if qparts else np.zeros(0, np.int8)
-        ).astype(np.int8, copy=False)
+        self.qbuf = (np.concatenate(qparts) if qparts else np.zeros(0, np.int8)).astype(
+            np.int8, copy=False
+        )
         self.mtab = mtab
         vtab = np.zeros((len(vecs), 2), np.int64)
         off = 0
@@ -372,7 +413,9 @@ class FastEngine:
             self.tables = np.zeros((2, 0, width), np.float32)
             self.table_lo = self.table_inv_step = np.zeros(2)
             return
-        f0_lo, f0_hi = (math.log2(f) * self.f0_scale + self.f0_offset for f in (16.0, sample_rate / 2))
+        f0_lo, f0_hi = (
+            math.log2(f) * self.f0_scale + self.f0_offset for f in (16.0, sample_rate / 2)
+        )
         ld_lo, ld_hi = ((d - self.loudness_mean) / self.loudness_std for d in (-120.0, 20.0))
         ranges = {"f0": (float(f0_lo), float(f0_hi)), "loudness": (ld_lo, ld_hi)}
         tables = []
@@ -400,7 +443,7 @@ class FastEngine:
         self.frame = np.zeros(2 * self.block_size)
         self.head = 0
         self._z: bytes | None = None
-        self.share = self.bias
+        self._share = np.empty_like(self.bias)
         self._inputs = np.empty((self.frames, 2), np.float32)
         self._raw = np.empty((self.frames, self.n_heads), np.float32)
         self._harm = np.empty(self.block_size, np.float32)
@@ -421,11 +464,11 @@ class FastEngine:
         key = z.tobytes()
         if key != self._z:
             self._z = key
-            with torch.no_grad():
-                hz = self.step._mlp(torch.from_numpy(z.copy()).reshape(1, -1), self.step.mlps["z"])
-                share = torch.nn.functional.linear(hz, self.step.stacked["z"], self.step.bias)
-            self.share = np.ascontiguousarray(share[0].numpy(), dtype=np.float32)
-        return self.share
+            latent_share(
+                z, self.bias, self.wbuf, self.qbuf, self.mtab, self.vbuf, self.vtab,
+                self.n_layers, self.eps, self.slope, self._share,
+            )  # fmt: skip
+        return self._share
 
     def process_numpy(
         self,

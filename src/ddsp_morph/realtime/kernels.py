@@ -96,7 +96,9 @@ def harmonic_block(
 
 
 @njit(cache=True, fastmath=True)
-def _harmonic_sums(s0, s1, c2, live, kmax, k_block, a_start, a_end, acc_a, acc_b):  # pragma: no cover
+def _harmonic_sums(
+    s0, s1, c2, live, kmax, k_block, a_start, a_end, acc_a, acc_b
+):  # pragma: no cover
     """acc_a[n] = sum_k sin(k x_n) a_start[k], acc_b likewise with a_end, over the harmonics
     below Nyquist at each sample (k < kmax[n]), by the Chebyshev recurrence; the loop over
     samples is the inner one, so it runs in SIMD lanes."""

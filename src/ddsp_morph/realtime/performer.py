@@ -20,6 +20,7 @@ from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.evaluation.latent_eval import path_points
 from ddsp_morph.evaluation.sources import corpus_midi_settings
 from ddsp_morph.realtime.engine import StreamingEngine
+from ddsp_morph.realtime.fast import FastEngine
 
 
 @dataclass
@@ -31,6 +32,9 @@ class PerformerSettings:
     path: str = "linear"
     path_steps: int = 65  # the path is precomputed at this resolution
     pc_scale: float = 2.0  # a PC CC at its extreme moves z by this many standard deviations
+    engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
+    weights: str = "float32"  # the fast engine's decoder weights: "float32" or "int8"
+    input_tables: int = 2048  # the fast engine's tabulated f0/loudness branches (0: off)
 
 
 class LatentMap:
@@ -83,9 +87,20 @@ class Performer:
         source_id = (
             run.instruments.index(self.latent.source) if self.latent and run.instruments else 0
         )
-        self.engine = StreamingEngine(
-            run.model, frames_per_block=self.s.frames_per_block, instrument_id=source_id
-        )
+        if self.s.engine == "fast":
+            self.engine = FastEngine(
+                run.model,
+                frames_per_block=self.s.frames_per_block,
+                instrument_id=source_id,
+                weights=self.s.weights,
+                input_tables=self.s.input_tables,
+            )
+        elif self.s.engine == "torch":
+            self.engine = StreamingEngine(
+                run.model, frames_per_block=self.s.frames_per_block, instrument_id=source_id
+            )
+        else:
+            raise DDSPMorphError(f"engine: expected 'fast' or 'torch', got {self.s.engine!r}")
         self.block_size = self.engine.block_size
         # An integer ratio (16 -> 48 kHz) gets a polyphase FIR (0.48 ms, images 60 dB down); any
         # other rate soxr's quick streaming mode (no delay beyond the block; its HQ holds 32 ms).
@@ -105,16 +120,17 @@ class Performer:
         """Synthesize the next block (at the device rate; the resampler's length varies)."""
         start = time.perf_counter()
         n = self.s.frames_per_block
-        f0 = torch.empty(n)
-        loud = torch.empty(n)
-        zs = []
+        f0 = np.empty(n, np.float32)
+        loud = np.empty(n, np.float32)
         for i in range(n):
             f, ld, _ = self.controller.frame(self.t + i * self.hop / self.sample_rate)
             f0[i], loud[i] = f, ld
-            if self.latent is not None:
-                zs.append(self.latent.z(self.controller.morph, self.controller.pc))
-        z = torch.stack(zs) if zs else None
-        audio = self.engine.process(f0, loud, z).numpy()
+        # MIDI and OSC are handled between blocks: one timbre per block
+        z = self.latent.z(self.controller.morph, self.controller.pc) if self.latent else None
+        if isinstance(self.engine, FastEngine):
+            audio = self.engine.process_numpy(f0, loud, None if z is None else z.numpy()).copy()
+        else:
+            audio = self.engine.process(torch.from_numpy(f0), torch.from_numpy(loud), z).numpy()
         self.t += self.block_size / self.sample_rate
         if self.upsampler is not None:
             audio = self.upsampler.process(audio)
