@@ -30,8 +30,12 @@ venv: $(STAMP) ## Create .venv and install the project (reused when up to date)
 data: $(STAMP) ## Render the default corpus (or import SOURCE=<folder>) and cache features; resumes
 	$(PY) -m ddsp_morph.prepare $(if $(SOURCE),data.source.dir=$(abspath $(SOURCE)) data.corpus.name=$(notdir $(abspath $(SOURCE))),) $(ARGS)
 
+# tcmalloc where installed (apt install libtcmalloc-minimal4): a lower peak and faster steps
+# than glibc's malloc for a training step (make bench measures both); optional.
+TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/*/libtcmalloc_minimal.so.4))
+
 train: data ## Set everything up, then train with the default config (ARGS="synth=harmonic ...")
-	$(PY) train.py $(ARGS)
+	$(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) )$(PY) train.py $(ARGS)
 
 eval: $(STAMP) ## Evaluate a run on its test split: make eval RUN=runs/<run> (default: the latest run)
 	@run="$(RUN)"; \

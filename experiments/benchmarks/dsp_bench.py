@@ -502,10 +502,31 @@ def _bf16_units() -> str:
     return ", ".join(found) or "none (bfloat16 is emulated: slower than float32)"
 
 
-def _run(target, *a) -> dict:
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(target, a)
+def _run(target, *a, preload: str | None = None) -> dict:
+    """target(*a) in a fresh spawned process (its own peak memory), with ``preload`` (a
+    shared library, e.g. tcmalloc) in its LD_PRELOAD."""
+    import os
+
+    old = os.environ.get("LD_PRELOAD")
+    if preload:
+        os.environ["LD_PRELOAD"] = preload
+    try:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            return pool.apply(target, a)
+    finally:
+        if old is None:
+            os.environ.pop("LD_PRELOAD", None)
+        else:
+            os.environ["LD_PRELOAD"] = old
+
+
+def _tcmalloc() -> str | None:
+    """Debian's tcmalloc (libtcmalloc-minimal4), where installed."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/*/libtcmalloc_minimal.so.4"))
+    return found[0] if found else None
 
 
 def main() -> None:
@@ -544,23 +565,31 @@ def main() -> None:
         "bf16-mixed = trainer.precision=bf16-mixed (decoder in bfloat16, synth and loss float32), "
         f"CPU bfloat16 units: {_bf16_units()}"
     )
-    for hop, reverb, precision in (
-        (HOP, False, "32"),
-        (HOP, True, "32"),
-        (HOP, True, "bf16-mixed"),
-        (160, True, "32"),
-        (160, True, "bf16-mixed"),
-    ):
+    tcmalloc = _tcmalloc()
+    cases = [
+        (HOP, False, "32", None),
+        (HOP, True, "32", None),
+        (HOP, True, "bf16-mixed", None),
+        (160, True, "32", None),
+        (160, True, "bf16-mixed", None),
+    ]
+    if tcmalloc:
+        cases += [(HOP, True, "bf16-mixed", tcmalloc), (160, True, "bf16-mixed", tcmalloc)]
+    else:
+        print("  (tcmalloc not installed: apt install libtcmalloc-minimal4 adds its rows)")
+    for hop, reverb, precision, preload in cases:
         r = _run(
             training_step_case,
             dict(
                 size, hop=hop, reverb=reverb, precision=precision, reps=3 if not opts.quick else 1
             ),
+            preload=preload,
         )
-        results[f"train_step/hop{hop}/reverb{int(reverb)}/{precision}"] = r
+        alloc = "tcmalloc" if preload else "glibc"
+        results[f"train_step/hop{hop}/reverb{int(reverb)}/{precision}/{alloc}"] = r
         print(
-            f"  hop {hop:3d} ({SR // hop} frames/s), reverb {'on ' if reverb else 'off'}, precision {precision:10s}: "
-            f"{r['time_s']:.2f} s/step, {size['batch'] / r['time_s']:.1f} examples/s, "
+            f"  hop {hop:3d} ({SR // hop} frames/s), reverb {'on ' if reverb else 'off'}, precision {precision:10s}, "
+            f"malloc {alloc:8s}: {r['time_s']:.2f} s/step, {size['batch'] / r['time_s']:.1f} examples/s, "
             f"peak process memory {r['peak_process_mb']:.0f} MB"
         )
     print(

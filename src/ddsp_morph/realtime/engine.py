@@ -18,6 +18,15 @@ from ddsp_morph.models.decoder import Decoder
 from ddsp_morph.synths.stack import CONTROL_BIAS
 
 
+def check_block(frames: int, f0_hz, loudness_db) -> None:
+    """One block's controls must be Shape [frames] each (tensors or arrays)."""
+    if tuple(f0_hz.shape) != (frames,) or tuple(loudness_db.shape) != (frames,):
+        raise ValueError(
+            f"f0_hz, loudness_db: expected shape ({frames},), got "
+            f"{tuple(f0_hz.shape)} and {tuple(loudness_db.shape)}"
+        )
+
+
 class DecoderStep:
     """The decoder, one block at a time at batch 1, with its weights laid out for it.
 
@@ -221,11 +230,7 @@ class StreamingEngine:
     ) -> torch.Tensor:
         """One block. f0_hz, loudness_db Shape [frames_per_block]; z Shape [z_dim] or
         [frames_per_block, z_dim] (models with a latent). Returns Shape [block_size]."""
-        if f0_hz.shape != (self.frames,) or loudness_db.shape != (self.frames,):
-            raise ValueError(
-                f"f0_hz, loudness_db: expected shape ({self.frames},), got "
-                f"{tuple(f0_hz.shape)} and {tuple(loudness_db.shape)}"
-            )
+        check_block(self.frames, f0_hz, loudness_db)
         m = self.model
         # decoder_inputs' scaling (f0 > 0 here: the controller never sends 0 Hz).
         inputs = {
