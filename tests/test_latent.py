@@ -150,7 +150,7 @@ def test_under_bf16_autocast_only_the_networks_run_in_bf16():
     # bf16 decoder weights/activations: close to the float32 model, not equal to it
     rel = (out["audio"] - ref["audio"]).norm() / ref["audio"].norm()
     assert 0 < float(rel) < 0.1
-    torch.testing.assert_close(out["mu"], ref["mu"], atol=0.05, rtol=0.05)
+    torch.testing.assert_close(out["mu"], ref["mu"])  # the encoder runs in float32
 
 
 def test_interpolation_endpoints_are_the_stored_centroids(tiny_run: Path):

@@ -60,7 +60,13 @@ class Decoder(nn.Module):
             )
         hs = [self.input_mlps[k](inputs[k]) for k in self.input_names]
         x = torch.cat(hs, dim=-1)
-        g, hidden = self.gru(x, hidden)
+        if torch.is_autocast_enabled(x.device.type) and not torch.is_grad_enabled():
+            # Validation under bf16 autocast: torch's CPU GRU in inference mode took 2.3 GB more
+            # for a batch of 8 x 4 s (measured); without gradients float32 costs little.
+            with torch.autocast(x.device.type, enabled=False):
+                g, hidden = self.gru(x.float(), None if hidden is None else hidden.float())
+        else:
+            g, hidden = self.gru(x, hidden)
         y = self.head(self.out_mlp(torch.cat([g, x], dim=-1)))
         out = dict(
             zip(
