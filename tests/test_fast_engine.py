@@ -133,15 +133,16 @@ def _render(engine, f0, loud, z, noise, frames):
 
 
 @pytest.mark.parametrize(
-    "synth, latent, frames, tables",
+    "synth, latent, frames, tables, weights",
     [
-        ("harmonic_noise_reverb", "vae", 1, 2048),
-        ("harmonic_noise", "none", 4, 0),
-        ("harmonic", "vae", 2, 2048),
+        ("harmonic_noise_reverb", "vae", 1, 2048, "float32"),
+        ("harmonic_noise_reverb", "vae", 1, 2048, "int16"),
+        ("harmonic_noise", "none", 4, 0, "float32"),
+        ("harmonic", "vae", 2, 2048, "int16"),
     ],
 )
 def test_fast_engine_equals_the_offline_render(
-    tmp_path: Path, synth: str, latent: str, frames: int, tables: int
+    tmp_path: Path, synth: str, latent: str, frames: int, tables: int, weights: str
 ):
     torch.manual_seed(0)
     model = _model(tmp_path, synth, latent)
@@ -151,7 +152,7 @@ def test_fast_engine_equals_the_offline_render(
     offline = render_offline(model, f0, loud, z, seed=3)
     # the offline render's white noise: one torch.rand over the whole length, seed 3
     noise = torch.rand(n * HOP, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    engine = FastEngine(model, frames_per_block=frames, input_tables=tables)
+    engine = FastEngine(model, frames_per_block=frames, input_tables=tables, weights=weights)
     fast = _render(engine, f0, loud, z, noise, frames)
     assert offline.abs().max() > 1e-2
     torch.testing.assert_close(fast, offline, atol=2e-4, rtol=0)

@@ -280,6 +280,7 @@ ENGINES = {
     "torch": ("torch", None, None),
     "fast": ("fast", "float32", 0),
     "fast+tables": ("fast", "float32", 2048),
+    "fast+tables int16": ("fast", "int16", 2048),
     "fast+tables int8": ("fast", "int8", 2048),
 }
 
@@ -609,7 +610,7 @@ def main() -> None:
     print(
         "\nRealtime engine (decoder + VAE z + harmonic + noise + 1 s reverb), one thread. torch = the "
         "reference StreamingEngine; fast = the compiled block (realtime.fast); +tables = f0/loudness "
-        "branches tabulated (2048 rows); int8 = int8 decoder weights. SNR/max err: 200 blocks of a "
+        "branches tabulated (2048 rows); int16/int8 = integer decoder weights, one scale per row. SNR/max err: 200 blocks of a "
         "sweep against the torch engine, same noise:"
     )
     print(
@@ -644,7 +645,7 @@ def main() -> None:
         block_frames=1,
         device_blocks=2,
         seconds=10.0 if opts.quick else opts.soak_seconds,
-        engine="fast+tables",
+        engine="fast+tables int16",
     )
     r = soak(soak_args)
     results["soak"] = {**soak_args, **r}
@@ -655,7 +656,7 @@ def main() -> None:
     )
     delays = resampler_delay_ms()
     delay = delays["polyphase"]
-    tiny = results["engine/128/1/fast+tables"]  # the live default engine
+    tiny = results["engine/128/1/fast+tables int16"]  # the live default engine
     results["midi_latency_ms"] = {
         "block_wait_max": 1e3 * HOP / SR,
         "block_wait_mean": 0.5e3 * HOP / SR,

@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--weights",
-        default="float32",
-        choices=["float32", "int8"],
-        help="the fast engine's decoder weights (int8: faster, output within ~45 dB SNR)",
+        default="int16",
+        choices=["float32", "int16", "int8"],
+        help="the fast engine's decoder weights, one scale per row for the integer ones "
+        "(int16: ~90 dB SNR against float32, half the memory traffic; int8: ~50 dB, a quarter)",
     )
     ap.add_argument("--device-rate", type=int, default=48000)
     ap.add_argument("--device", default=None, help="sounddevice output device")

@@ -33,7 +33,7 @@ class PerformerSettings:
     path_steps: int = 65  # the path is precomputed at this resolution
     pc_scale: float = 2.0  # a PC CC at its extreme moves z by this many standard deviations
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
-    weights: str = "float32"  # the fast engine's decoder weights: "float32" or "int8"
+    weights: str = "int16"  # the fast engine's decoder weights: "float32", "int16" or "int8"
     input_tables: int = 2048  # the fast engine's tabulated f0/loudness branches (0: off)
 
 
