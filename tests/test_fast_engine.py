@@ -187,3 +187,7 @@ def test_fast_engine_rejects_bad_settings_and_shapes(tmp_path: Path):
     engine = FastEngine(model, frames_per_block=2)
     with pytest.raises(ValueError, match=r"expected shape \(2,\)"):
         engine.process(torch.full((3,), 220.0), torch.full((3,), -30.0))
+    with pytest.raises(ValueError, match="f0_hz: expected > 0 Hz"):
+        engine.process(torch.tensor([220.0, 0.0]), torch.full((2,), -30.0))
+    with pytest.raises(ValueError, match="f0_hz: expected > 0 Hz"):
+        engine.reference.process(torch.tensor([-1.0, 220.0]), torch.full((2,), -30.0))

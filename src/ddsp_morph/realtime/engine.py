@@ -19,12 +19,14 @@ from ddsp_morph.synths.stack import CONTROL_BIAS
 
 
 def check_block(frames: int, f0_hz, loudness_db) -> None:
-    """One block's controls must be Shape [frames] each (tensors or arrays)."""
+    """One block's controls must be Shape [frames] each (tensors or arrays), f0 > 0."""
     if tuple(f0_hz.shape) != (frames,) or tuple(loudness_db.shape) != (frames,):
         raise ValueError(
             f"f0_hz, loudness_db: expected shape ({frames},), got "
             f"{tuple(f0_hz.shape)} and {tuple(loudness_db.shape)}"
         )
+    if not (f0_hz > 0).all():
+        raise ValueError(f"f0_hz: expected > 0 Hz in every frame, got {f0_hz.tolist()}")
 
 
 class DecoderStep:
@@ -232,7 +234,7 @@ class StreamingEngine:
         [frames_per_block, z_dim] (models with a latent). Returns Shape [block_size]."""
         check_block(self.frames, f0_hz, loudness_db)
         m = self.model
-        # decoder_inputs' scaling (f0 > 0 here: the controller never sends 0 Hz).
+        # decoder_inputs' scaling (f0 > 0: checked above).
         inputs = {
             "f0": (torch.log2(f0_hz) * self.f0_scale + self.f0_offset).unsqueeze(-1),
             "loudness": ((loudness_db - m.loudness_mean) / m.loudness_std).unsqueeze(-1),
