@@ -174,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             engine=args.engine,
             weights=args.weights,
         )
+        if args.engine == "fast":
+            print(
+                "building the compiled engine (the first run on a machine compiles it, ~20 s; "
+                "cached after)",
+                file=sys.stderr,
+            )
         if args.midi_file is not None:
             if args.out is None:
                 raise DDSPMorphError("--midi-file needs --out <wav>")
