@@ -174,12 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             engine=args.engine,
             weights=args.weights,
         )
-        if args.engine == "fast":
-            print(
-                "building the compiled engine (the first run on a machine compiles it, ~20 s; "
-                "cached after)",
-                file=sys.stderr,
-            )
         if args.midi_file is not None:
             if args.out is None:
                 raise DDSPMorphError("--midi-file needs --out <wav>")
@@ -188,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(stats, indent=2))
             print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
             return 0
+        if args.engine == "fast":
+            print(
+                "building the compiled engine (the first run on a machine compiles it, ~20 s; "
+                "cached after)",
+                file=sys.stderr,
+            )
         run_live(
             run,
             s,
