@@ -407,7 +407,6 @@ class FastEngine:
         self.n_layers = n_layers
         self.eps, self.slope = float(eps), np.float32(step.slope)
         self.bias = f32(step.bias)
-        self.weight_bytes = self.wbuf.nbytes + self.qbuf.nbytes
 
     @torch.no_grad()
     def _tabulate(self, n_rows: int, sample_rate: int) -> None:
@@ -439,7 +438,6 @@ class FastEngine:
         )
 
     def reset(self) -> None:
-        self.reference.reset()
         self.hidden = np.zeros(self.step.gru_size, np.float32)
         self.rng = np.random.default_rng(self.seed)
         self.h_state = np.zeros(3)

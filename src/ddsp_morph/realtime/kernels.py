@@ -65,7 +65,6 @@ def harmonic_block(
     s0 = np.empty(hop)
     s1 = np.empty(hop)
     c2 = np.empty(hop)
-    live = np.empty(hop)
     kmax = np.empty(hop, dtype=np.int64)
     acc_a = np.empty(hop)
     acc_b = np.empty(hop)
@@ -84,7 +83,7 @@ def harmonic_block(
             k_block = max(k_block, kn)
             s1[n] = math.sin(phase)
             c2[n] = 2.0 * math.cos(phase)
-        _harmonic_sums(s0, s1, c2, live, kmax, k_block, a_start, amps[i], acc_a, acc_b)
+        _harmonic_sums(s0, s1, c2, kmax, k_block, a_start, amps[i], acc_a, acc_b)
         for n in range(hop):
             out[i * hop + n] = acc_a[n] + ramp[n] * (acc_b[n] - acc_a[n])
         f_start = f_end
@@ -96,9 +95,7 @@ def harmonic_block(
 
 
 @njit(cache=True, fastmath=True)
-def _harmonic_sums(
-    s0, s1, c2, live, kmax, k_block, a_start, a_end, acc_a, acc_b
-):  # pragma: no cover
+def _harmonic_sums(s0, s1, c2, kmax, k_block, a_start, a_end, acc_a, acc_b):  # pragma: no cover
     """acc_a[n] = sum_k sin(k x_n) a_start[k], acc_b likewise with a_end, over the harmonics
     below Nyquist at each sample (k < kmax[n]), by the Chebyshev recurrence; the loop over
     samples is the inner one, so it runs in SIMD lanes."""
@@ -107,13 +104,11 @@ def _harmonic_sums(
         s0[n] = 0.0
         acc_a[n] = 0.0
         acc_b[n] = 0.0
-        live[n] = 1.0
     for k in range(k_block):
         ask = np.float64(a_start[k])
         aek = np.float64(a_end[k])
         for n in range(hop):
-            live[n] = 1.0 if k < kmax[n] else 0.0
-            sv = s1[n] * live[n]
+            sv = s1[n] if k < kmax[n] else 0.0
             acc_a[n] += sv * ask
             acc_b[n] += sv * aek
             s2 = c2[n] * s1[n] - s0[n]
