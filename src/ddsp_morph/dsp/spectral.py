@@ -9,19 +9,23 @@ import torch
 DEFAULT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
 
 
-def stft_magnitude(audio: torch.Tensor, n_fft: int, *, overlap: float = 0.75) -> torch.Tensor:
-    """Magnitude STFT with a periodic Hann window, centred frames, hop = n_fft * (1 - overlap).
+def stft(audio: torch.Tensor, n_fft: int, *, overlap: float = 0.75) -> torch.Tensor:
+    """Complex STFT with a periodic Hann window, centred frames, hop = n_fft * (1 - overlap).
 
     Args:
         audio: Shape [batch, n_samples].
 
     Returns:
-        Shape [batch, n_fft // 2 + 1, n_frames].
+        Shape [batch, n_fft // 2 + 1, n_frames], complex.
     """
     hop = max(1, int(n_fft * (1.0 - overlap)))
     window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
-    spec = torch.stft(audio, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
-    return spec.abs()
+    return torch.stft(audio, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
+
+
+def stft_magnitude(audio: torch.Tensor, n_fft: int, *, overlap: float = 0.75) -> torch.Tensor:
+    """|stft(audio)|. Shape [batch, n_fft // 2 + 1, n_frames]."""
+    return stft(audio, n_fft, overlap=overlap).abs()
 
 
 def _magnitude_errors(mag, mag_true, log_true, eps):
@@ -70,11 +74,7 @@ def _scale_loss(
         mag_true = stft_magnitude(target, n_fft, overlap=overlap)
         log_true = torch.log(mag_true + eps)
     if fused:
-        hop = max(1, int(n_fft * (1.0 - overlap)))
-        window = torch.hann_window(n_fft, dtype=pred.dtype, device=pred.device)
-        spec = torch.stft(
-            pred, n_fft, hop_length=hop, window=window, center=True, return_complex=True
-        )
+        spec = stft(pred, n_fft, overlap=overlap)
         return _FusedMagnitudeLoss.apply(spec, mag_true, log_true, linear_weight, log_weight, eps)
     lin_err, log_err = _magnitude_errors(
         stft_magnitude(pred, n_fft, overlap=overlap), mag_true, log_true, eps

@@ -28,12 +28,7 @@ import torch
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from ddsp_morph.dsp.core import (
-    EXP_SIGMOID_EXPONENT,
-    EXP_SIGMOID_MAX,
-    EXP_SIGMOID_THRESHOLD,
-    upsample_ramp,
-)
+from ddsp_morph.dsp.core import upsample_ramp
 from ddsp_morph.realtime.engine import StreamingEngine, check_block
 from ddsp_morph.realtime.kernels import harmonic_block, noise_block, reverb_block, twiddles
 
@@ -312,8 +307,8 @@ class FastEngine:
         self.step = step
         self.loudness_mean = float(model.loudness_mean)
         self.loudness_std = float(model.loudness_std)
-        self.f0_scale = np.float32(12.0 / 127.0)
-        self.f0_offset = np.float32((69.0 - 12.0 * math.log2(440.0)) / 127.0)
+        # the torch engine's input scaling and exp_sigmoid constants, as plain floats
+        self.f0_scale, self.f0_offset = float(ref.f0_scale), float(ref.f0_offset)
         self._pack(step)
         synth = model.synth
         self.sample_rate = float(synth.sample_rate)
@@ -332,16 +327,16 @@ class FastEngine:
             self.ir_im = np.ascontiguousarray(spec.imag, dtype=np.float32)
             self.dry = float(ref.reverb.dry)
         self.scaling = (
-            float(self.f0_scale),
-            float(self.f0_offset),
+            self.f0_scale,
+            self.f0_offset,
             self.loudness_mean,
             self.loudness_std,
         )
         self._tabulate(int(input_tables), synth.sample_rate)
         self.exp_sigmoid = (
-            math.log(EXP_SIGMOID_EXPONENT),
-            float(EXP_SIGMOID_MAX),
-            float(EXP_SIGMOID_THRESHOLD),
+            float(ref.log_exponent),
+            float(ref.max_value),
+            float(ref.threshold),
         )
         self.reset()
         self._warm_up()
