@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -68,8 +70,14 @@ class TimbreEncoder(nn.Module):
         z_dim: int = 16,
         variational: bool = True,
         pooled: bool = True,
+        prior: str = "standard",
+        n_instruments: int = 1,
+        prior_radius: float = 3.0,
+        prior_std: float = 1.0,
     ) -> None:
         super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"prior: expected one of {list(PRIORS)}, got {prior!r}")
         self.mfcc = MFCC(
             sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc
         )
@@ -77,6 +85,27 @@ class TimbreEncoder(nn.Module):
         self.gru = nn.GRU(n_mfcc, gru_size, batch_first=True)
         self.z_dim, self.variational, self.pooled = z_dim, variational, pooled
         self.head = nn.Linear(gru_size, 2 * z_dim if variational else z_dim)
+        # The label prior: N(prior_mean[k], prior_std^2 I) for clips of instrument k, a
+        # Gaussian mixture whose component is known from the corpus's folder labels. The means
+        # are learned, starting on orthogonal directions at ``prior_radius`` from the origin.
+        self.prior = prior if variational else "standard"
+        self.prior_logvar = 2.0 * math.log(prior_std)
+        if self.prior == "label":
+            self.prior_mean = nn.Parameter(
+                initial_prior_means(n_instruments, z_dim, radius=prior_radius)
+            )
+
+    def prior_params(self, instrument_id: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        """The prior of each clip: (mean Shape [batch, 1, z_dim], log variance, a scalar).
+        The standard prior, and a label prior given no labels (or a label it never saw), is
+        N(0, I) there."""
+        if self.prior == "standard" or instrument_id is None:
+            return torch.zeros(1, 1, self.z_dim, device=self.head.weight.device), 0.0
+        ids = instrument_id.long().reshape(-1)
+        n = self.prior_mean.shape[0]
+        if bool(((ids < 0) | (ids >= n)).any()):
+            raise ValueError(f"instrument_id: expected 0..{n - 1}, got {ids.tolist()}")
+        return self.prior_mean[ids].unsqueeze(1), self.prior_logvar
 
     def forward(self, audio: torch.Tensor, n_frames: int) -> dict[str, torch.Tensor]:
         """Args: audio Shape [batch, n_samples]. Returns z Shape [batch, n_frames, z_dim], and
@@ -96,13 +125,42 @@ class TimbreEncoder(nn.Module):
         return {"z": z.expand(-1, n_frames, -1), "mu": mu, "logvar": logvar}
 
 
-def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) per latent dimension, averaged over batch and frames.
+PRIORS = ("standard", "label")
+
+
+def initial_prior_means(n_instruments: int, z_dim: int, *, radius: float) -> torch.Tensor:
+    """Starting means of the label prior: orthogonal unit directions (random ones when there are
+    more instruments than dimensions) times ``radius``, from a fixed seed. Shape [n, z_dim]."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(max(n_instruments, z_dim), z_dim, generator=g)
+    if n_instruments <= z_dim:
+        q, _ = torch.linalg.qr(x.T)  # [z_dim, z_dim], orthonormal columns
+        dirs = q.T[:n_instruments]
+    else:
+        dirs = x[:n_instruments] / x[:n_instruments].norm(dim=1, keepdim=True)
+    return (dirs * radius).contiguous()
+
+
+def kl_per_dim(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    prior_mean: torch.Tensor | float = 0.0,
+    prior_logvar: torch.Tensor | float = 0.0,
+) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(prior_mean, exp(prior_logvar))) per latent dimension, averaged
+    over batch and frames. The prior broadcasts against mu (Shape [batch, 1, z_dim] for a label
+    prior); the defaults are N(0, 1).
 
     Returns:
         Shape [z_dim], nats.
     """
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    prior_logvar = torch.as_tensor(prior_logvar, dtype=mu.dtype, device=mu.device)
+    kl = 0.5 * (
+        ((mu - prior_mean).pow(2) + logvar.exp()) * torch.exp(-prior_logvar)
+        - 1.0
+        - logvar
+        + prior_logvar
+    )
     return kl.reshape(-1, kl.shape[-1]).mean(dim=0)
 
 

@@ -14,7 +14,7 @@ from ddsp_morph.data.features import ContextSettings, FeatureSettings
 from ddsp_morph.errors import ConfigError
 from ddsp_morph.models.autoencoder import DDSPAutoencoder, input_sizes_for
 from ddsp_morph.models.decoder import Decoder
-from ddsp_morph.models.encoder import TimbreEncoder
+from ddsp_morph.models.encoder import PRIORS, TimbreEncoder
 from ddsp_morph.synths.stack import SynthStack
 from ddsp_morph.training.module import DDSPModule
 
@@ -104,7 +104,7 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
     )
     inputs = list(cfg.conditioning.inputs)
     input_sizes = input_sizes_for(inputs, n_mfcc=int(cfg.data.context.n_mfcc))
-    encoder = build_encoder(cfg)
+    encoder = build_encoder(cfg, n_instruments=n_instruments)
     if encoder is not None:
         input_sizes["z"] = encoder.z_dim
     decoder = Decoder(
@@ -126,12 +126,16 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
 LATENTS = ("none", "ae", "vae")
 
 
-def build_encoder(cfg: DictConfig) -> TimbreEncoder | None:
+def build_encoder(cfg: DictConfig, *, n_instruments: int = 1) -> TimbreEncoder | None:
     lat = cfg.latent
     if lat.name not in LATENTS:
         raise ConfigError(f"latent.name: expected one of {list(LATENTS)}, got {lat.name!r}")
     if lat.name == "none":
         return None
+    if lat.get("prior", "standard") not in PRIORS:
+        raise ConfigError(
+            f"latent.prior: expected one of {list(PRIORS)}, got {lat.get('prior')!r}"
+        )
     if lat.mode not in ("pooled", "frame"):
         raise ConfigError(f"latent.mode: expected 'pooled' or 'frame', got {lat.mode!r}")
     return TimbreEncoder(
@@ -143,6 +147,10 @@ def build_encoder(cfg: DictConfig) -> TimbreEncoder | None:
         z_dim=int(lat.z_dim),
         variational=lat.name == "vae",
         pooled=lat.mode == "pooled",
+        prior=str(lat.get("prior", "standard")),
+        n_instruments=n_instruments,
+        prior_radius=float(lat.get("prior_radius", 3.0)),
+        prior_std=float(lat.get("prior_std", 1.0)),
     )
 
 

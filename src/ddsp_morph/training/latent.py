@@ -39,7 +39,9 @@ def encode_dataset(model, dataset, *, batch_size: int = 16) -> dict[str, np.ndar
         mus.append(enc["mu"].mean(dim=1))
         ids.append(torch.stack([it["instrument_id"] for it in chunk]))
         if "logvar" in enc:
-            kls.append(kl_per_dim(enc["mu"], enc["logvar"]) * len(chunk))
+            ids_chunk = torch.stack([it["instrument_id"] for it in chunk])
+            prior_mean, prior_logvar = model.encoder.prior_params(ids_chunk)
+            kls.append(kl_per_dim(enc["mu"], enc["logvar"], prior_mean, prior_logvar) * len(chunk))
             variances.append(
                 enc["logvar"].exp().reshape(-1, enc["logvar"].shape[-1]).mean(0) * len(chunk)
             )

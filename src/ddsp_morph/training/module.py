@@ -63,12 +63,14 @@ class DDSPModule(L.LightningModule):
     def objective(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], stage: str
     ) -> torch.Tensor:
-        """Spectral loss, plus beta * KL (with free bits and warm-up) for a VAE."""
+        """Spectral loss, plus beta * KL to the prior (the clip's instrument's component for a label
+        prior; free bits and warm-up) for a VAE."""
         n = batch["audio"].shape[0]
         spectral = self.loss(out["audio"], batch["audio"])
         if "logvar" not in out:
             return spectral
-        kl_dims = kl_per_dim(out["mu"], out["logvar"])
+        prior_mean, prior_logvar = self.model.encoder.prior_params(batch.get("instrument_id"))
+        kl_dims = kl_per_dim(out["mu"], out["logvar"], prior_mean, prior_logvar)
         beta = beta_at(int(self.global_step), self.beta, self.beta_warmup_steps)
         kl = kl_loss(kl_dims, self.free_bits)
         self.log(f"{stage}/spectral", spectral, batch_size=n)

@@ -79,6 +79,29 @@ def build_logger(cfg: DictConfig, output_dir: Path):
     return False
 
 
+def cpu_has_amx_bf16(cpuinfo: str | None = None) -> bool:
+    """True on CPUs with AMX bf16 tiles (Linux /proc/cpuinfo flags), where torch's bf16 matmuls
+    run faster than float32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    return "amx_bf16" in flags.split()
+
+
+def resolve_precision(precision, accelerator: str) -> str | int:
+    """``auto``: bf16-mixed on a CPU run where the CPU has AMX bf16 (the decoder in bf16 measured
+    1.5x faster per step there), else 32. Anything else is passed to Lightning as it is."""
+    if str(precision) != "auto":
+        return precision
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    chosen = "bf16-mixed" if on_cpu and cpu_has_amx_bf16() else 32
+    log.info("trainer.precision=auto: %s", chosen)
+    return chosen
+
+
 IGNORED_FOR_RESUME = ("paths.output_dir", "resume", "num_threads", "trainer.enable_progress_bar")
 
 
@@ -203,7 +226,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=int(t.log_every_n_steps),
         gradient_clip_val=t.gradient_clip_val,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, str(t.accelerator)),
         fast_dev_run=t.fast_dev_run,
         overfit_batches=t.overfit_batches,
         enable_progress_bar=bool(t.enable_progress_bar),
