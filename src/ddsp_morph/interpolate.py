@@ -20,7 +20,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def run_interpolation(cfg: DictConfig) -> dict:
-    from ddsp_morph.evaluation.classifier import InstrumentClassifier, train_on_corpus
+    from ddsp_morph.evaluation.classifier import corpus_classifier
     from ddsp_morph.evaluation.latent_eval import interpolate, strip_plot
     from ddsp_morph.evaluation.sources import load_source
     from ddsp_morph.training.build import feature_settings
@@ -28,15 +28,7 @@ def run_interpolation(cfg: DictConfig) -> dict:
 
     run = load_run(cfg.run, checkpoint=str(cfg.checkpoint))
     out = Path(cfg.out_dir)
-    clf_path = (
-        Path(cfg.classifier) if cfg.classifier else Path(run.cfg.data.corpus_dir) / "classifier.npz"
-    )
-    if clf_path.exists():
-        clf = InstrumentClassifier.load(clf_path)
-    else:
-        clf, report = train_on_corpus(Path(run.cfg.data.corpus_dir))
-        clf.save(clf_path)
-        save_json(clf_path.with_suffix(".json"), report)
+    clf = corpus_classifier(Path(run.cfg.data.corpus_dir), cfg.classifier or None)
     item, _ = load_source(run, str(cfg.source))
     settings = feature_settings(run.cfg)
     df, summary, audios = interpolate(

@@ -120,3 +120,17 @@ def train_on_corpus(
         for t in clf.classes
     }
     return clf, report
+
+
+def corpus_classifier(corpus_dir: Path, path: Path | None = None) -> InstrumentClassifier:
+    """The corpus's classifier: loaded from ``path`` (default ``<corpus>/classifier.npz``), or
+    trained on the corpus's real audio and saved there (with its report as .json) when missing."""
+    from ddsp_morph.data.io import save_json
+
+    path = Path(path) if path else Path(corpus_dir) / "classifier.npz"
+    if path.exists():
+        return InstrumentClassifier.load(path)
+    clf, report = train_on_corpus(Path(corpus_dir))
+    clf.save(path)
+    save_json(path.with_suffix(".json"), report)
+    return clf

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -168,6 +169,45 @@ def resume_checkpoint(run_dir: Path, model: torch.nn.Module) -> str | None:
     return None
 
 
+def measure_morph(cfg: DictConfig, model, dm, output_dir: Path) -> dict | None:
+    """The morph table of the final weights (``evaluation.morph``) into the run dir, with one
+    summary line in the log; None when there is nothing to classify (one instrument)."""
+    from ddsp_morph.evaluation.classifier import corpus_classifier
+    from ddsp_morph.evaluation.morph import (
+        MorphSettings,
+        summary_line,
+        test_items_by_instrument,
+        write_morph,
+    )
+    from ddsp_morph.training.build import feature_settings
+    from ddsp_morph.training.latent import latent_summary
+
+    if len(dm.instruments) < 2:
+        log.info("morph: the corpus has one instrument (%s); nothing to morph", dm.instruments[0])
+        return None
+    m = cfg.get("morph", {})
+    settings = MorphSettings(
+        steps=int(m.get("steps", 11)),
+        n_examples=int(m.get("n_examples", 3)),
+        path=str(m.get("path", "linear")),
+        seed=int(cfg.seed if cfg.seed is not None else 0),
+    )
+    model = model.cpu().eval()
+    lat = latent_summary(model, dm.datasets["train"], dm.instruments, step=-1)
+    centroids = {k: np.asarray(v, np.float32) for k, v in lat["centroids"].items()}
+    summary = write_morph(
+        output_dir,
+        model,
+        test_items_by_instrument(dm),
+        centroids,
+        classifier=corpus_classifier(Path(cfg.data.corpus_dir)),
+        features=feature_settings(cfg),
+        settings=settings,
+    )
+    log.info("%s (%.0f s; %s)", summary_line(summary), summary["seconds"], output_dir / "morph.csv")
+    return summary
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one model; write checkpoints, resynthesized audio and a spectrogram PNG under
     ``cfg.paths.output_dir``. Returns the final metrics."""
@@ -281,6 +321,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.logger:
         log_media(trainer.logger, output_dir / "audio", int(cfg.data.sample_rate))
     log.info("wrote %d files under %s", len(written), output_dir / "audio")
+    if module.model.encoder is not None and cfg.get("morph", {}).get("enabled", True):
+        summary = measure_morph(cfg, module.model, dm, output_dir)
+        if summary is not None:
+            metrics.update(
+                {f"morph/{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
+            )
+            if trainer.logger and hasattr(trainer.logger, "log_image"):
+                trainer.logger.log_image("morph/table", [str(output_dir / "morph.png")])
     if trainer.logger and cfg.logger.name == "wandb":
         import wandb
 

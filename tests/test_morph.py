@@ -1,0 +1,178 @@
+"""The label prior, and the morph table measured on models whose morph is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddsp_morph.data.features import FeatureSettings
+from ddsp_morph.evaluation.classifier import InstrumentClassifier, clip_features
+from ddsp_morph.evaluation.morph import (
+    MorphSettings,
+    step_evenness,
+    summary_line,
+    write_morph,
+)
+from ddsp_morph.models.encoder import TimbreEncoder, initial_prior_means, kl_per_dim
+
+SR, HOP = 16000, 128
+
+
+def test_label_prior_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(5, 1, 6, generator=g), torch.randn(5, 1, 6, generator=g)
+    prior_mean = 3 * torch.randn(5, 1, 6, generator=g)
+    prior_logvar = 2 * np.log(0.7)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, (0.5 * logvar).exp()),
+        torch.distributions.Normal(prior_mean, torch.full_like(mu, 0.7)),
+    )
+    got = kl_per_dim(mu, logvar, prior_mean, prior_logvar)
+    torch.testing.assert_close(got, ref.reshape(-1, 6).mean(0))
+    # The posterior equal to its prior component: no KL at all.
+    zero = kl_per_dim(prior_mean, torch.full_like(mu, prior_logvar), prior_mean, prior_logvar)
+    torch.testing.assert_close(zero, torch.zeros(6), atol=1e-6, rtol=0)
+
+
+def test_prior_means_start_orthogonal_at_the_radius():
+    m = initial_prior_means(4, 16, radius=3.0)
+    torch.testing.assert_close(m @ m.T, 9.0 * torch.eye(4), atol=1e-4, rtol=0)
+    many = initial_prior_means(20, 4, radius=2.0)  # more instruments than dimensions
+    torch.testing.assert_close(many.norm(dim=1), torch.full((20,), 2.0))
+    assert torch.equal(initial_prior_means(4, 16, radius=3.0), m)  # a fixed seed
+
+
+def test_label_prior_pulls_each_clip_to_its_instrument_and_learns_the_means():
+    enc = TimbreEncoder(z_dim=4, gru_size=8, prior="label", n_instruments=3).train()
+    ids = torch.tensor([0, 2, 2])
+    mean, logvar = enc.prior_params(ids)
+    assert mean.shape == (3, 1, 4)
+    torch.testing.assert_close(mean[1, 0], enc.prior_mean[2])
+    out = enc(torch.randn(3, 16 * HOP), 16)
+    kl = kl_per_dim(out["mu"], out["logvar"], mean, logvar).sum()
+    kl.backward()
+    # The KL reaches the means of the instruments in the batch, and only those.
+    grad = enc.prior_mean.grad
+    assert grad[0].abs().sum() > 0 and grad[2].abs().sum() > 0 and grad[1].abs().sum() == 0
+    # A descent step on the KL alone moves mu toward the clip's own component.
+    mu = out["mu"].detach().requires_grad_(True)
+    kl_per_dim(mu, out["logvar"].detach(), mean.detach(), logvar).sum().backward()
+    before = (mu - mean).norm(dim=-1)
+    after = (mu - 0.1 * mu.grad - mean).norm(dim=-1)
+    assert torch.all(after < before)
+    with pytest.raises(ValueError, match="instrument_id: expected 0..2"):
+        enc.prior_params(torch.tensor([3]))
+    # The standard prior, and the label prior given no labels (an unseen instrument): N(0, I).
+    std_mean, std_logvar = TimbreEncoder(z_dim=4, gru_size=8).prior_params(ids)
+    assert float(std_mean.abs().sum()) == 0.0 and std_logvar == 0.0
+    assert float(enc.prior_params(None)[0].abs().sum()) == 0.0
+
+
+def test_step_evenness():
+    assert step_evenness(np.linspace(0, 1, 11)) == pytest.approx(1.0)
+    assert step_evenness(np.r_[np.zeros(5), np.ones(6)]) == pytest.approx(10.0)  # a switch
+    assert np.isnan(step_evenness(np.ones(11)))
+
+
+# --- the morph table on fixture models whose behaviour is known ---------------------------
+
+
+def _tone(f0_hz: float, n_samples: int, brightness: float) -> np.ndarray:
+    """Harmonics with amplitude k^-(3 - 2.5 * brightness): dark (a near-sine) to bright."""
+    t = np.arange(n_samples) / SR
+    k = np.arange(1, 30)
+    k = k[k * f0_hz < SR / 2]
+    amps = k ** -(3.0 - 2.5 * brightness)
+    x = (amps[:, None] * np.sin(2 * np.pi * f0_hz * k[:, None] * t)).sum(0)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+class ToyModel(torch.nn.Module):
+    """A stand-in for the autoencoder: z[0] sets the brightness of a harmonic tone (z given) or
+    the clip's own label does (resynthesis). ``use_z=False``: a decoder that ignores z."""
+
+    def __init__(self, use_z: bool = True) -> None:
+        super().__init__()
+        self.use_z = use_z
+
+    def forward(self, batch, generator=None):
+        n_frames = batch["f0_hz"].shape[1]
+        f0 = float(batch["f0_hz"][0, 0])
+        if "z" in batch and self.use_z:
+            w = torch.sigmoid(4.0 * batch["z"].reshape(len(batch["z"]), -1)[:, 0]).tolist()
+        else:
+            w = [float(i) for i in batch["instrument_id"]]
+        audio = np.stack([_tone(f0, n_frames * HOP, b) for b in w])
+        a = torch.from_numpy(audio)
+        return {"audio": a, "harmonic": a, "noise": 0.01 * a}
+
+
+def _item(label: int, f0_hz: float, n_frames: int = 250) -> dict[str, torch.Tensor]:
+    return {
+        "f0_hz": torch.full((n_frames,), f0_hz),
+        "loudness_db": torch.full((n_frames,), -20.0),
+        "periodicity": torch.ones(n_frames),
+        "instrument_id": torch.tensor(label),
+        "audio": torch.from_numpy(_tone(f0_hz, n_frames * HOP, float(label))),
+    }
+
+
+@pytest.fixture(scope="module")
+def toy_classifier() -> InstrumentClassifier:
+    x, labels = [], []
+    for f0 in (220.0, 261.6, 330.0, 392.0, 440.0, 523.3):
+        for name, b in (("dark", 0.0), ("bright", 1.0)):
+            x.append(clip_features(_tone(f0, 2 * SR, b), SR))
+            labels.append(name)
+    return InstrumentClassifier.fit(np.stack(x), labels, c=0.05)
+
+
+def _morph(model, classifier, out: Path) -> dict:
+    items = {"dark": [_item(0, 293.7), _item(0, 349.2)], "bright": [_item(1, 293.7)]}
+    centroids = {"dark": np.array([-1.5, 0.0], np.float32), "bright": np.array([1.5, 0.0], np.float32)}
+    return write_morph(
+        out,
+        model,
+        items,
+        centroids,
+        classifier=classifier,
+        features=FeatureSettings(),
+        settings=MorphSettings(steps=7, n_examples=2, f0_alphas=(0.0, 1.0)),
+    )
+
+
+def test_morph_table_of_a_model_that_morphs(toy_classifier, tmp_path: Path):
+    import pandas as pd
+
+    s = _morph(ToyModel(use_z=True), toy_classifier, tmp_path)
+    pairs = pd.read_csv(tmp_path / "morph.csv")
+    assert sorted(zip(pairs["from"], pairs["to"], strict=True)) == [
+        ("bright", "dark"),
+        ("dark", "bright"),
+    ]
+    assert pairs["n_examples"].tolist() == [1, 2]  # bright has one test example, dark two
+    assert s["p_b_start_max"] < 0.1 and s["p_b_end_min"] > 0.9
+    assert s["spearman_min"] > 0.95 and s["max_step_max"] < 1.0
+    assert s["conversion_accuracy"] == 1.0 and s["resynthesis_accuracy_min"] == 1.0
+    # f0 is re-extracted from the output (the tone is at the performance's pitch)
+    assert s["f0_cents_median_worst"] < 10.0
+    # the brightness descriptor moves the way z does
+    dark_to_bright = pairs[pairs["from"] == "dark"].iloc[0]
+    assert dark_to_bright["centroid_end_hz"] > dark_to_bright["centroid_start_hz"] + 200
+    curves = pd.read_csv(tmp_path / "morph_curves.csv")
+    assert len(curves) == 2 * 7
+    assert (tmp_path / "morph.png").stat().st_size > 10_000
+    line = summary_line(s)
+    assert "2 pairs" in line and "targets met" in line
+
+
+def test_morph_table_of_a_decoder_that_ignores_z(toy_classifier, tmp_path: Path):
+    s = _morph(ToyModel(use_z=False), toy_classifier, tmp_path)
+    # every path renders the source instrument: P(B) stays where it started, nothing morphs
+    assert s["p_b_end_min"] < 0.1 and s["conversion_accuracy"] == 0.0
+    assert s["resynthesis_accuracy_min"] == 1.0  # resynthesis alone cannot tell
+    assert s["targets"]["P(B) at alpha=1 >= 0.9, every pair"] is False
+    assert s["targets"]["conversion accuracy >= 0.9"] is False
