@@ -52,6 +52,15 @@ def path_points(a: np.ndarray, b: np.ndarray, steps: int, kind: str = "linear") 
     raise DDSPMorphError(f"path: expected 'linear' or 'slerp', got {kind!r}")
 
 
+def chain_points(points: list[np.ndarray], steps: int, kind: str = "linear") -> np.ndarray:
+    """A path through more than two points (instrument centroids, in order): ``steps`` points
+    per segment, the shared vertices once. Shape [(len(points) - 1) * (steps - 1) + 1, z_dim]."""
+    if len(points) < 2:
+        raise DDSPMorphError(f"a path needs at least 2 instruments, got {len(points)}")
+    segs = [path_points(a, b, steps, kind) for a, b in zip(points[:-1], points[1:], strict=True)]
+    return np.concatenate([segs[0], *[s[1:] for s in segs[1:]]])
+
+
 def centroids_of(run) -> dict[str, np.ndarray]:
     latent = run.extra.get("latent")
     if not latent:

@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from", dest="source", help="instrument at morph CC = 0")
     ap.add_argument("--to", dest="target", help="instrument at morph CC = 127")
     ap.add_argument("--path", default="linear", choices=["linear", "slerp"])
+    ap.add_argument(
+        "--through",
+        default="",
+        help="a morph path through several instruments, comma-separated "
+        "(e.g. violin,flute,trumpet): CC1 travels the whole chain",
+    )
     ap.add_argument("--frames-per-block", type=int, default=1)
     ap.add_argument(
         "--engine",
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             source=args.source,
             target=args.target,
             path=args.path,
+            through=tuple(n.strip() for n in args.through.split(",") if n.strip()),
             engine=args.engine,
             weights=args.weights,
         )

@@ -17,7 +17,7 @@ import torch
 from ddsp_morph.control.midi import MidiController, MidiSettings, midi_events
 from ddsp_morph.dsp.resample import PolyphaseUpsampler
 from ddsp_morph.errors import DDSPMorphError
-from ddsp_morph.evaluation.latent_eval import path_points
+from ddsp_morph.evaluation.latent_eval import chain_points
 from ddsp_morph.evaluation.sources import corpus_midi_settings
 from ddsp_morph.realtime.engine import StreamingEngine
 from ddsp_morph.realtime.fast import FastEngine
@@ -30,6 +30,7 @@ class PerformerSettings:
     source: str | None = None  # the instrument at morph = 0 (None: the first one)
     target: str | None = None  # the instrument at morph = 1 (None: the second one)
     path: str = "linear"
+    through: tuple[str, ...] = ()  # a path through these instruments in order (overrides source/target)
     path_steps: int = 65  # the path is precomputed at this resolution
     pc_scale: float = 2.0  # a PC CC at its extreme moves z by this many standard deviations
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
@@ -44,13 +45,16 @@ class LatentMap:
         names = sorted(latent["centroids"])
         source = s.source or names[0]
         target = s.target or (names[1] if len(names) > 1 else names[0])
-        for name in (source, target):
+        stops = list(s.through) if s.through else [source, target]
+        for name in stops:
             if name not in latent["centroids"]:
                 raise DDSPMorphError(f"instrument {name!r}: no centroid; this run knows {names}")
-        self.source, self.target = source, target
-        a = np.asarray(latent["centroids"][source], np.float32)
-        b = np.asarray(latent["centroids"][target], np.float32)
-        self.path = torch.from_numpy(path_points(a, b, s.path_steps, s.path).astype(np.float32))
+        self.source, self.target, self.stops = stops[0], stops[-1], stops
+        points = [np.asarray(latent["centroids"][n], np.float32) for n in stops]
+        # CC1 travels the whole chain; each segment gets the same share of the wheel
+        per_segment = max(2, (s.path_steps - 1) // (len(points) - 1) + 1)
+        a = points[0]
+        self.path = torch.from_numpy(chain_points(points, per_segment, s.path).astype(np.float32))
         comps = np.asarray(latent["pca_components"], np.float32)
         std = np.asarray(latent["pca_std"], np.float32)
         axes = np.zeros((2, len(a)), np.float32)
