@@ -132,7 +132,10 @@ def toy_classifier() -> InstrumentClassifier:
 
 def _morph(model, classifier, out: Path) -> dict:
     items = {"dark": [_item(0, 293.7), _item(0, 349.2)], "bright": [_item(1, 293.7)]}
-    centroids = {"dark": np.array([-1.5, 0.0], np.float32), "bright": np.array([1.5, 0.0], np.float32)}
+    centroids = {
+        "dark": np.array([-1.5, 0.0], np.float32),
+        "bright": np.array([1.5, 0.0], np.float32),
+    }
     return write_morph(
         out,
         model,

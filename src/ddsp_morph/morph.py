@@ -31,7 +31,9 @@ def run_morph(cfg: DictConfig) -> dict:
     dm = build_datamodule(run.cfg)
     dm.setup("test")
     if len(dm.instruments) < 2:
-        raise DDSPMorphError(f"{run.run_dir}: one instrument ({dm.instruments[0]}); nothing to morph")
+        raise DDSPMorphError(
+            f"{run.run_dir}: one instrument ({dm.instruments[0]}); nothing to morph"
+        )
     centroids = {k: np.asarray(v, np.float32) for k, v in centroids_of(run).items()}
     settings = MorphSettings(
         steps=int(cfg.steps), n_examples=int(cfg.n_examples), path=str(cfg.path), seed=int(cfg.seed)

@@ -111,9 +111,7 @@ def path_measures(
     curves, cent, hnr, worst_steps, keep = [], [], [], [], []
     for e, item in enumerate(items):
         out = render_many(model, item, zs, seed=settings.seed)
-        p = np.array(
-            [classifier.proba_of(a, features.sample_rate)[target] for a in out["audio"]]
-        )
+        p = np.array([classifier.proba_of(a, features.sample_rate)[target] for a in out["audio"]])
         curves.append(p)
         worst_steps.append(float(np.abs(np.diff(p)).max()))
         d = [
@@ -213,7 +211,9 @@ def morph_study(
                 settings=settings,
                 features=features,
             )
-            pairs.append({"from": a, "to": b, "path": settings.path, "n_examples": len(items), **row})
+            pairs.append(
+                {"from": a, "to": b, "path": settings.path, "n_examples": len(items), **row}
+            )
             curves += [
                 {"from": a, "to": b, "alpha": float(t), "p_b": float(p)}
                 for t, p in zip(alphas, curve, strict=True)
@@ -275,9 +275,7 @@ def summarize(pairs: pd.DataFrame, renders: pd.DataFrame) -> dict:
 def summary_line(s: dict) -> str:
     """One line for the log."""
     if not s.get("n_pairs"):
-        return (
-            f"morph: no instrument pair; resynthesis accuracy {s['resynthesis_accuracy']:.2f}"
-        )
+        return f"morph: no instrument pair; resynthesis accuracy {s['resynthesis_accuracy']:.2f}"
     return (
         f"morph: {s['n_pairs']} pairs; P(B) at alpha=0 <= {s['p_b_start_max']:.2f}, "
         f"at alpha=1 >= {s['p_b_end_min']:.2f}; Spearman >= {s['spearman_min']:.2f}; "
@@ -288,9 +286,7 @@ def summary_line(s: dict) -> str:
     )
 
 
-def plot_morph(
-    curves: pd.DataFrame, renders: pd.DataFrame, path: Path, *, title: str = ""
-) -> None:
+def plot_morph(curves: pd.DataFrame, renders: pd.DataFrame, path: Path, *, title: str = "") -> None:
     """Left: P(B) against alpha, one panel per source A, a line per target B. Right: the
     classifier's accuracy for every (source, target) decoding, resynthesis in the last column."""
     sources = sorted(renders["source"].unique())
@@ -323,8 +319,15 @@ def plot_morph(
     for r in range(mat.shape[0]):
         for c in range(mat.shape[1]):
             if np.isfinite(mat[r, c]):
-                ax.text(c, r, f"{mat[r, c]:.2f}", ha="center", va="center", fontsize=7,
-                        color="w" if mat[r, c] < 0.5 else "k")
+                ax.text(
+                    c,
+                    r,
+                    f"{mat[r, c]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w" if mat[r, c] < 0.5 else "k",
+                )
     ax.set_xticks(range(len(cols)), [c[:5] for c in cols], fontsize=7, rotation=45)
     ax.set_yticks(range(len(sources)), sources, fontsize=7)
     ax.set_xlabel("decoded as")

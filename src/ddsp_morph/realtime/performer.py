@@ -30,7 +30,9 @@ class PerformerSettings:
     source: str | None = None  # the instrument at morph = 0 (None: the first one)
     target: str | None = None  # the instrument at morph = 1 (None: the second one)
     path: str = "linear"
-    through: tuple[str, ...] = ()  # a path through these instruments in order (overrides source/target)
+    through: tuple[
+        str, ...
+    ] = ()  # a path through these instruments in order (overrides source/target)
     path_steps: int = 65  # the path is precomputed at this resolution
     pc_scale: float = 2.0  # a PC CC at its extreme moves z by this many standard deviations
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine

@@ -133,9 +133,7 @@ def build_encoder(cfg: DictConfig, *, n_instruments: int = 1) -> TimbreEncoder |
     if lat.name == "none":
         return None
     if lat.get("prior", "standard") not in PRIORS:
-        raise ConfigError(
-            f"latent.prior: expected one of {list(PRIORS)}, got {lat.get('prior')!r}"
-        )
+        raise ConfigError(f"latent.prior: expected one of {list(PRIORS)}, got {lat.get('prior')!r}")
     if lat.mode not in ("pooled", "frame"):
         raise ConfigError(f"latent.mode: expected 'pooled' or 'frame', got {lat.mode!r}")
     return TimbreEncoder(
