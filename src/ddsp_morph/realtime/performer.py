@@ -51,15 +51,14 @@ class LatentMap:
         for name in stops:
             if name not in latent["centroids"]:
                 raise DDSPMorphError(f"instrument {name!r}: no centroid; this run knows {names}")
-        self.source, self.target, self.stops = stops[0], stops[-1], stops
+        self.source, self.target = stops[0], stops[-1]
         points = [np.asarray(latent["centroids"][n], np.float32) for n in stops]
         # CC1 travels the whole chain; each segment gets the same share of the wheel
         per_segment = max(2, (s.path_steps - 1) // (len(points) - 1) + 1)
-        a = points[0]
         self.path = torch.from_numpy(chain_points(points, per_segment, s.path).astype(np.float32))
         comps = np.asarray(latent["pca_components"], np.float32)
         std = np.asarray(latent["pca_std"], np.float32)
-        axes = np.zeros((2, len(a)), np.float32)
+        axes = np.zeros((2, len(points[0])), np.float32)
         axes[: len(comps)] = comps * (std[:, None] * s.pc_scale)
         self.axes = torch.from_numpy(axes)
 

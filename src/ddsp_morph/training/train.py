@@ -169,9 +169,13 @@ def resume_checkpoint(run_dir: Path, model: torch.nn.Module) -> str | None:
     return None
 
 
-def measure_morph(cfg: DictConfig, model, dm, output_dir: Path) -> dict | None:
+def measure_morph(
+    cfg: DictConfig, model, dm, output_dir: Path, latent: dict | None = None
+) -> dict | None:
     """The morph table of the final weights (``evaluation.morph``) into the run dir, with one
-    summary line in the log; None when there is nothing to classify (one instrument)."""
+    summary line in the log; None when there is nothing to classify (one instrument).
+    ``latent``: the final weights' latent summary when already computed (the last checkpoint
+    stores one); else it is computed here."""
     from ddsp_morph.evaluation.classifier import corpus_classifier
     from ddsp_morph.evaluation.morph import (
         MorphSettings,
@@ -193,7 +197,7 @@ def measure_morph(cfg: DictConfig, model, dm, output_dir: Path) -> dict | None:
         seed=int(cfg.seed if cfg.seed is not None else 0),
     )
     model = model.cpu().eval()
-    lat = latent_summary(model, dm.datasets["train"], dm.instruments, step=-1)
+    lat = latent or latent_summary(model, dm.datasets["train"], dm.instruments, step=-1)
     centroids = {k: np.asarray(v, np.float32) for k, v in lat["centroids"].items()}
     summary = write_morph(
         output_dir,
@@ -322,7 +326,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log_media(trainer.logger, output_dir / "audio", int(cfg.data.sample_rate))
     log.info("wrote %d files under %s", len(written), output_dir / "audio")
     if module.model.encoder is not None and cfg.get("morph", {}).get("enabled", True):
-        summary = measure_morph(cfg, module.model, dm, output_dir)
+        lat = module.latent_summary
+        final = lat if lat is not None and lat["step"] == trainer.global_step else None
+        summary = measure_morph(cfg, module.model, dm, output_dir, final)
         if summary is not None:
             metrics.update(
                 {f"morph/{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
