@@ -91,7 +91,7 @@ def test_kernels_equal_the_torch_stream_kernels_block_after_block(frames: int, u
     assert np.all(out == 0.0)
 
 
-def _model(tmp_path: Path, synth: str, latent: str, hidden: int = 32):
+def _model(tmp_path: Path, synth: str, latent: str, hidden: int = 32, z_mode: str = "film"):
     cfg = cfg_for(
         tmp_path,
         tmp_path,
@@ -100,6 +100,7 @@ def _model(tmp_path: Path, synth: str, latent: str, hidden: int = 32):
         "synth.reverb_seconds=0.05",
         f"model.hidden_size={hidden}",
         f"model.gru_size={hidden}",
+        f"model.z_mode={z_mode}",
     )
     model = build_model(cfg, n_instruments=2)
     with torch.no_grad():  # away from the initial, near-silent state
@@ -133,19 +134,22 @@ def _render(engine, f0, loud, z, noise, frames):
 
 
 @pytest.mark.parametrize(
-    "synth, latent, frames, tables, weights",
+    "synth, latent, frames, tables, weights, z_mode",
     [
-        ("harmonic_noise_reverb", "vae", 1, 2048, "float32"),
-        ("harmonic_noise_reverb", "vae", 1, 2048, "int16"),
-        ("harmonic_noise", "none", 4, 0, "float32"),
-        ("harmonic", "vae", 2, 2048, "int16"),
+        ("harmonic_noise_reverb", "vae", 1, 2048, "float32", "film"),
+        ("harmonic_noise_reverb", "vae", 1, 2048, "int16", "film"),
+        ("harmonic_noise_reverb", "vae", 1, 2048, "float32", "concat"),
+        ("harmonic_noise", "none", 4, 0, "float32", "film"),
+        ("harmonic", "vae", 2, 2048, "int16", "film"),
     ],
 )
 def test_fast_engine_equals_the_offline_render(
-    tmp_path: Path, synth: str, latent: str, frames: int, tables: int, weights: str
+    tmp_path: Path, synth: str, latent: str, frames: int, tables: int, weights: str, z_mode: str
 ):
     torch.manual_seed(0)
-    model = _model(tmp_path, synth, latent)
+    model = _model(tmp_path, synth, latent, z_mode=z_mode)
+    if latent != "none":  # the film path is live (and zero only in the concat decoder)
+        assert (model.decoder.film is not None) == (z_mode == "film")
     n = 48
     f0, loud = _controls(n)
     z = torch.randn(4) if latent != "none" else None

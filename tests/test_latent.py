@@ -179,3 +179,82 @@ def test_unknown_instrument_lists_the_known_ones(tiny_run: Path, tiny_corpus: Pa
             classifier=None,
             settings=feature_settings(run.cfg),
         )
+
+
+def _film_pair(hidden: int = 32):
+    """A concat decoder and a film decoder with the same shared weights."""
+    from ddsp_morph.models.decoder import Decoder
+
+    kw = dict(
+        input_sizes={"f0": 1, "loudness": 1, "z": 4},
+        output_sizes={"amplitude": 1, "harmonic_distribution": 8, "noise_magnitudes": 5},
+        hidden_size=hidden,
+        gru_size=hidden,
+    )
+    torch.manual_seed(0)
+    concat = Decoder(**kw, z_mode="concat")
+    film = Decoder(**kw, z_mode="film")
+    film.load_state_dict(concat.state_dict(), strict=False)
+    return concat, film
+
+
+def _decoder_inputs(n: int = 12, z_dim: int = 4):
+    g = torch.Generator().manual_seed(3)
+    return {
+        "f0": torch.rand(2, n, 1, generator=g),
+        "loudness": torch.randn(2, n, 1, generator=g),
+        "z": torch.randn(2, 1, z_dim, generator=g).expand(-1, n, -1),
+    }
+
+
+def test_film_decoder_starts_as_the_concat_decoder_and_its_z_paths_are_affine():
+    concat, film = _film_pair()
+    inputs = _decoder_inputs()
+    with torch.no_grad():
+        a, b = concat(inputs), film(inputs)
+    for k in a:  # FiLM and the timbre path start at zero
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+    with torch.no_grad():
+        for p in (*film.film.parameters(), *film.timbre.parameters()):
+            p.copy_(torch.randn_like(p) * 0.1)
+        z = torch.randn(3, 4)
+        gamma, beta, offset = film.film_params(z)
+        assert gamma.shape == (3, 3, 32) and beta.shape == (3, 3, 32) and offset.shape == (3, 14)
+        # affine in z: the midpoint's parameters are the mean of the ends' (a straight path
+        # in z moves every modulation evenly)
+        mid = film.film_params(0.5 * (z[0] + z[1]))
+        ends = [film.film_params(z[i]) for i in (0, 1)]
+        for got, e0, e1 in zip(mid, *ends, strict=True):
+            torch.testing.assert_close(got, 0.5 * (e0 + e1), atol=1e-6, rtol=1e-5)
+
+
+def test_film_decoder_cannot_ignore_z():
+    """With z's input MLP silenced, the concat decoder's output no longer depends on z; the
+    film decoder's still does, and the loss's gradient reaches the film and timbre weights."""
+    concat, film = _film_pair()
+    with torch.no_grad():
+        for dec in (concat, film):
+            for p in dec.input_mlps["z"].parameters():
+                p.zero_()
+        for p in (*film.film.parameters(), *film.timbre.parameters()):
+            p.copy_(torch.randn_like(p) * 0.1)
+    inputs = _decoder_inputs()
+    other = dict(inputs, z=-inputs["z"])
+    with torch.no_grad():
+        c0, c1 = concat(inputs), concat(other)
+        f0, f1 = film(inputs), film(other)
+    for k in c0:
+        torch.testing.assert_close(c0[k], c1[k], atol=1e-6, rtol=0)
+        assert (f0[k] - f1[k]).abs().max() > 1e-3, k
+    film.zero_grad()
+    loss = sum(v.square().mean() for v in film(inputs).values())
+    loss.backward()
+    assert film.film.weight.grad.abs().sum() > 0
+    assert film.timbre.weight.grad.abs().sum() > 0
+
+
+def test_z_mode_is_checked():
+    from ddsp_morph.models.decoder import Decoder
+
+    with pytest.raises(ValueError, match="z_mode"):
+        Decoder(input_sizes={"f0": 1, "z": 2}, output_sizes={"amplitude": 1}, z_mode="add")

@@ -8,6 +8,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddsp_morph.errors import ConfigError
 
+# keys whose null means "off"
+NULLABLE = {"trainer.max_minutes"}
 # key -> (types, predicate description, predicate)
 _POSITIVE = ("> 0", lambda v: v > 0)
 _ANY = ("", lambda v: True)
@@ -36,6 +38,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "model.lr": ((float, int), _POSITIVE),
     "trainer.max_steps": ((int,), ("> 0 or -1", lambda v: v > 0 or v == -1)),
     "trainer.checkpoint_every_n_steps": ((int,), _POSITIVE),
+    "trainer.max_minutes": ((float, int), _POSITIVE),
+    "model.z_mode": ((str,), ("'concat' or 'film'", lambda v: v in ("concat", "film"))),
     "latent.z_dim": ((int,), _POSITIVE),
     "latent.gru_size": ((int,), _POSITIVE),
     "latent.beta": ((float, int), (">= 0", lambda v: v >= 0)),
@@ -54,7 +58,9 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value has the wrong kind or range."""
     for key, (types, (desc, ok)) in SCHEMA.items():
         value = OmegaConf.select(cfg, key, default="__absent__")
-        if isinstance(value, str) and value == "__absent__":
+        if (isinstance(value, str) and value == "__absent__") or (
+            value is None and key in NULLABLE
+        ):
             continue
         is_bool = isinstance(value, bool)
         if (is_bool and bool not in types) or not isinstance(value, types):

@@ -18,12 +18,22 @@ def mlp(in_size: int, hidden_size: int, n_layers: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+Z_MODES = ("concat", "film")
+
+
 class Decoder(nn.Module):
     """The DDSP decoder: one MLP per input -> GRU -> MLP -> one linear head per synth control.
 
     Args:
-        input_sizes: name -> channels of each conditioning input.
+        input_sizes: name -> channels of each conditioning input ("z": the timbre latent).
         output_sizes: name -> channels of each head (from ``SynthStack.control_sizes``).
+        z_mode: how z reaches the decoder. "concat": as one more input (its MLP, concatenated
+            with the others: the decoder may learn to ignore it). "film": that, plus z
+            modulating every layer of the output MLP (FiLM after each LayerNorm:
+            y * (1 + gamma(z)) + beta(z)) and a timbre path straight to the heads
+            (head outputs + T z); both are affine in z and start at zero, so a straight path
+            in z moves the decoder's timbre evenly, and z can set the harmonic distribution
+            and the noise filter without going through the GRU.
     """
 
     def __init__(
@@ -34,8 +44,11 @@ class Decoder(nn.Module):
         hidden_size: int = 512,
         gru_size: int = 512,
         n_mlp_layers: int = 3,
+        z_mode: str = "concat",
     ) -> None:
         super().__init__()
+        if z_mode not in Z_MODES:
+            raise ValueError(f"z_mode: expected one of {list(Z_MODES)}, got {z_mode!r}")
         self.input_names = list(input_sizes)
         self.input_mlps = nn.ModuleDict(
             {k: mlp(v, hidden_size, n_mlp_layers) for k, v in input_sizes.items()}
@@ -45,6 +58,34 @@ class Decoder(nn.Module):
         self.out_mlp = mlp(gru_size + n_in, hidden_size, n_mlp_layers)
         self.output_sizes = dict(output_sizes)
         self.head = nn.Linear(hidden_size, sum(output_sizes.values()))
+        self.z_mode = z_mode if "z" in input_sizes else "concat"
+        self.film: nn.Linear | None = None
+        self.timbre: nn.Linear | None = None
+        if self.z_mode == "film":
+            z_dim = input_sizes["z"]
+            self.film = nn.Linear(z_dim, 2 * hidden_size * n_mlp_layers)
+            self.timbre = nn.Linear(z_dim, sum(output_sizes.values()))
+            for lin in (self.film, self.timbre):
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
+
+    def film_params(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The z-dependent parts of the "film" decoder: (gamma, beta) Shape [..., n_layers,
+        hidden] for the output MLP's LayerNorms, and the heads' offset Shape [..., n_heads]."""
+        assert self.film is not None and self.timbre is not None
+        gb = self.film(z)
+        n_layers = len(self.out_mlp) // 3
+        gb = gb.reshape(*z.shape[:-1], 2, n_layers, -1)
+        return gb[..., 0, :, :], gb[..., 1, :, :], self.timbre(z)
+
+    def _out_mlp(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        if self.film is None or z is None:
+            return self.head(self.out_mlp(x))
+        gamma, beta, offset = self.film_params(z.to(x.dtype) if z.dtype != x.dtype else z)
+        mods = list(self.out_mlp)
+        for i, (lin, ln, act) in enumerate(zip(mods[0::3], mods[1::3], mods[2::3], strict=True)):
+            x = act(ln(lin(x)) * (1.0 + gamma[..., i, :]) + beta[..., i, :])
+        return self.head(x) + offset
 
     def forward(
         self,
@@ -67,7 +108,7 @@ class Decoder(nn.Module):
                 g, hidden = self.gru(x.float(), None if hidden is None else hidden.float())
         else:
             g, hidden = self.gru(x, hidden)
-        y = self.head(self.out_mlp(torch.cat([g, x], dim=-1)))
+        y = self._out_mlp(torch.cat([g, x], dim=-1), inputs.get("z"))
         out = dict(
             zip(
                 self.output_sizes,

@@ -72,8 +72,20 @@ class DecoderStep:
             self.head_b[start : start + size] += (head_offsets or {}).get(k, 0.0)
             start += size
         self.slope = self._slope(d.out_mlp)
+        # z_mode "film": z sets the output MLP's LayerNorm gains and biases and offsets the
+        # heads; the effective values are computed once per z, with the latent's share.
+        self.film = None
+        if d.film is not None and d.timbre is not None:
+            self.film = (
+                d.film.weight.detach(),
+                d.film.bias.detach(),
+                d.timbre.weight.detach(),
+                d.timbre.bias.detach(),
+            )
         self._z: torch.Tensor | None = None
         self._z_share: torch.Tensor | None = None
+        self._z_norms: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._z_head_b: torch.Tensor | None = None
 
     @staticmethod
     def _layers(seq: nn.Sequential) -> list[tuple]:
@@ -102,7 +114,28 @@ class DecoderStep:
         return x
 
     def reset(self) -> None:
-        self._z, self._z_share = None, None
+        self._z, self._z_share, self._z_norms, self._z_head_b = None, None, None, None
+
+    def norms(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The output MLP's LayerNorm (gain, bias) per layer, without z's modulation."""
+        return [tuple(self.out_norm[:2])] + [(lw, lb) for _, _, lw, lb, _ in self.out_rest]
+
+    def film_for(
+        self, z: torch.Tensor
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """z Shape [M, z_dim] -> the effective LayerNorm (gain, bias) per output layer
+        (Shape [M, hidden]) and head bias (Shape [M, n_heads]): FiLM after a LayerNorm is
+        that LayerNorm with gain * (1 + gamma) and bias * (1 + gamma) + beta."""
+        base = self.norms()
+        if self.film is None:
+            return base, self.head_b
+        fw, fb, tw, tb = self.film
+        gb = F.linear(z, fw, fb).reshape(z.shape[0], 2, len(base), -1)
+        eff = [
+            (lw * (1.0 + gb[:, 0, i]), lb * (1.0 + gb[:, 0, i]) + gb[:, 1, i])
+            for i, (lw, lb) in enumerate(base)
+        ]
+        return eff, self.head_b + F.linear(z, tw, tb)
 
     def __call__(
         self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None
@@ -118,6 +151,7 @@ class DecoderStep:
                 self._z = z.clone()
                 hz = self._mlp(z, self.mlps["z"])
                 self._z_share = F.linear(hz, self.stacked["z"], self.bias)
+                self._z_norms, self._z_head_b = self.film_for(z)
             share = self._z_share
         proj = share
         for k in self.names:
@@ -137,10 +171,18 @@ class DecoderStep:
             h = n + u * (h - n)
             outs.append(h)
         g = outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
-        lw, lb, eps = self.out_norm
         y = F.linear(g, self.w1_gru) + o1_inputs
-        y = F.leaky_relu(F.layer_norm(y, lw.shape, lw, lb, eps), self.slope)
-        return F.linear(self._mlp(y, self.out_rest), self.head_w, self.head_b), h
+        if self.film is None or self._z_norms is None or self._z_head_b is None:
+            lw, lb, eps = self.out_norm
+            y = F.leaky_relu(F.layer_norm(y, lw.shape, lw, lb, eps), self.slope)
+            return F.linear(self._mlp(y, self.out_rest), self.head_w, self.head_b), h
+        eps = self.out_norm[2]
+        for i, (lw, lb) in enumerate(self._z_norms):
+            if i > 0:
+                w, b = self.out_rest[i - 1][:2]
+                y = F.linear(y, w, b)
+            y = F.leaky_relu(F.layer_norm(y, lw.shape[-1:], None, None, eps) * lw + lb, self.slope)
+        return F.linear(y, self.head_w) + self._z_head_b, h
 
     def split(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """[..., sum of sizes] -> name -> [..., size]."""

@@ -361,8 +361,13 @@ class FastEngine:
         mats += [f32(w) for w, *_ in step.out_rest] + [f32(step.head_w)]
         lw, lb, eps = step.out_norm
         vecs += [f32(step.b_hh), f32(lw), f32(lb)]
+        # where the output MLP's LayerNorm (gain, bias) and the head bias sit in the vectors:
+        # a "film" decoder rewrites them there whenever z moves (``_latent_share``)
+        self._film_slots = [(len(vecs) - 2, len(vecs) - 1)]
         for _, b, lw2, lb2, _eps in step.out_rest:
             vecs += [f32(b), f32(lw2), f32(lb2)]
+            self._film_slots.append((len(vecs) - 2, len(vecs) - 1))
+        self._head_slot = len(vecs)
         vecs.append(f32(step.head_b))
         if "z" in step.mlps:  # the latent branch, after the head (``latent_share``)
             layers = step.mlps["z"]
@@ -469,7 +474,20 @@ class FastEngine:
                 z, self.bias, self.wbuf, self.qbuf, self.mtab, self.vbuf, self.vtab,
                 self.n_layers, self.eps, self.slope, self._share,
             )  # fmt: skip
+            if self.step.film is not None:
+                self._write_film(z)
         return self._share
+
+    def _write_film(self, z: np.ndarray) -> None:
+        """A "film" decoder: z's LayerNorm gains/biases and head bias into the packed vectors."""
+        with torch.no_grad():
+            norms, head_b = self.step.film_for(torch.from_numpy(z).reshape(1, -1))
+        for (gain_slot, bias_slot), (gain, bias) in zip(self._film_slots, norms, strict=True):
+            for slot, v in ((gain_slot, gain), (bias_slot, bias)):
+                off, n = self.vtab[slot]
+                self.vbuf[off : off + n] = v.reshape(-1).numpy()
+        off, n = self.vtab[self._head_slot]
+        self.vbuf[off : off + n] = head_b.reshape(-1).numpy()
 
     def process_numpy(
         self,

@@ -13,7 +13,7 @@ from ddsp_morph.data.datamodule import CorpusDataModule
 from ddsp_morph.data.features import ContextSettings, FeatureSettings
 from ddsp_morph.errors import ConfigError
 from ddsp_morph.models.autoencoder import DDSPAutoencoder, input_sizes_for
-from ddsp_morph.models.decoder import Decoder
+from ddsp_morph.models.decoder import Z_MODES, Decoder
 from ddsp_morph.models.encoder import PRIORS, TimbreEncoder
 from ddsp_morph.synths.stack import SynthStack
 from ddsp_morph.training.module import DDSPModule
@@ -102,6 +102,10 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         reverb_per_instrument=bool(s.reverb_per_instrument),
         n_instruments=n_instruments,
     )
+    if cfg.model.get("z_mode", "concat") not in Z_MODES:
+        raise ConfigError(
+            f"model.z_mode: expected one of {list(Z_MODES)}, got {cfg.model.get('z_mode')!r}"
+        )
     inputs = list(cfg.conditioning.inputs)
     input_sizes = input_sizes_for(inputs, n_mfcc=int(cfg.data.context.n_mfcc))
     encoder = build_encoder(cfg, n_instruments=n_instruments)
@@ -113,6 +117,7 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         hidden_size=int(cfg.model.hidden_size),
         gru_size=int(cfg.model.gru_size),
         n_mlp_layers=int(cfg.model.n_mlp_layers),
+        z_mode=str(cfg.model.get("z_mode", "concat")),
     )
     return DDSPAutoencoder(
         decoder=decoder,

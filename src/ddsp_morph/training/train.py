@@ -265,6 +265,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         num_nodes=int(t.get("num_nodes", 1)),
         max_steps=int(t.max_steps),
         max_epochs=int(t.max_epochs),
+        max_time=None if t.get("max_minutes") is None else {"minutes": float(t.max_minutes)},
         val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_val_batches=t.limit_val_batches,
