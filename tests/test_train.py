@@ -4,10 +4,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 import soundfile as sf
 import torch
 
 from ddsp_morph.data.datamodule import CorpusDataModule
+from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.train import train
 
 from .conftest import cfg_for
@@ -129,22 +132,32 @@ def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_pa
         "logger=csv",
         "trainer.max_steps=40",
         "trainer.checkpoint_every_n_steps=5",
-        "trainer.check_val_every_n_epoch=1000",
+        "trainer.check_val_every_n_epoch=1",
         "trainer.enable_progress_bar=false",
         "n_audio_examples=1",
     ]
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+    def val_in_checkpoint() -> bool:  # a validation result is stored with the run's last.ckpt
+        for p in runs.glob("*/checkpoints/last.ckpt"):
+            try:
+                return bool(torch.load(p, weights_only=True)["ddsp_morph"]["history"]["val"])
+            except Exception:  # being written
+                return False
+        return False
+
     deadline = time.time() + 300
-    while time.time() < deadline and not list(runs.glob("*/checkpoints/last.ckpt")):
+    while time.time() < deadline and not val_in_checkpoint():
         time.sleep(0.1)
-    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     (first,) = [p.parents[1] for p in runs.glob("*/checkpoints/last.ckpt")]
     killed_at = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert 0 < killed_at < 40 and not (first / "stability.json").exists()
+    val_before = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["ddsp_morph"][
+        "history"
+    ]["val"]
     time.sleep(1.1)  # the next run directory gets another timestamp
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -156,7 +169,65 @@ def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_pa
     assert final["global_step"] == 40
     adam_steps = {float(s["step"]) for s in final["optimizer_states"][0]["state"].values()}
     assert adam_steps == {40.0}  # Adam's moments carried over, not restarted
-    assert json.loads((first / "stability.json").read_text())["train_steps"] == 40 - killed_at
+    # the summary and the histories cover the whole run, across the kill
+    assert json.loads((first / "stability.json").read_text())["train_steps"] == 40
+    train_hist = pd.read_csv(first / "train_history.csv")
+    assert train_hist["batch"].tolist() == list(range(1, 41))
+    val_hist = pd.read_csv(first / "val_history.csv")
+    assert [s for s, _ in val_before] == val_hist["step"].tolist()[: len(val_before)]
+    assert val_hist["step"].is_monotonic_increasing and val_hist["step"].iloc[-1] > killed_at
+
+
+def _finished_run(tiny_corpus: Path, out: Path, *extra: str) -> Path:
+    train(cfg_for(tiny_corpus, out, "latent=none", "trainer.max_steps=3", *extra))
+    return out
+
+
+def test_a_finished_run_is_not_resumed_and_stays_untouched(tiny_corpus: Path, tmp_path: Path):
+    run = _finished_run(tiny_corpus, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(DDSPMorphError, match="finished") as e:
+        train(cfg_for(tiny_corpus, tmp_path / "other", "latent=none", f"resume={run}"))
+    assert "\n" not in str(e.value) and str(run) in str(e.value)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_resume_that_does_not_fit_writes_nothing(tiny_corpus: Path, tmp_path: Path):
+    run = _finished_run(tiny_corpus, tmp_path / "run")
+    (run / "stability.json").unlink()  # as if killed after its last checkpoint
+    config = (run / "config.yaml").read_bytes()
+    with pytest.raises(DDSPMorphError, match="does not fit"):
+        train(
+            cfg_for(
+                tiny_corpus, tmp_path / "o", "latent=none", "model.hidden_size=48", f"resume={run}"
+            )
+        )
+    assert (run / "config.yaml").read_bytes() == config
+    assert not (run / "train.lock").exists()
+
+
+def test_a_running_training_is_locked_and_a_stale_lock_is_taken_over(
+    tiny_corpus: Path, tmp_path: Path
+):
+    import subprocess
+    import sys
+
+    run = _finished_run(tiny_corpus, tmp_path / "run")
+    (run / "stability.json").unlink()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / "train.lock").write_text(f"{live.pid}\n")
+        with pytest.raises(DDSPMorphError, match=f"pid {live.pid}") as e:
+            train(cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}"))
+        assert "\n" not in str(e.value)
+        assert not (run / "stability.json").exists()
+    finally:
+        live.kill()
+        live.wait()
+    # the process is gone: its lock is stale, the run resumes and the lock is released after
+    train(cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}", "trainer.max_steps=5"))
+    assert json.loads((run / "stability.json").read_text())["train_steps"] == 5
+    assert not (run / "train.lock").exists()
 
 
 def test_bf16_mixed_training_runs(tiny_corpus: Path, tmp_path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -46,6 +47,8 @@ class DDSPModule(L.LightningModule):
         self._nonfinite_counted = False
         self.train_history: list[float] = []
         self.val_history: list[tuple[int, float]] = []
+        self.wall_before = 0.0  # training seconds of the run before this process resumed it
+        self._fit_start = time.time()
         self._val_sum, self._val_count = 0.0, 0
         self.loss_kwargs = dict(
             fft_sizes=tuple(fft_sizes),
@@ -144,7 +147,25 @@ class DDSPModule(L.LightningModule):
                 )
         if self.latent_summary is not None:
             meta["latent"] = self.latent_summary
+        # the histories so far: a resumed run continues them, and its summary covers the whole run
+        meta["history"] = {
+            "train": [float(v) for v in self.train_history],
+            "val": [[int(s), float(v)] for s, v in self.val_history],
+            "nonfinite_steps": int(self.nonfinite_steps),
+            "wall_seconds": float(self.wall_before + time.time() - self._fit_start),
+        }
         checkpoint["ddsp_morph"] = meta
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        hist = checkpoint.get("ddsp_morph", {}).get("history")
+        if hist is not None:
+            self.train_history = [float(v) for v in hist["train"]]
+            self.val_history = [(int(s), float(v)) for s, v in hist["val"]]
+            self.nonfinite_steps = int(hist["nonfinite_steps"])
+            self.wall_before = float(hist.get("wall_seconds", 0.0))
+
+    def on_fit_start(self) -> None:
+        self._fit_start = time.time()
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.parameters())

@@ -131,6 +131,11 @@ def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
         run = Path(str(mode))
         if not (run / "checkpoints" / "last.ckpt").exists():
             raise DDSPMorphError(f"resume={run}: no checkpoints/last.ckpt there")
+        if (run / "stability.json").exists():
+            raise DDSPMorphError(
+                f"resume={run}: that run finished (its stability.json is written); nothing to "
+                "resume — train a new run (resume=never), or raise trainer.max_steps in a new one"
+            )
         return run
     want = comparable(cfg)
     runs_dir = Path(cfg.paths.runs_dir)
@@ -145,6 +150,45 @@ def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
         if comparable(saved) == want:
             return run
     return None
+
+
+LOCK_NAME = "train.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def acquire_run_lock(run_dir: Path) -> Path:
+    """A lock file holding this process's pid in the run dir: a second training on the same run
+    is refused in one line while the first lives; a lock whose process is gone is taken over."""
+    lock = run_dir / LOCK_NAME
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+                raise DDSPMorphError(
+                    f"{run_dir}: a training is running there (pid {pid}, {lock}); wait for it, "
+                    "or start a separate run with resume=never"
+                ) from None
+            log.warning("%s: removing a stale lock (pid %s is gone)", lock, pid or "unknown")
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return lock
+    raise DDSPMorphError(f"{lock}: cannot take the run's lock")
 
 
 def resume_checkpoint(run_dir: Path, model: torch.nn.Module) -> str | None:
@@ -222,18 +266,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("resuming the interrupted run %s (same config)", resume_from)
         output_dir = resume_from
     output_dir.mkdir(parents=True, exist_ok=True)
+    lock = acquire_run_lock(output_dir)
+    try:
+        return _train_locked(cfg, output_dir, resume_from)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -> dict:
     if cfg.seed is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
-    saved = OmegaConf.to_container(cfg, resolve=True)
-    saved["paths"]["output_dir"] = str(output_dir)
-    OmegaConf.save(OmegaConf.create(saved), output_dir / "config.yaml")
 
     dm = build_datamodule(cfg)
     dm.setup("fit")
     model = build_model(cfg, n_instruments=len(dm.instruments))
     model.set_stats(dm.stats)
     module = build_module(cfg, model, instruments=dm.instruments)
+    # the checkpoint to resume is checked against this model before anything is written
+    ckpt_path = resume_checkpoint(output_dir, model) if resume_from is not None else None
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    saved["paths"]["output_dir"] = str(output_dir)
+    OmegaConf.save(OmegaConf.create(saved), output_dir / "config.yaml")
 
     ckpt = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
@@ -281,9 +335,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         enable_model_summary=True,
     )
     start = time.time()
-    ckpt_path = resume_checkpoint(output_dir, model) if resume_from is not None else None
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    wall = time.time() - start
+    # weights_only=True: Lightning loads the checkpoint again; TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
+    # in the environment overrides only a call that does not say it
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    wall = time.time() - start + module.wall_before  # the parts before a resume included
     # last.ckpt = the final weights (ModelCheckpoint's last is from the last validation).
     # Every rank calls it: under DDP it holds a barrier.
     trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
