@@ -179,3 +179,109 @@ def test_morph_table_of_a_decoder_that_ignores_z(toy_classifier, tmp_path: Path)
     assert s["resynthesis_accuracy_min"] == 1.0  # resynthesis alone cannot tell
     assert s["targets"]["P(B) at alpha=1 >= 0.9, every pair"] is False
     assert s["targets"]["conversion accuracy >= 0.9"] is False
+
+
+def _phrase(rng: np.random.Generator, kind: str, seconds: float = 4.0) -> np.ndarray:
+    """Half-second notes between D4 and F5, levels over 15 dB: "mellow" harmonics falling as k^-3,
+    "reedy" odd harmonics falling as 1/k (even ones 22 dB down)."""
+    n = int(seconds * SR)
+    out = np.zeros(n, np.float32)
+    for t0 in range(0, n, SR // 2):
+        f0 = 440.0 * 2 ** ((int(rng.integers(62, 79)) - 69) / 12)
+        t = np.arange(min(SR // 2, n - t0)) / SR
+        level = 10 ** (rng.uniform(-15.0, 0.0) / 20)  # dynamics, as a player's
+        env = level * np.minimum(1, t / 0.03) * np.exp(-3.0 * t) * (t < 0.4)  # decay and a rest
+        ks = np.arange(1, 30)
+        ks = ks[ks * f0 < SR / 2]
+        amps = ks**-3.0 if kind == "mellow" else np.where(ks % 2 == 1, 1.0 / ks, 0.08 / ks)
+        x = (amps[:, None] * np.sin(2 * np.pi * ks[:, None] * f0 * t)).sum(0)
+        out[t0 : t0 + len(t)] = 0.3 * env * x / np.sqrt(np.square(amps).sum())  # equal RMS
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_timbre_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small film-decoder VAE trained for 600 steps on two synthetic timbres (a corpus
+    imported from a folder of takes, as a user's): (corpus dir, run dir)."""
+    import soundfile as sf
+
+    from ddsp_morph.data.importer import ImportSettings, import_folder
+    from ddsp_morph.training.train import train
+
+    from .conftest import cfg_for
+
+    root = tmp_path_factory.mktemp("two_timbres")
+    rng = np.random.default_rng(0)
+    for kind in ("mellow", "reedy"):
+        (root / "takes" / kind).mkdir(parents=True)
+        for i in range(6):
+            sf.write(root / "takes" / kind / f"{i}.wav", _phrase(rng, kind), SR)
+    corpus = root / "corpus"
+    import_folder(
+        root / "takes",
+        corpus,
+        ImportSettings(example_seconds=2.0, min_minutes_warning=0.0),
+        FeatureSettings(),
+        progress=False,
+    )
+    run = root / "run"
+    train(
+        cfg_for(
+            corpus,
+            run,
+            "trainer.max_steps=600",
+            "model.hidden_size=64",
+            "model.gru_size=64",
+            "trainer.check_val_every_n_epoch=1000",
+            "trainer.precision=32",
+            "n_audio_examples=1",
+            "morph.n_examples=1",
+            "num_threads=1",
+            "data.crop_seconds=2.0",
+        )
+    )
+    return corpus, run
+
+
+def test_a_trained_run_morphs_and_its_cc1_sweep_goes_from_a_to_b(two_timbre_run, tmp_path: Path):
+    """The end-of-run morph table of a small trained model, and the realtime synth's headless
+    render of a melody with CC1 swept 0 -> 127: the classifier (trained on the corpus's real
+    audio) hears A in the first window and B in the last, both ways, and f0 follows the notes."""
+    import json
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from ddsp_morph.evaluation.classifier import corpus_classifier
+    from ddsp_morph.evaluation.sweep import judge_sweep, sweep_midi
+
+    from .conftest import REPO
+
+    corpus, run = two_timbre_run
+    s = json.loads((run / "morph_summary.json").read_text())
+    # a small model after 600 CPU steps: the argmax follows z (P(B) is not yet at the targets)
+    assert s["conversion_accuracy"] >= 0.75 and s["resynthesis_accuracy"] >= 0.75
+    assert s["n_pairs"] == 2 and (run / "morph.png").stat().st_size > 10_000
+    classifier = corpus_classifier(corpus)
+    # 6.5 s: CC1 at 0 for the first 2 s, rising, at 127 for the last 2 s
+    midi = sweep_midi(tmp_path / "sweep.mid", seconds=6.5, hold_s=2.0)
+    for a, b in (("mellow", "reedy"), ("reedy", "mellow")):
+        wav = tmp_path / f"{a}_to_{b}.wav"
+        done = subprocess.run(
+            [sys.executable, "-m", "ddsp_morph.realtime", "--run", str(run)]
+            + ["--midi-file", str(midi), "--out", str(wav), "--from", a, "--to", b],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        audio, rate = sf.read(wav, dtype="float32")
+        judged = judge_sweep(audio, rate, midi, classifier, a, b, window_s=1.5)
+        windows = judged["windows"]
+        assert len(windows) == 4  # 1.5 s each: the first at morph 0, the last at morph 1
+        first, last = (f"{w['predicted']} {w['p_target']:.2f}" for w in (windows[0], windows[-1]))
+        assert windows[0]["predicted"] == a, (a, b, first, last)
+        assert windows[-1]["predicted"] == b, (a, b, first, last)
+        assert windows[-1]["p_target"] > windows[0]["p_target"] + 0.3
+        assert judged["f0_cents_median"] <= 20.0 and judged["f0_frames_compared"] > 200

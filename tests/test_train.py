@@ -139,6 +139,7 @@ def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_pa
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+
     def val_in_checkpoint() -> bool:  # a validation result is stored with the run's last.ckpt
         for p in runs.glob("*/checkpoints/last.ckpt"):
             try:
@@ -225,7 +226,9 @@ def test_a_running_training_is_locked_and_a_stale_lock_is_taken_over(
         live.kill()
         live.wait()
     # the process is gone: its lock is stale, the run resumes and the lock is released after
-    train(cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}", "trainer.max_steps=5"))
+    train(
+        cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}", "trainer.max_steps=5")
+    )
     assert json.loads((run / "stability.json").read_text())["train_steps"] == 5
     assert not (run / "train.lock").exists()
 

@@ -14,9 +14,14 @@ from ddsp_morph.control.midi import midi_to_controls
 from ddsp_morph.data.features import FeatureSettings, extract_f0
 
 
-def sweep_midi(path: Path, seconds: float = 12.0, low: int = 64, high: int = 76) -> Path:
+def sweep_midi(
+    path: Path, seconds: float = 12.0, low: int = 64, high: int = 76, *, hold_s: float = 0.0
+) -> Path:
     """A melody (0.5 s notes, 0.05 s gaps, pitches drawn from ``low`` .. ``high`` with a fixed
-    seed) with CC1 rising from 0 to 127 over ``seconds``."""
+    seed) with CC1 rising from 0 to 127 over ``seconds``; with ``hold_s``, CC1 stays at 0 for
+    the first ``hold_s`` and at 127 for the last, and rises in between."""
+    if not 0 <= 2 * hold_s < seconds:
+        raise ValueError(f"hold_s: expected 0 <= 2 * hold_s < seconds, got {hold_s}, {seconds}")
     mid = mido.MidiFile(ticks_per_beat=480)  # 120 bpm: 960 ticks per second
     tr = mido.MidiTrack()
     mid.tracks.append(tr)
@@ -31,7 +36,8 @@ def sweep_midi(path: Path, seconds: float = 12.0, low: int = 64, high: int = 76)
         ]
         t += 0.5
     for i in range(128):
-        events.append((seconds * i / 127, mido.Message("control_change", control=1, value=i)))
+        t_cc = hold_s + (seconds - 2 * hold_s) * i / 127
+        events.append((t_cc, mido.Message("control_change", control=1, value=i)))
     events.sort(key=lambda e: e[0])
     last = 0
     for t, msg in events:
