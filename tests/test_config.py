@@ -68,6 +68,12 @@ def test_every_synth_builds_a_model_from_config_alone(synth):
         ("data.hop_length=0", "config data.hop_length: must be > 0, got 0"),
         ("synth.noise=3", "config synth.noise: expected bool, got int 3"),
         ("data.features.f0_fmin=20", "config data.features.f0_fmin: must be >= 32 Hz"),
+        ("data.crop_seconds=-1", "config data.crop_seconds: must be >= 0.1 s, got -1"),
+        ("data.crop_seconds=0.001", "config data.crop_seconds: must be >= 0.1 s, got 0.001"),
+        ("data.crop_seconds=10", "config data.crop_seconds: 10 s is longer than an example"),
+        ("trainer.precision=foo", "config trainer.precision: must be one of ['auto', '32'"),
+        ("model.z_mode=add", "config model.z_mode: must be 'concat' or 'film', got 'add'"),
+        ("trainer.max_minutes=0", "config trainer.max_minutes: must be > 0, got 0"),
     ],
 )
 def test_wrong_kind_of_value_names_the_key(override, message):
@@ -105,7 +111,7 @@ def test_ddp_trainer_and_slurm_launcher_compose():
             return_hydra_config=True,
         )
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
-    assert cfg.trainer.max_steps == 1000  # inherited from trainer/default
+    assert cfg.trainer.max_steps == 1500  # inherited from trainer/default
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4 and launcher.nodes == 1

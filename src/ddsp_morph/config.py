@@ -9,7 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 from ddsp_morph.errors import ConfigError
 
 # keys whose null means "off"
-NULLABLE = {"trainer.max_minutes"}
+NULLABLE = {"trainer.max_minutes", "data.crop_seconds"}
+PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "bf16-mixed", "bf16-true", "16-mixed")
+MIN_CROP_SECONDS = 0.1  # a training crop shorter than this has too few frames for the losses
 # key -> (types, predicate description, predicate)
 _POSITIVE = ("> 0", lambda v: v > 0)
 _ANY = ("", lambda v: True)
@@ -39,6 +41,14 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "trainer.max_steps": ((int,), ("> 0 or -1", lambda v: v > 0 or v == -1)),
     "trainer.checkpoint_every_n_steps": ((int,), _POSITIVE),
     "trainer.max_minutes": ((float, int), _POSITIVE),
+    "trainer.precision": (
+        (str, int),
+        (f"one of {list(PRECISIONS)}", lambda v: str(v) in PRECISIONS),
+    ),
+    "data.crop_seconds": (
+        (float, int),
+        (f">= {MIN_CROP_SECONDS} s", lambda v: v >= MIN_CROP_SECONDS),
+    ),
     "model.z_mode": ((str,), ("'concat' or 'film'", lambda v: v in ("concat", "film"))),
     "latent.z_dim": ((int,), _POSITIVE),
     "latent.gru_size": ((int,), _POSITIVE),
@@ -70,6 +80,13 @@ def validate_config(cfg: DictConfig) -> None:
             )
         if not ok(value):
             raise ConfigError(f"config {key}: must be {desc}, got {value!r}")
+    crop = OmegaConf.select(cfg, "data.crop_seconds", default=None)
+    example = OmegaConf.select(cfg, "data.example_seconds", default=None)
+    if crop is not None and example is not None and crop > example:
+        raise ConfigError(
+            f"config data.crop_seconds: {crop} s is longer than an example "
+            f"(data.example_seconds={example}); use at most {example}, or null for whole examples"
+        )
     inputs = OmegaConf.select(cfg, "conditioning.inputs", default=None)
     if inputs is not None:
         from ddsp_morph.models.autoencoder import input_sizes_for
