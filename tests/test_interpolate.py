@@ -174,3 +174,35 @@ def test_interpolate_cli_from_an_example_and_from_midi(
         bad.returncode == 2
         and "source 'nope_0000_0': neither a MIDI file nor an example id" in bad.stderr
     )
+
+
+def test_interpolate_to_an_instrument_the_run_does_not_know_is_one_line(
+    tiny_corpus: Path, tmp_path: Path
+):
+    from ddsp_morph.training.train import train
+
+    from .conftest import cfg_for
+
+    run = tmp_path / "violin_only"
+    train(
+        cfg_for(
+            tiny_corpus,
+            run,
+            "trainer.max_steps=2",
+            "data.train_instruments=[violin]",
+            "n_audio_examples=1",
+        )
+    )
+    out = tmp_path / "interp"
+    done = subprocess.run(
+        [sys.executable, "-m", "ddsp_morph.interpolate", f"run={run}", "from=violin", "to=flute"]
+        + ["source=melody.mid", f"out_dir={out}", f"classifier={tmp_path / 'clf.npz'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: instrument 'flute': no centroid; this run knows ['violin']"]
+    assert not (tmp_path / "clf.npz").exists()  # refused before the classifier was trained
+    assert not list(out.glob("*.wav")) and not (out / "metrics.csv").exists()

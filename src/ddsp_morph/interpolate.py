@@ -21,13 +21,14 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 def run_interpolation(cfg: DictConfig) -> dict:
     from ddsp_morph.evaluation.classifier import corpus_classifier
-    from ddsp_morph.evaluation.latent_eval import interpolate, strip_plot
+    from ddsp_morph.evaluation.latent_eval import interpolate, known_centroids, strip_plot
     from ddsp_morph.evaluation.sources import load_source
     from ddsp_morph.training.build import feature_settings
     from ddsp_morph.training.checkpoint import load_run
 
     run = load_run(cfg.run, checkpoint=str(cfg.checkpoint))
     out = Path(cfg.out_dir)
+    known_centroids(run, str(cfg["from"]), str(cfg.to))  # before the classifier is trained
     clf = corpus_classifier(Path(run.cfg.data.corpus_dir), cfg.classifier or None)
     item, _ = load_source(run, str(cfg.source))
     settings = feature_settings(run.cfg)

@@ -61,6 +61,17 @@ def chain_points(points: list[np.ndarray], steps: int, kind: str = "linear") -> 
     return np.concatenate([segs[0], *[s[1:] for s in segs[1:]]])
 
 
+def known_centroids(run, *names: str) -> dict[str, np.ndarray]:
+    """The run's centroids, after checking that it knows every instrument of ``names``."""
+    cents = centroids_of(run)
+    for name in names:
+        if name not in cents:
+            raise DDSPMorphError(
+                f"instrument {name!r}: no centroid; this run knows {sorted(cents)}"
+            )
+    return cents
+
+
 def centroids_of(run) -> dict[str, np.ndarray]:
     latent = run.extra.get("latent")
     if not latent:
@@ -134,12 +145,7 @@ def interpolate(
     classifier,
     settings: FeatureSettings,
 ) -> tuple[pd.DataFrame, dict, list[np.ndarray]]:
-    cents = centroids_of(run)
-    for name in (source, target):
-        if name not in cents:
-            raise DDSPMorphError(
-                f"instrument {name!r}: no centroid; this run knows {sorted(cents)}"
-            )
+    cents = known_centroids(run, source, target)
     zs = path_points(cents[source], cents[target], steps, kind)
     alphas = np.linspace(0, 1, steps)
     rows, audios = [], []
