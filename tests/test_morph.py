@@ -275,7 +275,9 @@ def test_a_trained_run_morphs_and_its_cc1_sweep_goes_from_a_to_b(two_timbre_run,
     corpus, run = two_timbre_run
     s = json.loads((run / "morph_summary.json").read_text())
     # the end-of-run morph table is there (its figures are tested on toy models above)
-    assert s["n_pairs"] == 2 and s["n_test_clips"] > 0 and (run / "morph.png").stat().st_size > 10_000
+    assert (
+        s["n_pairs"] == 2 and s["n_test_clips"] > 0 and (run / "morph.png").stat().st_size > 10_000
+    )
     classifier = corpus_classifier(corpus)
     # 6.5 s: CC1 at 0 for the first 2 s, rising, at 127 for the last 2 s
     midi = sweep_midi(tmp_path / "sweep.mid", seconds=6.5, hold_s=2.0)

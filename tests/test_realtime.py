@@ -320,3 +320,56 @@ def test_the_fast_and_torch_engines_render_a_midi_file_alike(tiny_run: Path, tmp
     assert np.abs(20 * np.log10((ea.mean() + 1e-9) / (eb.mean() + 1e-9))) < 0.5
     with pytest.raises(DDSPMorphError, match="engine: expected"):
         render_midi_file(run, midi, PerformerSettings(engine="jax"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--frames-per-block", "0"], "error: --frames-per-block: expected an integer >= 1"),
+        (["--device-rate", "0"], "error: --device-rate: expected an integer >= 8000"),
+        (["--device-rate", "-44100"], "error: --device-rate: expected an integer >= 8000"),
+        (["--seconds", "0"], "error: --seconds: expected a duration > 0, got 0.0"),
+    ],
+)
+def test_bad_realtime_settings_are_one_line(tiny_run: Path, tmp_path: Path, capsys, args, message):
+    from ddsp_morph.realtime.cli import main
+
+    out = tmp_path / "o.wav"
+    code = main(["--run", str(tiny_run), "--midi-file", "x.mid", "--out", str(out), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not out.exists()
+
+
+def test_a_context_model_is_refused_by_the_synth_and_the_export(
+    tiny_corpus: Path, tmp_path: Path, capsys
+):
+    from ddsp_morph.export import main as export_main
+    from ddsp_morph.realtime.cli import main
+    from ddsp_morph.training.train import train
+
+    run = tmp_path / "mfcc"
+    train(
+        cfg_for(
+            tiny_corpus,
+            run,
+            "conditioning=mfcc",
+            "trainer.max_steps=2",
+            "n_audio_examples=1",
+            "morph.enabled=false",
+        )
+    )
+    capsys.readouterr()
+    midi = _melody(tmp_path / "m.mid")
+    assert (
+        main(["--run", str(run), "--midi-file", str(midi), "--out", str(tmp_path / "o.wav")]) == 2
+    )
+    assert export_main([f"run={run}"]) == 2
+    assert export_main([f"run={run}", "frames_per_block=abc"]) == 2
+    assert export_main([f"run={run}", "frames_per_block=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    want = "this model is also conditioned on ['mfcc']; the realtime synth and the export"
+    assert len(err) == 4 and want in err[0] and want in err[1], err
+    assert err[2] == "error: frames_per_block: expected an integer >= 1 and <= 64, got 'abc'"
+    assert err[3] == "error: frames_per_block: expected an integer >= 1 and <= 64, got 0"
+    assert not (run / "export").exists() and not (tmp_path / "o.wav").exists()

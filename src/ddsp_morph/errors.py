@@ -11,3 +11,26 @@ class ConfigError(DDSPMorphError):
 
 class AudioFileError(DDSPMorphError):
     """An audio file that cannot be read; the message names the file."""
+
+
+def positive_int(value, name: str, *, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int in [low, high], else a one-line error naming ``name``."""
+    try:
+        n = int(str(value))
+    except ValueError:
+        n = None
+    if n is None or n < low or (high is not None and n > high):
+        bound = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+        raise DDSPMorphError(f"{name}: expected {bound}, got {value!r}")
+    return n
+
+
+def require_f0_loudness(model, run_dir) -> None:
+    """The realtime synth and its exports play f0 and loudness only: a model conditioned on
+    more is refused in one line."""
+    extra = list(getattr(model, "context_inputs", []) or [])
+    if extra:
+        raise DDSPMorphError(
+            f"{run_dir}: this model is also conditioned on {extra}; the realtime synth and the "
+            "export play f0 and loudness only (train one with conditioning=f0_loud)"
+        )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.errors import DDSPMorphError, positive_int, require_f0_loudness
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         from ddsp_morph.realtime.export import export_run
         from ddsp_morph.training.checkpoint import load_run
 
+        frames = positive_int(args.get("frames_per_block", 1), "frames_per_block", high=64)
         run = load_run(str(args.run), checkpoint=str(args.get("checkpoint", "last")))
-        frames = int(args.get("frames_per_block", 1))
+        require_f0_loudness(run.model, run.run_dir)
         out = Path(
             str(args.get("out", Path(str(args.run)) / "export" / f"ddsp_morph_stream_{frames}f.ts"))
         )

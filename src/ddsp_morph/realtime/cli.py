@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.errors import DDSPMorphError, positive_int, require_f0_loudness
 from ddsp_morph.realtime.performer import Performer, PerformerSettings, render_midi_file
 
 
@@ -170,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ddsp_morph.training.checkpoint import load_run
 
+        positive_int(args.frames_per_block, "--frames-per-block", high=64)
+        positive_int(args.device_rate, "--device-rate", low=8000, high=384000)
+        if args.seconds is not None and not args.seconds > 0:
+            raise DDSPMorphError(f"--seconds: expected a duration > 0, got {args.seconds}")
         run = load_run(args.run or latest_run(args.runs_dir), checkpoint=args.checkpoint)
+        require_f0_loudness(run.model, run.run_dir)
         s = PerformerSettings(
             frames_per_block=args.frames_per_block,
             device_rate=args.device_rate,
