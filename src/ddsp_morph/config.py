@@ -80,13 +80,6 @@ def validate_config(cfg: DictConfig) -> None:
             )
         if not ok(value):
             raise ConfigError(f"config {key}: must be {desc}, got {value!r}")
-    crop = OmegaConf.select(cfg, "data.crop_seconds", default=None)
-    example = OmegaConf.select(cfg, "data.example_seconds", default=None)
-    if crop is not None and example is not None and crop > example:
-        raise ConfigError(
-            f"config data.crop_seconds: {crop} s is longer than an example "
-            f"(data.example_seconds={example}); use at most {example}, or null for whole examples"
-        )
     inputs = OmegaConf.select(cfg, "conditioning.inputs", default=None)
     if inputs is not None:
         from ddsp_morph.models.autoencoder import input_sizes_for
@@ -95,3 +88,15 @@ def validate_config(cfg: DictConfig) -> None:
             input_sizes_for(list(inputs))
         except ValueError as e:
             raise ConfigError(f"config {e}") from None
+
+
+def validate_training_config(cfg: DictConfig) -> None:
+    """``validate_config`` plus what only training reads: a crop no longer than an example."""
+    validate_config(cfg)
+    crop = OmegaConf.select(cfg, "data.crop_seconds", default=None)
+    example = OmegaConf.select(cfg, "data.example_seconds", default=None)
+    if crop is not None and example is not None and crop > example:
+        raise ConfigError(
+            f"config data.crop_seconds: {crop} s is longer than an example "
+            f"(data.example_seconds={example}); use at most {example}, or null for whole examples"
+        )

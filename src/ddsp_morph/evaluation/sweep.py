@@ -80,6 +80,7 @@ def judge_sweep(
                 "p_source": p[source],
                 "p_target": p[target],
                 "predicted": max(p, key=p.get),
+                "p": {k: float(v) for k, v in p.items()},
             }
         )
     return {

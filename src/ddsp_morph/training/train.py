@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ddsp_morph.config import validate_config
+from ddsp_morph.config import validate_training_config
 from ddsp_morph.data.io import save_csv, save_json
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.artifacts import write_resynthesis
@@ -259,18 +259,30 @@ def measure_morph(
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one model; write checkpoints, resynthesized audio and a spectrogram PNG under
     ``cfg.paths.output_dir``. Returns the final metrics."""
-    validate_config(cfg)
+    validate_training_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     resume_from = find_resumable(cfg, output_dir)
     if resume_from is not None and resume_from.resolve() != output_dir.resolve():
         log.info("resuming the interrupted run %s (same config)", resume_from)
         output_dir = resume_from
     output_dir.mkdir(parents=True, exist_ok=True)
+    if launched_rank() > 0:  # a DDP worker: the first process holds the run's lock
+        return _train_locked(cfg, output_dir, resume_from)
     lock = acquire_run_lock(output_dir)
     try:
         return _train_locked(cfg, output_dir, resume_from)
     finally:
         lock.unlink(missing_ok=True)
+
+
+def launched_rank() -> int:
+    """This process's global rank when a launcher started it (torchrun, Lightning's DDP
+    subprocesses, SLURM); 0 for the process a user started."""
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        value = os.environ.get(key, "0")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
 
 
 def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -> dict:
