@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--hold", type=float, default=0.0, help="CC1 held at 0 / 127 this long")
     ap.add_argument("--window", type=float, default=2.0, help="classifier window, seconds")
+    ap.add_argument("--path", default="slerp", choices=["slerp", "linear"])
     ap.add_argument("--tag", default="sweep")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = ap.parse_args()
@@ -41,7 +42,9 @@ def main() -> None:
     midi = sweep_midi(args.out / f"{args.tag}.mid", seconds=args.seconds, hold_s=args.hold)
     through = tuple(n.strip() for n in args.through.split(",") if n.strip())
     source, target = (through[0], through[-1]) if through else (args.source, args.target)
-    s = PerformerSettings(source=source, target=target, through=through, device_rate=48000)
+    s = PerformerSettings(
+        source=source, target=target, through=through, path=args.path, device_rate=48000
+    )
     audio, stats = render_midi_file(run, midi, s)
     write_render(args.out / f"{args.tag}.wav", audio, s.device_rate, stats)
     clf = corpus_classifier(Path(run.cfg.data.corpus_dir))

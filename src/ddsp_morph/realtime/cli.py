@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--virtual", action="store_true", help="open a virtual MIDI input port")
     ap.add_argument("--from", dest="source", help="instrument at morph CC = 0")
     ap.add_argument("--to", dest="target", help="instrument at morph CC = 127")
-    ap.add_argument("--path", default="linear", choices=["linear", "slerp"])
+    ap.add_argument("--path", default="slerp", choices=["slerp", "linear"])
     ap.add_argument(
         "--through",
         default="",
