@@ -1,6 +1,7 @@
 """Importing a messy folder of recordings: formats, rates, channels, bad files, balance,
 splits by source file, and resuming after a SIGKILL with the same manifest."""
 
+import json
 import os
 import shutil
 import signal
@@ -179,3 +180,48 @@ def test_killed_import_resumes_to_the_same_manifest(messy: Path, imported, tmp_p
     pd.testing.assert_frame_equal(resumed, reference)
     assert sf.read(wav)[0].shape == (16000,)
     shutil.rmtree(tmp_path / "data")
+
+
+def test_identical_audio_stays_in_one_split_and_other_files_do_not_move(tmp_path: Path):
+    from ddsp_morph.data.importer import assign_file_splits, duplicate_groups
+
+    shas = {f"take{i}.wav": f"{i:064x}" for i in range(40)}
+    shas["copy_of_take7.wav"] = shas["take7.wav"]
+    splits = assign_file_splits(shas, {"valid": 0.1, "test": 0.1}, "violin")
+    assert splits["copy_of_take7.wav"] == splits["take7.wav"]
+    assert set(splits.values()) == {"train", "valid", "test"}
+    assert duplicate_groups(shas) == [["copy_of_take7.wav", "take7.wav"]]
+    more = dict(shas, **{f"new{i}.wav": f"{1000 + i:064x}" for i in range(5)})
+    after = assign_file_splits(more, {"valid": 0.1, "test": 0.1}, "violin")
+    assert {f: after[f] for f in shas} == splits  # adding files moved none of the others
+    # a copy under another name, imported: one split for both, reported in import.json
+    src = tmp_path / "recs" / "violin"
+    src.mkdir(parents=True)
+    for i, f0 in enumerate((392.0, 440.0, 494.0, 523.0)):
+        sf.write(src / f"{i}.wav", tone(1.2, 16000, f0), 16000)
+    shutil.copy(src / "2.wav", src / "2_copy.wav")
+    out = tmp_path / "corpus"
+    manifest, _ = import_folder(tmp_path / "recs", out, SETTINGS, FeatureSettings(), progress=False)
+    by_file = manifest.groupby(manifest["source_file"].map(lambda p: Path(p).name))["split"]
+    assert by_file.nunique().max() == 1
+    assert by_file.first()["2.wav"] == by_file.first()["2_copy.wav"]
+    dup = json.loads((out / "import.json").read_text())["duplicates"]
+    assert [Path(f).name for f in dup[0]["files"]] == ["2.wav", "2_copy.wav"]
+
+
+def test_another_folder_under_an_existing_corpus_name_is_refused(tmp_path: Path):
+    first, second = tmp_path / "a" / "rec_one", tmp_path / "b" / "rec_one"
+    for root, f0 in ((first, 440.0), (second, 330.0)):
+        (root / "violin").mkdir(parents=True)
+        for i in range(3):
+            sf.write(root / "violin" / f"{i}.wav", tone(1.2, 16000, f0 + 20 * i), 16000)
+    out = tmp_path / "corpus" / "rec_one"
+    import_folder(first, out, SETTINGS, FeatureSettings(), progress=False)
+    manifest = (out / "manifest.csv").read_bytes()
+    with pytest.raises(DDSPMorphError) as e:
+        import_folder(second, out, SETTINGS, FeatureSettings(), progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and str(first) in msg and str(second) in msg
+    assert "data.corpus.name=" in msg
+    assert (out / "manifest.csv").read_bytes() == manifest  # nothing replaced
+    import_folder(first, out, SETTINGS, FeatureSettings(), progress=False)  # the same: resumes

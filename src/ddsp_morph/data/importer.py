@@ -209,18 +209,66 @@ def load_record(corpus_dir: Path, instrument: str, path: Path) -> dict | None:
     return record
 
 
-def assign_file_splits(files: list[str], fractions: dict[str, float], seed: str) -> dict[str, str]:
-    """Whole files to splits, deterministically (ordered by a hash of name + seed)."""
+def _unit_hash(text: str) -> float:
     import hashlib
 
-    order = sorted(files, key=lambda f: hashlib.sha256(f"{seed}/{f}".encode()).hexdigest())
-    n = len(order)
-    if n < 3:
-        return {f: "train" for f in order}
-    n_valid = max(1, int(round(n * fractions.get("valid", 0.1))))
-    n_test = max(1, int(round(n * fractions.get("test", 0.1))))
-    labels = ["valid"] * n_valid + ["test"] * n_test + ["train"] * (n - n_valid - n_test)
-    return dict(zip(order, labels, strict=True))
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16) / 16**15
+
+
+def assign_file_splits(
+    checksums: dict[str, str], fractions: dict[str, float], seed: str
+) -> dict[str, str]:
+    """Whole files to splits by their audio's checksum: each file's split follows from a hash
+    of (seed, its SHA-256) alone, so identical audio under two names lands in one split, and
+    adding or removing other files moves no file. With 3 or more distinct recordings, valid
+    and test get at least one each (the train files that hash closest to them move over).
+
+    Args:
+        checksums: file -> SHA-256 of its content.
+    """
+    unique = sorted(set(checksums.values()))
+    if len(unique) < 3:
+        return {f: "train" for f in checksums}
+    p_valid = fractions.get("valid", 0.1)
+    p_test = fractions.get("test", 0.1)
+    score = {sha: _unit_hash(f"{seed}/{sha}") for sha in unique}
+    split = {
+        sha: "valid" if u < p_valid else "test" if u < p_valid + p_test else "train"
+        for sha, u in score.items()
+    }
+    for name in ("valid", "test"):
+        if name not in split.values():
+            train = sorted((u, sha) for sha, u in score.items() if split[sha] == "train")
+            split[train[0][1] if name == "valid" else train[-1][1]] = name
+    return {f: split[sha] for f, sha in checksums.items()}
+
+
+def duplicate_groups(checksums: dict[str, str]) -> list[list[str]]:
+    """Files whose audio is identical (same SHA-256), each group sorted; groups of 2 or more."""
+    groups: dict[str, list[str]] = {}
+    for f, sha in checksums.items():
+        groups.setdefault(sha, []).append(f)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def check_same_source(corpus_dir: Path, source: Path) -> None:
+    """A corpus directory holds one source folder's import: another folder under the same
+    corpus name is refused (its recordings would replace the first's under runs trained on
+    them)."""
+    import json
+
+    previous = corpus_dir / "import.json"
+    if not previous.exists():
+        return
+    try:
+        before = Path(json.loads(previous.read_text())["source"])
+    except (OSError, ValueError, KeyError):
+        return
+    if before.resolve() != Path(source).resolve():
+        raise DDSPMorphError(
+            f"{corpus_dir} holds the import of {before}, not {source}; give this folder another "
+            f"corpus name (data.corpus.name=<name>), or remove {corpus_dir} to replace it"
+        )
 
 
 def import_folder(
@@ -238,6 +286,7 @@ def import_folder(
     context = context or ContextSettings(
         sample_rate=features.sample_rate, hop_length=features.hop_length
     )
+    check_same_source(corpus_dir, Path(source))
     found = scan_source(Path(source))
     corpus_dir.mkdir(parents=True, exist_ok=True)
     save_json(corpus_dir / "import.json", {"source": str(source), "settings": asdict(settings)})
@@ -256,10 +305,20 @@ def import_folder(
             bar.update(1)
     bar.close()
     skipped = [(r["source"], r["reason"]) for r in records if r["status"] != "ok"]
-    rows = []
+    rows, duplicates = [], []
     for instrument in found:
         ok = [r for r in records if r["instrument"] == instrument and r["status"] == "ok"]
-        splits = assign_file_splits([r["source"] for r in ok], settings.split_fractions, instrument)
+        checksums = {r["source"]: r["sha256"] for r in ok}
+        splits = assign_file_splits(checksums, settings.split_fractions, instrument)
+        for group in duplicate_groups(checksums):
+            names = ", ".join(Path(f).name for f in group)
+            log.warning(
+                "%s: identical audio in %s; kept together in %s",
+                instrument,
+                names,
+                splits[group[0]],
+            )
+            duplicates.append({"instrument": instrument, "files": group, "split": splits[group[0]]})
         if len(ok) < 3:
             log.warning(
                 "%s: %d usable file(s); valid/test need 3 or more, so all go to train",
@@ -332,6 +391,10 @@ def import_folder(
         )
     write_stats(corpus_dir, train, features, context)
     save_csv(corpus_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]))
+    save_json(
+        corpus_dir / "import.json",
+        {"source": str(source), "settings": asdict(settings), "duplicates": duplicates},
+    )
     balance = balance_report(corpus_dir, usable, settings)
     save_csv(corpus_dir / "balance.csv", balance)
     print_summary(balance, skipped, settings)
