@@ -28,7 +28,7 @@ venv: $(STAMP) ## Create .venv and install the project (reused when up to date)
 	@echo ".venv is up to date"
 
 data: $(STAMP) ## Render the default corpus (or import SOURCE=<folder>) and cache features; resumes
-	$(PY) -m ddsp_morph.prepare $(if $(SOURCE),data.source.dir=$(abspath $(SOURCE)) data.corpus.name=$(notdir $(abspath $(SOURCE))),) $(ARGS)
+	$(PY) -m ddsp_morph.prepare $(if $(SOURCE),--source "$(SOURCE)",) $(ARGS)
 
 # tcmalloc where installed (apt install libtcmalloc-minimal4): a lower peak and faster steps
 # than glibc's malloc for a training step (make bench measures both); optional.

@@ -225,3 +225,28 @@ def test_another_folder_under_an_existing_corpus_name_is_refused(tmp_path: Path)
     assert "data.corpus.name=" in msg
     assert (out / "manifest.csv").read_bytes() == manifest  # nothing replaced
     import_folder(first, out, SETTINGS, FeatureSettings(), progress=False)  # the same: resumes
+
+
+def test_folder_names_people_use_import_through_make_data(tmp_path: Path):
+    """Spaces, commas, accents and a quote in the folder name: `make data SOURCE=<folder>`
+    passes it as --source, which becomes quoted Hydra overrides."""
+    dry = subprocess.run(
+        ["make", "-n", "data", "SOURCE=my recs, 2024"], cwd=REPO, capture_output=True, text=True
+    )
+    assert '--source "my recs, 2024"' in dry.stdout
+    src = tmp_path / "réc's ü, take 2"
+    (src / "violin").mkdir(parents=True)
+    for i in range(3):
+        sf.write(src / "violin" / f"{i}.wav", tone(1.2, 16000, 440.0 + 30 * i), 16000)
+    done = subprocess.run(
+        [sys.executable, "-m", "ddsp_morph.prepare", "--source", str(src)]
+        + [f"paths.data_dir={tmp_path / 'data'}", "data.example_seconds=1.0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "data" / "corpus" / src.name
+    assert (out / "manifest.csv").exists()
+    assert f"as the corpus {src.name!r}" in done.stdout and "data.corpus.name=" in done.stdout
+    assert json.loads((out / "import.json").read_text())["source"] == str(src)

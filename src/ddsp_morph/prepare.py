@@ -46,6 +46,10 @@ def prepare(cfg: DictConfig) -> Path:
     out = corpus_dir(cfg)
     source = cfg.data.get("source", {}).get("dir")
     if source:
+        print(
+            f"importing {source} as the corpus {cfg.data.corpus.name!r} ({out}); "
+            "another name: data.corpus.name=<name>"
+        )
         usable, skipped = import_folder(
             Path(source),
             out,
@@ -77,5 +81,29 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def hydra_quote(value: str) -> str:
+    """A value as a quoted Hydra override string: spaces, commas, brackets, '=' and any
+    alphabet pass through as they are."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def source_argv(argv: list[str]) -> list[str]:
+    """``--source <folder>`` (what ``make data SOURCE=<folder>`` passes) -> the Hydra overrides
+    data.source.dir=<absolute folder> and, unless given, data.corpus.name=<its name>, quoted so
+    that folder names with spaces, commas or accents work."""
+    if "--source" not in argv:
+        return argv
+    i = argv.index("--source")
+    if i + 1 >= len(argv):
+        raise SystemExit("error: --source needs a folder")
+    folder = Path(argv[i + 1]).expanduser().absolute()
+    rest = argv[:i] + argv[i + 2 :]
+    out = [*rest, f"data.source.dir={hydra_quote(str(folder))}"]
+    if not any(a.startswith("data.corpus.name=") for a in rest):
+        out.append(f"data.corpus.name={hydra_quote(folder.name)}")
+    return out
+
+
 if __name__ == "__main__":
+    sys.argv = [sys.argv[0], *source_argv(sys.argv[1:])]
     main()
