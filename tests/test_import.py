@@ -62,6 +62,12 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sf.write(v / "i_short.wav", tone(0.5, 16000, 440.0), 16000)
     (v / "j_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     (v / "k_empty.flac").write_bytes(b"")
+    full = root / "full.wav"
+    sf.write(full, tone(4.5, 16000, 440.0), 16000, subtype="PCM_16")
+    (v / "l_cut_short.wav").write_bytes(full.read_bytes()[: 44 + 3 * 16000 * 2])
+    full.unlink()
+    (v / "m_dangling.wav").symlink_to(root / "gone.wav")
+    (v / "n_gone_folder").symlink_to(root / "gone_folder", target_is_directory=True)
     for i, f0 in enumerate((523.0, 587.0, 659.0)):
         sf.write(f / f"{i}_22k.wav", tone(1.2, 22050, f0), 22050)
     return root
@@ -81,7 +87,10 @@ def test_bad_files_are_skipped_with_a_reason(imported, messy: Path):
     assert "NaN or inf" in reasons["h_nan.wav"]
     assert reasons["i_short.wav"].startswith("shorter than one example")
     assert "cannot read audio" in reasons["j_corrupt.wav"]
-    assert "cannot read audio" in reasons["k_empty.flac"] or "empty" in reasons["k_empty.flac"]
+    assert reasons["k_empty.flac"] == "empty file (0 bytes)"
+    assert reasons["l_cut_short.wav"].startswith("cut short: 3.00 s of the 4.50 s its header")
+    assert reasons["m_dangling.wav"].startswith("link to a missing target")
+    assert reasons["n_gone_folder"].startswith("link to a missing target")
     assert all("\n" not in why for why in reasons.values())
     table = pd.read_csv(imported[0] / "skipped.csv")
     assert set(Path(f).name for f in table["file"]) >= {
@@ -89,6 +98,8 @@ def test_bad_files_are_skipped_with_a_reason(imported, messy: Path):
         "h_nan.wav",
         "i_short.wav",
         "j_corrupt.wav",
+        "l_cut_short.wav",
+        "m_dangling.wav",
     }
 
 

@@ -14,6 +14,7 @@ in ``skipped.csv``; the import fails only when nothing usable remains.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,13 +71,14 @@ class ImportSettings:
 
 
 def scan_source(source: Path) -> dict[str, list[Path]]:
-    """instrument -> its audio files (sorted). Other files are ignored."""
+    """instrument -> its audio files (sorted), linked sub-folders followed. Other files are
+    ignored; links that lead nowhere are listed by ``broken_links``."""
     if not source.is_dir():
         raise DDSPMorphError(f"{source}: no such folder (expected <folder>/<instrument>/*.wav ...)")
     found = {}
     for sub in sorted(p for p in source.iterdir() if p.is_dir()):
         files = sorted(
-            f for f in sub.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
+            f for f in _walk(sub) if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
         )
         if files:
             found[sub.name] = files
@@ -85,6 +87,31 @@ def scan_source(source: Path) -> dict[str, list[Path]]:
             f"{source}: no audio files in instrument sub-folders ({', '.join(AUDIO_EXTENSIONS)})"
         )
     return found
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every file under ``folder``, following linked folders (each real folder once)."""
+    out, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        out += [Path(root) / f for f in files]
+    return out
+
+
+def broken_links(source: Path) -> list[tuple[str, str]]:
+    """(path, reason) for every link under ``source`` whose target is missing."""
+    out = []
+    for sub in sorted(p for p in source.iterdir() if p.is_dir()):
+        for root, dirs, files in os.walk(sub, followlinks=True):
+            for name in sorted(dirs + files):
+                p = Path(root) / name
+                if p.is_symlink() and not p.exists():
+                    out.append((str(p), f"link to a missing target ({os.readlink(p)})"))
+    return out
 
 
 def sounding_regions(audio: np.ndarray, s: ImportSettings) -> list[tuple[int, int]]:
@@ -305,6 +332,9 @@ def import_folder(
             bar.update(1)
     bar.close()
     skipped = [(r["source"], r["reason"]) for r in records if r["status"] != "ok"]
+    for path, why in broken_links(Path(source)):
+        log.warning("skipped %s: %s", path, why)
+        skipped.append((path, why))
     rows, duplicates = [], []
     for instrument in found:
         ok = [r for r in records if r["instrument"] == instrument and r["status"] == "ok"]

@@ -75,6 +75,38 @@ def sha1_array(x: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest()
 
 
+def wav_declared_frames(path: str | Path) -> int | None:
+    """The frame count a RIFF/WAVE file's header declares for its data chunk (None: not a
+    WAVE file, or no data chunk found). libsndfile reads a file cut short without a word, so
+    the declared size is what tells."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size)
+                    block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+                    if size % 2:
+                        f.seek(1, 1)
+                elif cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + size % 2, 1)
+    except OSError:
+        return None
+
+
 def read_audio(
     path: str | Path, *, expected_rate: int | None = None, mono: bool = True
 ) -> tuple[np.ndarray, int]:
@@ -84,6 +116,8 @@ def read_audio(
         AudioFileError: one line naming the file, when it cannot be decoded, is empty, holds
         NaN/inf, or has another sample rate than ``expected_rate``.
     """
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise AudioFileError(f"{path}: empty file (0 bytes)")
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises several types; all mean "unreadable"
@@ -91,6 +125,12 @@ def read_audio(
         raise AudioFileError(f"{path}: cannot read audio ({reason})") from e
     if audio.size == 0:
         raise AudioFileError(f"{path}: audio file is empty")
+    declared = wav_declared_frames(path)
+    if declared is not None and declared > len(audio):
+        raise AudioFileError(
+            f"{path}: cut short: {len(audio) / rate:.2f} s of the {declared / rate:.2f} s its "
+            "header declares (an interrupted copy or recording?)"
+        )
     if not np.isfinite(audio).all():
         raise AudioFileError(f"{path}: audio contains NaN or inf")
     if expected_rate is not None and rate != expected_rate:
