@@ -373,3 +373,49 @@ def test_a_context_model_is_refused_by_the_synth_and_the_export(
     assert err[2] == "error: frames_per_block: expected an integer >= 1 and <= 64, got 'abc'"
     assert err[3] == "error: frames_per_block: expected an integer >= 1 and <= 64, got 0"
     assert not (run / "export").exists() and not (tmp_path / "o.wav").exists()
+
+
+def test_notes_outside_the_trained_range_warn_once(tiny_run: Path, tmp_path: Path, caplog):
+    import logging
+
+    import mido
+
+    from ddsp_morph.realtime.performer import PerformerSettings, render_midi_file
+    from ddsp_morph.training.checkpoint import load_run
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    for note in (72, 127, 127, 72):
+        tr.append(mido.Message("note_on", note=note, velocity=100, time=0))
+        tr.append(mido.Message("note_off", note=note, time=240))
+    mid.save(tmp_path / "high.mid")
+    run = load_run(tiny_run, checkpoint="last")
+    with caplog.at_level(logging.WARNING, logger="ddsp_morph.realtime.performer"):
+        render_midi_file(run, tmp_path / "high.mid", PerformerSettings(engine="torch"))
+    warned = [r.getMessage() for r in caplog.records if "outside the f0 range" in r.getMessage()]
+    assert len(warned) == 1 and "12544 Hz" in warned[0] and "trained on (" in warned[0]
+    caplog.clear()
+    tr[:] = tr[:2]  # C5 only: in range, no warning
+    mid.save(tmp_path / "ok.mid")
+    with caplog.at_level(logging.WARNING, logger="ddsp_morph.realtime.performer"):
+        render_midi_file(run, tmp_path / "ok.mid", PerformerSettings(engine="torch"))
+    assert not [r for r in caplog.records if "outside the f0 range" in r.getMessage()]
+
+
+@pytest.mark.parametrize("virtual", [True, False])
+def test_no_midi_subsystem_is_one_line(monkeypatch, virtual: bool):
+    import mido
+
+    from ddsp_morph.errors import DDSPMorphError
+    from ddsp_morph.realtime.cli import open_midi_input
+
+    def broken(*args, **kwargs):
+        raise SystemError("MidiInAlsa::initialize: error creating ALSA sequencer client object.")
+
+    monkeypatch.setattr(mido, "open_input", broken)
+    monkeypatch.setattr(mido, "get_input_names", lambda: ["Keyboard"])
+    with pytest.raises(DDSPMorphError) as e:
+        open_midi_input(None, virtual, print)
+    msg = str(e.value)
+    assert "\n" not in msg and "ALSA sequencer" in msg and "--midi-file in.mid --out out.wav" in msg

@@ -317,6 +317,9 @@ def write_stats(
     mean and std of every conditioning signal on the scale the decoder sees it."""
     ld = np.concatenate([t["loudness_db"] for t in train])
     f = np.concatenate([t["f0_hz"] for t in train])
+    voiced = np.concatenate([t["f0_hz"][t["periodicity"] >= 0.5] for t in train])
+    if voiced.size == 0:
+        voiced = f
     conditioning = {}
     for name, key in CONDITIONING_KEYS.items():
         if not all(key in t for t in train):
@@ -338,6 +341,9 @@ def write_stats(
             "loudness_db_p95": float(np.percentile(ld, 95)),
             "f0_hz_min": float(f.min()),
             "f0_hz_max": float(f.max()),
+            # the range the model learned to play: voiced frames, 0.5th..99.5th percentile
+            "f0_hz_voiced_p005": float(np.percentile(voiced, 0.5)),
+            "f0_hz_voiced_p995": float(np.percentile(voiced, 99.5)),
             "feature_settings": settings.key(),
             "context_settings": context.key(),
             "conditioning": conditioning,

@@ -30,6 +30,34 @@ def latest_run(runs_dir: Path) -> Path:
     return runs[-1]
 
 
+def open_midi_input(port: str | None, virtual: bool, callback):
+    """The MIDI input (a port whose name contains ``port``, or a virtual one), or one line
+    saying what is missing."""
+    import mido
+
+    try:
+        if virtual:
+            inport = mido.open_input("DDSP Morph", virtual=True, callback=callback)
+        else:
+            names = mido.get_input_names()
+            chosen = [n for n in names if port is None or port.lower() in n.lower()]
+            if not chosen:
+                raise DDSPMorphError(
+                    f"MIDI input {port!r}: not found; available: {names or 'none'} (or --virtual)"
+                )
+            inport = mido.open_input(chosen[0], callback=callback)
+    except DDSPMorphError:
+        raise
+    except Exception as e:  # rtmidi: SystemError / RtMidiError without a MIDI subsystem
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DDSPMorphError(
+            f"no MIDI input available ({type(e).__name__}: {first}); this machine needs a MIDI "
+            "subsystem (Linux: the ALSA sequencer, /dev/snd/seq) — or render a file headless: "
+            "--midi-file in.mid --out out.wav"
+        ) from None
+    return inport
+
+
 def run_live(
     run,
     s: PerformerSettings,
@@ -51,24 +79,12 @@ def run_live(
     import queue
     import threading
 
-    import mido
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
     p = Performer(run, s)
     inbox: queue.SimpleQueue = queue.SimpleQueue()
-    if virtual:
-        inport = mido.open_input(
-            "DDSP Morph", virtual=True, callback=lambda m: inbox.put(("midi", m))
-        )
-    else:
-        names = mido.get_input_names()
-        chosen = [n for n in names if port is None or port.lower() in n.lower()]
-        if not chosen:
-            raise DDSPMorphError(
-                f"MIDI input {port!r}: not found; available: {names or 'none'} (or --virtual)"
-            )
-        inport = mido.open_input(chosen[0], callback=lambda m: inbox.put(("midi", m)))
+    inport = open_midi_input(port, virtual, lambda m: inbox.put(("midi", m)))
     dispatcher = Dispatcher()
     dispatcher.set_default_handler(lambda address, *args: inbox.put(("osc", address, args)))
     server = ThreadingOSCUDPServer((osc_host, osc_port), dispatcher)

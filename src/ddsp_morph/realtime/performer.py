@@ -7,6 +7,8 @@ to the device rate in the stream (a polyphase FIR for 48 kHz, soxr otherwise).""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ from ddsp_morph.evaluation.latent_eval import chain_points
 from ddsp_morph.evaluation.sources import corpus_midi_settings
 from ddsp_morph.realtime.engine import StreamingEngine
 from ddsp_morph.realtime.fast import FastEngine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,6 +124,8 @@ class Performer:
                 )
         self.t = 0.0  # model time of the next block, seconds
         self.compute_seconds: list[float] = []
+        self.f0_range = trained_f0_range(Path(cfg.data.corpus_dir))
+        self.out_of_range_warned = False
 
     def next_block(self) -> np.ndarray:
         """Synthesize the next block (at the device rate; the resampler's length varies)."""
@@ -128,8 +134,10 @@ class Performer:
         f0 = np.empty(n, np.float32)
         loud = np.empty(n, np.float32)
         for i in range(n):
-            f, ld, _ = self.controller.frame(self.t + i * self.hop / self.sample_rate)
+            f, ld, gate = self.controller.frame(self.t + i * self.hop / self.sample_rate)
             f0[i], loud[i] = f, ld
+            if gate and not self.out_of_range_warned:
+                self._check_range(f)
         # MIDI and OSC are handled between blocks: one timbre per block
         z = self.latent.z(self.controller.morph, self.controller.pc) if self.latent else None
         if isinstance(self.engine, FastEngine):
@@ -144,10 +152,39 @@ class Performer:
         self.compute_seconds.append(time.perf_counter() - start)
         return audio
 
+    def _check_range(self, f0_hz: float) -> None:
+        """Warn once when a played note lies over a semitone outside the f0 range the model
+        was trained on (it renders, but what comes out there is a guess, often silence)."""
+        if self.f0_range is None:
+            return
+        lo, hi = self.f0_range
+        if f0_hz < lo * 2 ** (-1 / 12) or f0_hz > hi * 2 ** (1 / 12):
+            self.out_of_range_warned = True
+            log.warning(
+                "a note at %.0f Hz is outside the f0 range this model was trained on "
+                "(%.0f-%.0f Hz, MIDI %d-%d); it may sound wrong or silent",
+                f0_hz, lo, hi, round(hz_to_midi_number(lo)), round(hz_to_midi_number(hi)),
+            )  # fmt: skip
+
     def flush(self) -> np.ndarray:
         if self.resampler is None:
             return np.zeros(0, np.float32)
         return self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def hz_to_midi_number(f0_hz: float) -> float:
+    return 69.0 + 12.0 * float(np.log2(f0_hz / 440.0))
+
+
+def trained_f0_range(corpus_dir: Path) -> tuple[float, float] | None:
+    """The f0 range of the corpus a run was trained on (its stats.json); None if unknown."""
+    try:
+        stats = json.loads((corpus_dir / "stats.json").read_text())
+        if "f0_hz_voiced_p005" in stats:
+            return float(stats["f0_hz_voiced_p005"]), float(stats["f0_hz_voiced_p995"])
+        return float(stats["f0_hz_min"]), float(stats["f0_hz_max"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def render_midi_file(
