@@ -91,12 +91,29 @@ def test_a_crop_longer_than_an_example_is_refused_for_training_only():
     assert str(err.value).startswith("config data.crop_seconds: 10 s is longer than an example")
 
 
-def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("data.batch_size=many", "error: config data.batch_size: expected int, got str 'many'"),
+        ("data.crop_seconds=-1", "error: config data.crop_seconds: must be >= 0.1 s, got -1"),
+        (
+            "data.crop_seconds=10",
+            "error: config data.crop_seconds: 10 s is longer than an example "
+            "(data.example_seconds=4.0); use at most 4.0, or null for whole examples",
+        ),
+        (
+            "trainer.precision=foo",
+            "error: config trainer.precision: must be one of ['auto', '32', '32-true', '64', "
+            "'64-true', 'bf16-mixed', 'bf16-true', '16-mixed'], got 'foo'",
+        ),
+    ],
+)
+def test_cli_reports_bad_config_in_one_line(tmp_path: Path, override: str, line: str):
     proc = subprocess.run(
         [
             sys.executable,
             str(REPO / "train.py"),
-            "data.batch_size=many",
+            override,
             f"paths.root_dir={tmp_path}",
         ],
         capture_output=True,
@@ -105,8 +122,10 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
         timeout=300,
     )
     assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert lines == ["error: config data.batch_size: expected int, got str 'many'"]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert lines == [line]
+    # nothing of a run written (Hydra's own .hydra/ record of the command aside)
+    assert not list(tmp_path.glob("runs/*/config.yaml")) and not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_ddp_trainer_and_slurm_launcher_compose():
