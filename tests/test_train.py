@@ -248,3 +248,26 @@ def test_bf16_mixed_training_runs(tiny_corpus: Path, tmp_path: Path):
         )
     )
     assert metrics["global_step"] == 3 and np.isfinite(metrics["train/loss"])
+
+
+def test_lightning_reloads_a_resumed_checkpoint_weights_only(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch
+):
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD overrides only a torch.load that does not say
+    weights_only: Lightning's reload of the checkpoint must say it."""
+    import lightning as L
+
+    run = _finished_run(tiny_corpus, tmp_path / "run")
+    (run / "stability.json").unlink()
+    seen = {}
+
+    def fit(self, *args, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop here: only the call is under test
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    monkeypatch.setattr(L.Trainer, "fit", fit)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}"))
+    assert seen["weights_only"] is True and str(seen["ckpt_path"]).endswith("last.ckpt")
+    assert not (run / "train.lock").exists()  # released on the way out
