@@ -144,5 +144,9 @@ def test_truncated_cache_entry_is_redone(tmp_path: Path, tiny_corpus: Path):
 def test_read_audio_errors_name_the_file(tmp_path: Path):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    with pytest.raises(AudioFileError, match="empty.wav: cannot read audio"):
+    with pytest.raises(AudioFileError, match=r"empty.wav: empty file \(0 bytes\)"):
         read_audio(empty)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    with pytest.raises(AudioFileError, match="garbage.wav: cannot read audio"):
+        read_audio(garbage)
