@@ -139,7 +139,7 @@ def test_ddp_trainer_and_slurm_launcher_compose():
             return_hydra_config=True,
         )
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
-    assert cfg.trainer.max_steps == 1500  # inherited from trainer/default
+    assert cfg.trainer.max_steps == 3000  # inherited from trainer/default
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4 and launcher.nodes == 1
