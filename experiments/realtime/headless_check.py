@@ -49,7 +49,8 @@ def main() -> None:
     write_render(args.out / f"{args.tag}.wav", audio, s.device_rate, stats)
     clf = corpus_classifier(Path(run.cfg.data.corpus_dir))
     result = judge_sweep(audio, s.device_rate, midi, clf, source, target, window_s=args.window)
-    result = {"run": str(args.run), "through": list(through), **result, "timing": stats}
+    run_name = f"runs/{Path(args.run).resolve().name}"  # no machine path in the results
+    result = {"run": run_name, "through": list(through), **result, "timing": stats}
     (args.out / f"{args.tag}_check.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_windows(result, args.out / f"{args.tag}_check.png")
     print(json.dumps({k: v for k, v in result.items() if k != "windows"}, indent=2))
