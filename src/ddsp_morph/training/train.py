@@ -266,13 +266,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("resuming the interrupted run %s (same config)", resume_from)
         output_dir = resume_from
     output_dir.mkdir(parents=True, exist_ok=True)
-    if launched_rank() > 0:  # a DDP worker: the first process holds the run's lock
-        return _train_locked(cfg, output_dir, resume_from)
-    lock = acquire_run_lock(output_dir)
+    # a DDP worker (rank > 0) leaves the run's lock to the first process
+    lock = acquire_run_lock(output_dir) if launched_rank() == 0 else None
     try:
         return _train_locked(cfg, output_dir, resume_from)
     finally:
-        lock.unlink(missing_ok=True)
+        if lock is not None:
+            lock.unlink(missing_ok=True)
 
 
 def launched_rank() -> int:
