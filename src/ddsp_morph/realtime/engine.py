@@ -74,14 +74,7 @@ class DecoderStep:
         self.slope = self._slope(d.out_mlp)
         # z_mode "film": z sets the output MLP's LayerNorm gains and biases and offsets the
         # heads; the effective values are computed once per z, with the latent's share.
-        self.film = None
-        if d.film is not None and d.timbre is not None:
-            self.film = (
-                d.film.weight.detach(),
-                d.film.bias.detach(),
-                d.timbre.weight.detach(),
-                d.timbre.bias.detach(),
-            )
+        self.film = d.film_params if d.film is not None else None
         self._z: torch.Tensor | None = None
         self._z_share: torch.Tensor | None = None
         self._z_norms: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -129,13 +122,13 @@ class DecoderStep:
         base = self.norms()
         if self.film is None:
             return base, self.head_b
-        fw, fb, tw, tb = self.film
-        gb = F.linear(z, fw, fb).reshape(z.shape[0], 2, len(base), -1)
+        with torch.no_grad():
+            gamma, beta, offset = self.film(z)  # Shape [M, n_layers, hidden], [M, n_heads]
         eff = [
-            (lw * (1.0 + gb[:, 0, i]), lb * (1.0 + gb[:, 0, i]) + gb[:, 1, i])
+            (lw * (1.0 + gamma[:, i]), lb * (1.0 + gamma[:, i]) + beta[:, i])
             for i, (lw, lb) in enumerate(base)
         ]
-        return eff, self.head_b + F.linear(z, tw, tb)
+        return eff, self.head_b + offset
 
     def __call__(
         self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None
