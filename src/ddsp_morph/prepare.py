@@ -32,6 +32,8 @@ def import_settings(cfg: DictConfig) -> ImportSettings:
         example_seconds=float(d.example_seconds),
         silence_db=float(src.silence_db),
         min_silence_seconds=float(src.min_silence_seconds),
+        max_rest_seconds=float(src.get("max_rest_seconds", 0.5)),
+        min_piece_seconds=float(src.get("min_piece_seconds", 0.5)),
         clip_level=float(src.clip_level),
         max_clipped_fraction=float(src.max_clipped_fraction),
         min_voiced_fraction=float(src.min_voiced_fraction),

@@ -277,7 +277,7 @@ def extract_corpus_features(
             audio, _ = read_audio(corpus_dir / row.audio_path, expected_rate=settings.sample_rate)
         except AudioFileError as e:
             log.warning("skipped: %s", e)
-            skipped.append((str(corpus_dir / row.audio_path), str(e)))
+            skipped.append((str((corpus_dir / row.audio_path).absolute()), str(e)))
             continue
         feats, cached = cached_features(audio, corpus_dir / row.feature_path, settings)
         ctx, ctx_cached = cached_context(

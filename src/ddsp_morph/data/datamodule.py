@@ -22,6 +22,8 @@ class FrameDataset(Dataset):
     loudness_db, periodicity, centroid_hz, flatness_db, roughness, mfcc [n_frames, n_mfcc]).
 
     ``crop_frames``: when set, each item is a random crop of that many frames (training).
+    ``mask`` [n_frames] (imported corpora): 1 where the example holds audio, 0 over the silence
+    that pads a recording's last piece; a crop starts where it covers as much audio as it can.
     """
 
     def __init__(
@@ -43,7 +45,8 @@ class FrameDataset(Dataset):
         n_frames = item["f0_hz"].shape[0]
         if self.crop_frames is None or self.crop_frames >= n_frames:
             return item
-        start = int(self.rng.integers(0, n_frames - self.crop_frames + 1))
+        n_valid = int(item["mask"].sum()) if "mask" in item else n_frames
+        start = int(self.rng.integers(0, max(1, n_valid - self.crop_frames + 1)))
         out = {k: v for k, v in item.items() if v.ndim == 0}
         for k, v in item.items():
             if v.ndim and k != "audio":  # every frame-rate signal: [n_frames, ...]
@@ -51,6 +54,19 @@ class FrameDataset(Dataset):
         h = self.hop_length
         out["audio"] = item["audio"][start * h : (start + self.crop_frames) * h]
         return out
+
+
+def sample_mask_frames(valid_samples: int, n_frames: int, hop_length: int) -> torch.Tensor:
+    """[n_frames] float: 1 on the frames that hold audio, 0 on the padding after it."""
+    mask = torch.zeros(n_frames)
+    mask[: -(-valid_samples // hop_length)] = 1.0
+    return mask
+
+
+def audio_mask(mask: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """A frame mask [..., n_frames] as a sample mask [..., n_samples] (hop = n_samples / n_frames)."""
+    hop = n_samples // mask.shape[-1]
+    return mask.repeat_interleave(hop, dim=-1)[..., :n_samples]
 
 
 class CorpusDataModule(L.LightningDataModule):
@@ -142,6 +158,9 @@ class CorpusDataModule(L.LightningDataModule):
             item[k] = torch.from_numpy(feats[k]).float()
         for k in CONTEXT_FEATURES:
             item[k] = torch.from_numpy(ctx[k][:n_frames]).float()
+        valid = getattr(row, "valid_samples", None)
+        if valid is not None and not pd.isna(valid):
+            item["mask"] = sample_mask_frames(int(valid), n_frames, self.hop_length)
         return item
 
     @staticmethod

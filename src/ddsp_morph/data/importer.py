@@ -1,7 +1,9 @@
 """Import a folder of recordings into a corpus: ``<source>/<instrument>/*.{wav,flac,ogg,mp3,aiff}``.
 
-Per file: decode, downmix, resample (soxr), split on silence, cut into examples, drop clipped
-examples; then the shared feature extraction drops mostly-unvoiced examples; the split into
+Per file: decode, downmix, resample (soxr), find the sounding stretches, join them across
+their rests (a rest longer than ``max_rest_seconds`` is shortened to it), cut the joined audio
+into examples, pad the last piece with silence that a mask marks (``valid_samples``; the loss
+and the metrics ignore it), drop clipped examples; then the shared feature extraction drops mostly-unvoiced examples; the split into
 train/valid/test is by source file, so no recording is on two sides.
 
 Nothing is lost and nothing is half-written: every example wav is written atomically, and a
@@ -41,7 +43,7 @@ from ddsp_morph.errors import AudioFileError, ConfigError, DDSPMorphError  # noq
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # v2: stretches joined across rests, last piece padded
 
 
 @dataclass
@@ -50,7 +52,9 @@ class ImportSettings:
     hop_length: int = 128
     example_seconds: float = 4.0
     silence_db: float = -45.0  # frames quieter than this (dB re the file's peak) are silence
-    min_silence_seconds: float = 0.3  # a silence at least this long splits a recording
+    min_silence_seconds: float = 0.3  # a silence at least this long is a rest between stretches
+    max_rest_seconds: float = 0.5  # rests are kept up to this long when stretches are joined
+    min_piece_seconds: float = 0.5  # a last piece shorter than this is not padded into an example
     clip_level: float = 0.999  # |x| at or above this counts as a clipped sample
     max_clipped_fraction: float = 0.001  # examples with more clipped samples are dropped
     min_voiced_fraction: float = 0.3  # examples with fewer voiced frames are dropped
@@ -68,6 +72,15 @@ class ImportSettings:
             )
         if self.example_seconds <= 0:
             raise ConfigError(f"data.example_seconds: must be > 0, got {self.example_seconds}")
+        if self.max_rest_seconds < 0:
+            raise ConfigError(
+                f"data.source.max_rest_seconds: must be >= 0, got {self.max_rest_seconds}"
+            )
+        if not 0 < self.min_piece_seconds <= self.example_seconds:
+            raise ConfigError(
+                f"data.source.min_piece_seconds: must be in (0, example_seconds="
+                f"{self.example_seconds:g}], got {self.min_piece_seconds}"
+            )
 
 
 def scan_source(source: Path) -> dict[str, list[Path]]:
@@ -173,45 +186,75 @@ def process_file(path: Path, instrument: str, corpus_dir: Path, s: ImportSetting
     n_example = int(round(s.example_seconds * s.sample_rate))
     n_example -= n_example % s.hop_length
     regions = sounding_regions(audio, s)
-    examples, dropped_clipped = [], 0
-    stem = f"{path.stem}_{sha[:8]}"
+    src = joined_indices(regions, int(round(s.max_rest_seconds * s.sample_rate)), len(audio))
+    sounding = np.zeros(len(audio), bool)
     for r0, r1 in regions:
-        for k in range((r1 - r0) // n_example):
-            a0 = r0 + k * n_example
-            seg = audio[a0 : a0 + n_example]
-            o0, o1 = int(a0 * rate / s.sample_rate), int((a0 + n_example) * rate / s.sample_rate)
-            frac = float(clipped[o0:o1].mean()) if o1 > o0 else 0.0
-            if frac > s.max_clipped_fraction:
-                dropped_clipped += 1
-                continue
-            ex_id = f"{instrument}_{stem}_{len(examples):04d}"
-            rel = Path("audio") / instrument / f"{ex_id}.wav"
-            save_wav(corpus_dir / rel, seg, s.sample_rate, subtype="PCM_24")
-            examples.append(
-                {
-                    "example_id": ex_id,
-                    "audio_path": str(rel),
-                    "sha256": sha256_file(corpus_dir / rel),
-                    "start_s": a0 / s.sample_rate,
-                    "clipped_fraction": frac,
-                }
-            )
-    sound_s = sum(r1 - r0 for r0, r1 in regions) / s.sample_rate
-    if not examples:
-        reason = (
-            f"all {dropped_clipped} examples clipped"
-            if dropped_clipped
-            else f"shorter than one example ({sound_s:.1f} s of sound, {s.example_seconds:g} s needed)"
+        sounding[r0:r1] = True
+    sound_s = float(sounding.sum()) / s.sample_rate
+    min_piece = int(round(s.min_piece_seconds * s.sample_rate))
+    examples, dropped_clipped, dropped_short_s = [], 0, 0.0
+    stem = f"{path.stem}_{sha[:8]}"
+    for a0 in range(0, len(src), n_example):
+        idx = src[a0 : a0 + n_example]
+        sound_here = float(sounding[idx].sum()) / s.sample_rate
+        if len(idx) < min_piece:
+            dropped_short_s += sound_here
+            continue
+        seg = np.zeros(n_example, np.float32)
+        seg[: len(idx)] = audio[idx]
+        orig = np.unique((idx * (rate / s.sample_rate)).astype(np.int64).clip(0, len(clipped) - 1))
+        frac = float(clipped[orig].mean()) if len(orig) else 0.0
+        if frac > s.max_clipped_fraction:
+            dropped_clipped += 1
+            continue
+        ex_id = f"{instrument}_{stem}_{len(examples):04d}"
+        rel = Path("audio") / instrument / f"{ex_id}.wav"
+        save_wav(corpus_dir / rel, seg, s.sample_rate, subtype="PCM_24")
+        examples.append(
+            {
+                "example_id": ex_id,
+                "audio_path": str(rel),
+                "sha256": sha256_file(corpus_dir / rel),
+                "start_s": int(idx[0]) / s.sample_rate,
+                "clipped_fraction": frac,
+                "valid_samples": int(len(idx)),
+                "sound_seconds": sound_here,
+            }
         )
-        return {**record, "status": "skipped", "reason": reason, "examples": []}
+    if not examples:
+        if dropped_clipped:
+            reason = f"all {dropped_clipped} examples clipped"
+        else:
+            reason = (
+                f"too short: {sound_s:.2f} s of sound, the shortest piece kept is "
+                f"{s.min_piece_seconds:g} s (data.source.min_piece_seconds)"
+            )
+        return {
+            **record,
+            "status": "skipped",
+            "reason": reason,
+            "examples": [],
+            "sound_seconds": sound_s,
+        }
     return {
         **record,
         "status": "ok",
         "reason": "",
         "examples": examples,
         "dropped_clipped": dropped_clipped,
+        "dropped_short_seconds": dropped_short_s,
         "sound_seconds": sound_s,
     }
+
+
+def joined_indices(regions: list[tuple[int, int]], max_rest: int, n: int) -> np.ndarray:
+    """Sample indices of the sounding regions joined into one stretch: each region, then the
+    start of the rest after it (release and room), at most ``max_rest`` samples of it."""
+    parts = []
+    for i, (r0, r1) in enumerate(regions):
+        nxt = regions[i + 1][0] if i + 1 < len(regions) else n
+        parts.append(np.arange(r0, min(nxt, r1 + max_rest) if i + 1 < len(regions) else r1))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def record_path(corpus_dir: Path, instrument: str, path: Path) -> Path:
@@ -370,6 +413,8 @@ def import_folder(
                         "source_sha256": r["sha256"],
                         "start_s": e["start_s"],
                         "clipped_fraction": e["clipped_fraction"],
+                        "valid_samples": e["valid_samples"],
+                        "sound_seconds": e["sound_seconds"],
                         "n_samples": int(round(settings.example_seconds * settings.sample_rate))
                         // settings.hop_length
                         * settings.hop_length,
@@ -386,20 +431,24 @@ def import_folder(
         corpus_dir, features, context=context, progress=progress
     )
     skipped += unreadable
-    # Mostly-unvoiced examples out (flagged, not silently): noise, breath, room tone.
+    # Mostly-unvoiced examples out (flagged, not silently): noise, breath, room tone. Only the
+    # frames that hold audio count (not the padding of a last piece).
     voiced_fraction = []
     for row in usable.itertuples():
         feats = load_npz(corpus_dir / row.feature_path)
-        voiced_fraction.append(float((feats["periodicity"] >= settings.voiced_threshold).mean()))
+        n = valid_frames(row.valid_samples, settings.hop_length)
+        voiced_fraction.append(
+            float((feats["periodicity"][:n] >= settings.voiced_threshold).mean())
+        )
     usable = usable.assign(voiced_fraction=voiced_fraction)
     unvoiced = usable[usable["voiced_fraction"] < settings.min_voiced_fraction]
     for row in unvoiced.itertuples():
-        skipped.append(
-            (
-                str(corpus_dir / row.audio_path),
-                f"example unvoiced ({row.voiced_fraction:.0%} voiced frames)",
-            )
+        why = (
+            f"the example from {row.start_s:.1f} s is unvoiced ({row.voiced_fraction:.0%} "
+            f"voiced frames; {(corpus_dir / row.audio_path).absolute()})"
         )
+        log.warning("skipped %s: %s", row.source_file, why)
+        skipped.append((row.source_file, why))
     usable = usable[usable["voiced_fraction"] >= settings.min_voiced_fraction]
     if settings.balance == "cap":
         usable = cap_train_minutes(usable)
@@ -408,10 +457,13 @@ def import_folder(
     usable = usable.reset_index(drop=True)
     save_csv(corpus_dir / "manifest.csv", usable)
     train = [
-        {
-            **load_npz(corpus_dir / r.feature_path),
-            **load_npz(context_path(corpus_dir / r.feature_path)),
-        }
+        _valid_part(
+            {
+                **load_npz(corpus_dir / r.feature_path),
+                **load_npz(context_path(corpus_dir / r.feature_path)),
+            },
+            valid_frames(r.valid_samples, settings.hop_length),
+        )
         for r in usable.itertuples()
         if r.split == "train"
     ]
@@ -425,10 +477,22 @@ def import_folder(
         corpus_dir / "import.json",
         {"source": str(source), "settings": asdict(settings), "duplicates": duplicates},
     )
-    balance = balance_report(corpus_dir, usable, settings)
+    sound = {}
+    for r in records:
+        sound[r["instrument"]] = sound.get(r["instrument"], 0.0) + r.get("sound_seconds", 0.0)
+    balance = balance_report(corpus_dir, usable, settings, sound_seconds=sound)
     save_csv(corpus_dir / "balance.csv", balance)
     print_summary(balance, skipped, settings)
     return usable, skipped
+
+
+def valid_frames(valid_samples: int, hop_length: int) -> int:
+    """Frames (centred at m * hop) that hold audio rather than the padding of a last piece."""
+    return -(-int(valid_samples) // hop_length)
+
+
+def _valid_part(feats: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    return {k: v[:n] if getattr(v, "ndim", 0) else v for k, v in feats.items()}
 
 
 def cap_train_minutes(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -446,39 +510,61 @@ def note_name(hz: float) -> str:
     return f"{names[m % 12]}{m // 12 - 1}"
 
 
-def balance_report(corpus_dir: Path, manifest: pd.DataFrame, s: ImportSettings) -> pd.DataFrame:
+def balance_report(
+    corpus_dir: Path,
+    manifest: pd.DataFrame,
+    s: ImportSettings,
+    *,
+    sound_seconds: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Per instrument: minutes of audio in the corpus (padding excluded), the sounding minutes
+    kept of those in the source folder, examples, files, pitch and loudness range; and
+    balance.png. ``sound_seconds``: instrument -> seconds of sound in its source files."""
     rows, pitches = [], {}
     for instrument, g in manifest.groupby("instrument"):
         f0s, louds = [], []
         for r in g.itertuples():
             feats = load_npz(corpus_dir / r.feature_path)
+            n = valid_frames(r.valid_samples, s.hop_length)
+            feats = {k: feats[k][:n] for k in ("periodicity", "f0_hz", "loudness_db")}
             v = feats["periodicity"] >= s.voiced_threshold
             f0s.append(feats["f0_hz"][v])
             louds.append(feats["loudness_db"][v])
         f0, ld = np.concatenate(f0s), np.concatenate(louds)
         pitches[instrument] = 69 + 12 * np.log2(f0 / 440.0)
         lo, hi = np.percentile(f0, [5, 95]) if len(f0) else (np.nan, np.nan)
+        minutes = float(g["valid_samples"].sum() / s.sample_rate / 60)
+        kept = float(g["sound_seconds"].sum() / 60)
+        total = (sound_seconds or {}).get(instrument, float("nan")) / 60
         rows.append(
             {
                 "instrument": instrument,
-                "minutes": float(g["seconds"].sum() / 60),
-                "train_minutes": float(g[g["split"] == "train"]["seconds"].sum() / 60),
+                "minutes": minutes,
+                "train_minutes": float(
+                    g[g["split"] == "train"]["valid_samples"].sum() / s.sample_rate / 60
+                ),
+                "sound_minutes_kept": kept,
+                "sound_minutes_total": total,
+                "kept_fraction": kept / total if total > 0 else float("nan"),
                 "examples": int(len(g)),
                 "files": int(g["source_file"].nunique()),
                 "pitch_p05": note_name(lo) if np.isfinite(lo) else "-",
                 "pitch_p95": note_name(hi) if np.isfinite(hi) else "-",
                 "loudness_p05_db": float(np.percentile(ld, 5)) if len(ld) else np.nan,
                 "loudness_p95_db": float(np.percentile(ld, 95)) if len(ld) else np.nan,
-                "below_minimum": bool(g["seconds"].sum() / 60 < s.min_minutes_warning),
+                "below_minimum": bool(minutes < s.min_minutes_warning),
             }
         )
     df = pd.DataFrame(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(max(11.0, 6.0 + 0.45 * len(df)), 4.4))
     axes[0].bar(
         df["instrument"],
         df["minutes"],
         color=["tab:red" if b else "tab:blue" for b in df["below_minimum"]],
     )
+    axes[0].tick_params(axis="x", labelrotation=45)
+    for label in axes[0].get_xticklabels():
+        label.set_horizontalalignment("right")
     axes[0].axhline(
         s.min_minutes_warning,
         color="k",
@@ -493,7 +579,7 @@ def balance_report(corpus_dir: Path, manifest: pd.DataFrame, s: ImportSettings) 
         axes[1].hist(p, bins=np.arange(20, 110), histtype="step", label=name)
     axes[1].set_xlabel("MIDI pitch (voiced frames)")
     axes[1].set_ylabel("frames")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=7, ncol=2 if len(pitches) > 6 else 1)
     axes[1].set_title("pitch range")
     fig.tight_layout()
     fig.savefig(corpus_dir / "balance.png", dpi=90)
@@ -503,6 +589,11 @@ def balance_report(corpus_dir: Path, manifest: pd.DataFrame, s: ImportSettings) 
 
 def print_summary(balance: pd.DataFrame, skipped: list[tuple[str, str]], s: ImportSettings) -> None:
     print(balance.round(2).to_string(index=False))
+    for r in balance.itertuples():
+        print(
+            f"{r.instrument}: kept {r.sound_minutes_kept:.2f} of {r.sound_minutes_total:.2f} "
+            f"min of sound ({r.kept_fraction:.0%})"
+        )
     for r in balance.itertuples():
         if r.below_minimum:
             print(

@@ -27,6 +27,10 @@ INSTRUMENTS: dict[str, dict[str, int]] = {
     "bassoon": {"program": 70, "low": 34, "high": 72},
     "clarinet": {"program": 71, "low": 50, "high": 89},
     "flute": {"program": 73, "low": 60, "high": 96},
+    # low and high registers, for the f0 validation (CREPE's bins end at 32.7 Hz and 1976 Hz)
+    "contrabass": {"program": 43, "low": 31, "high": 60},
+    "tuba": {"program": 58, "low": 33, "high": 58},
+    "piccolo": {"program": 72, "low": 74, "high": 95},
 }
 
 MAJOR = [0, 2, 4, 5, 7, 9, 11]

@@ -109,6 +109,11 @@ def evaluate_run(
             output = run.model(batch, generator=gen)["audio"][0].numpy()
         original = item["audio"].numpy()
         ref = {k: item[k].numpy() for k in ("f0_hz", "periodicity", "loudness_db")}
+        if "mask" in item:  # score the audio, not the silence padding a last piece
+            n_valid = int(item["mask"].sum())
+            hop = len(original) // len(item["mask"])
+            original, output = original[: n_valid * hop], output[: n_valid * hop]
+            ref = {k: v[:n_valid] for k, v in ref.items()}
         row = {
             "example_id": manifest.loc[i, "example_id"],
             "instrument": manifest.loc[i, "instrument"],

@@ -50,6 +50,7 @@ def feature_settings(cfg: DictConfig) -> FeatureSettings:
         f0_fmax=float(f.f0_fmax),
         f0_decoder=str(f.f0_decoder),
         f0_batch_size=int(f.f0_batch_size),
+        f0_octave_check=bool(f.get("f0_octave_check", True)),
         loudness_n_fft=int(f.loudness_n_fft),
     )
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import lightning as L
 import torch
 
+from ddsp_morph.data.datamodule import audio_mask
 from ddsp_morph.dsp.spectral import multiscale_spectral_loss
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
@@ -69,7 +70,11 @@ class DDSPModule(L.LightningModule):
         """Spectral loss, plus beta * KL to the prior (the clip's instrument's component for a label
         prior; free bits and warm-up) for a VAE."""
         n = batch["audio"].shape[0]
-        spectral = self.loss(out["audio"], batch["audio"])
+        pred, target = out["audio"], batch["audio"]
+        if "mask" in batch:  # the silence padding a recording's last piece does not count
+            m = audio_mask(batch["mask"], target.shape[-1])
+            pred, target = pred[..., : m.shape[-1]] * m, target * m
+        spectral = self.loss(pred, target)
         if "logvar" not in out:
             return spectral
         prior_mean, prior_logvar = self.model.encoder.prior_params(batch.get("instrument_id"))
