@@ -59,7 +59,7 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     nan = tone(2.0, 16000, 440.0)
     nan[100] = np.nan
     sf.write(v / "h_nan.wav", nan, 16000, subtype="FLOAT")
-    sf.write(v / "i_short.wav", tone(0.5, 16000, 440.0), 16000)
+    sf.write(v / "i_short.wav", tone(0.3, 16000, 440.0), 16000)
     (v / "j_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     (v / "k_empty.flac").write_bytes(b"")
     full = root / "full.wav"
@@ -85,7 +85,7 @@ def test_bad_files_are_skipped_with_a_reason(imported, messy: Path):
     reasons = {Path(f).name: why for f, why in skipped}
     assert reasons["g_silent.wav"].startswith("silent")
     assert "NaN or inf" in reasons["h_nan.wav"]
-    assert reasons["i_short.wav"].startswith("shorter than one example")
+    assert reasons["i_short.wav"].startswith("too short: 0.30 s of sound, the shortest piece")
     assert "cannot read audio" in reasons["j_corrupt.wav"]
     assert reasons["k_empty.flac"] == "empty file (0 bytes)"
     assert reasons["l_cut_short.wav"].startswith("cut short: 3.00 s of the 4.50 s its header")
@@ -110,7 +110,12 @@ def test_examples_formats_splits_and_clipping(imported):
     names = {Path(p).name for p in manifest["source_file"]}
     assert {"a_stereo48k.wav", "b_44k.flac", "c.ogg", "d.mp3", "e.aiff", "f_clipped.wav"} <= names
     a = manifest[manifest["source_file"].str.endswith("a_stereo48k.wav")]
-    assert len(a) == 4  # 2.0 s + 2.0 s of sound around the gap: two 1 s examples each
+    # 2.0 s of sound, the 0.6 s rest kept up to 0.5 s, 2.0 s of sound: four full examples
+    # and a last piece of 0.5 s padded under a mask
+    assert len(a) == 5
+    assert list(a["valid_samples"])[:4] == [16000] * 4
+    assert abs(list(a["valid_samples"])[4] - 8000) <= 3 * 128  # regions are found per hop
+    assert abs(a["sound_seconds"].sum() - 4.0) < 0.02
     f = manifest[manifest["source_file"].str.endswith("f_clipped.wav")]
     assert len(f) == 1 and f["start_s"].iloc[0] >= 1.0  # the clipped first second is dropped
     assert set(manifest.loc[manifest.instrument == "violin", "split"]) == {"train", "valid", "test"}
@@ -261,3 +266,68 @@ def test_folder_names_people_use_import_through_make_data(tmp_path: Path):
     assert (out / "manifest.csv").exists()
     assert f"as the corpus {src.name!r}" in done.stdout and "data.corpus.name=" in done.stdout
     assert json.loads((out / "import.json").read_text())["source"] == str(src)
+
+
+def take_with_rests(rng: np.random.Generator, seconds: float, rate: int = 16000) -> np.ndarray:
+    """A take like a player's: notes of 0.2-0.9 s, rests of 0.2-1.2 s between phrases."""
+    x, t = np.zeros(int(seconds * rate), np.float32), 0.2
+    while t < seconds - 0.5:
+        dur = float(rng.uniform(0.2, 0.9))
+        n = tone(dur, rate, float(rng.uniform(200, 700)), amp=float(rng.uniform(0.1, 0.4)))
+        i = int(t * rate)
+        x[i : i + len(n)] = n[: len(x) - i]
+        t += dur + (float(rng.uniform(0.2, 1.2)) if rng.random() < 0.4 else 0.0)
+    return x
+
+
+def test_takes_with_rests_keep_their_sound(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "takes"
+    for name in ("oboe", "horn"):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            sf.write(root / name / f"take{i}.wav", take_with_rests(rng, rng.uniform(3, 6)), 16000)
+    settings = ImportSettings(example_seconds=2.0, min_voiced_fraction=0.0)
+    manifest, skipped = import_folder(
+        root, tmp_path / "c", settings, FeatureSettings(), progress=False
+    )
+    assert not skipped
+    balance = pd.read_csv(tmp_path / "c" / "balance.csv").set_index("instrument")
+    for name in ("oboe", "horn"):
+        # every sounding second reaches the corpus (only pieces under 0.5 s may be dropped)
+        assert balance.loc[name, "kept_fraction"] >= 0.9
+        total = sum(
+            r1 - r0
+            for f in (root / name).iterdir()
+            for r0, r1 in sounding_regions(sf.read(f, dtype="float32")[0], settings)
+        )
+        assert balance.loc[name, "sound_minutes_total"] == pytest.approx(
+            total / 16000 / 60, rel=1e-6
+        )
+    # the silence that pads a last piece is masked: the training crop starts in the audio,
+    # and the loss does not see what the model makes there
+    dm = CorpusDataModule(corpus_dir=tmp_path / "c", batch_size=2, crop_seconds=1.0)
+    dm.setup()
+    ds = dm.datasets["train"]
+    padded = [i for i, it in enumerate(ds.items) if it["mask"].sum() < len(it["mask"])]
+    assert padded
+    for _ in range(20):
+        assert ds[padded[0]]["mask"][0] == 1.0
+
+
+def test_the_loss_ignores_the_padding():
+    import torch
+
+    from ddsp_morph.data.datamodule import audio_mask, sample_mask_frames
+
+    mask = sample_mask_frames(valid_samples=3000, n_frames=40, hop_length=128)[None]
+    target = torch.zeros(1, 40 * 128)
+    target[0, :3000] = torch.sin(torch.arange(3000) * 0.1)
+    pred = target.clone()
+    pred[0, 3200:] = 0.5 * torch.randn(40 * 128 - 3200)  # noise only in the padding
+    m = audio_mask(mask, target.shape[-1])
+    assert int(m.sum()) == 24 * 128  # frames whose centre is in the audio: ceil(3000 / 128)
+    from ddsp_morph.dsp.spectral import multiscale_spectral_loss
+
+    assert float(multiscale_spectral_loss(pred * m, target * m)) == pytest.approx(0.0, abs=1e-4)
+    assert float(multiscale_spectral_loss(pred, target)) > 1.0
