@@ -76,6 +76,33 @@ def test_an_octave_down_is_an_octave_outlier(ref):
     assert s["f0_outlier_rate"] == pytest.approx(0.5)
 
 
+def test_truth_columns_show_what_the_estimator_hides(ref):
+    audio, feats = ref
+    n = len(feats["f0_hz"])
+    truth = {"f0_hz": np.full(n, 220.0), "voiced": np.ones(n, bool)}  # the 440 Hz clip is "wrong"
+    row = score_example(audio, audio, feats, FeatureSettings(), truth=truth)
+    # the output matches the features perfectly, so the estimator-vs-itself metric sees nothing
+    assert row["f0_cents_median"] == 0.0 and row["octave_frame_rate"] == 0.0
+    # against the truth, both the features and the output are an octave off, frame by frame
+    assert row["truth_features_octave_rate"] > 0.95 and row["truth_features_rpa"] < 0.05
+    assert row["truth_output_octave_rate"] > 0.95
+    right = score_example(
+        audio, audio, feats, FeatureSettings(), truth={**truth, "f0_hz": np.full(n, 440.0)}
+    )
+    assert right["truth_features_rpa"] > 0.95 and right["truth_output_octave_rate"] == 0.0
+    s = metrics.summarize([row, right])
+    assert s["truth_features_octave_rate"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_octave_frames_counted_frame_by_frame():
+    ref = np.full(100, 300.0)
+    est = ref.copy()
+    est[:7] = 600.0  # 7 frames an octave up: the median is fine, the frame rate is not
+    v = np.ones(100, bool)
+    assert metrics.f0_metrics(ref, est, v)["octave_outlier"] is False
+    assert metrics.octave_error_rate(ref, est, v) == pytest.approx(0.07)
+
+
 def test_loudness_floor_makes_silence_match():
     assert metrics.loudness_l1(np.full(10, -100.0), np.full(10, -90.0)) == 0.0
     assert metrics.loudness_l1(np.full(10, -20.0), np.full(10, -26.0)) == 6.0
@@ -95,6 +122,10 @@ def test_evaluate_run_writes_tables_png_and_wavs(tiny_run: Path, tiny_corpus: Pa
         "flute",
     }
     assert saved["voiced_threshold"] == 0.5 and "octave_outlier_rate" in saved["definitions"]
+    # the rendered corpus knows its true f0: features and output are scored against it too
+    for col in ("truth_features_rpa", "truth_output_rpa", "truth_output_octave_rate"):
+        assert df[col].notna().all(), col
+    assert saved["all"]["truth_features_rpa"] > 0.8
     assert (out / "spectrograms.png").stat().st_size > 10_000
     assert len(list((out / "audio").glob("*_resynth.wav"))) == len(df)
     assert summary["global_step"] == 6

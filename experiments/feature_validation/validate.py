@@ -2,6 +2,10 @@
 
     python experiments/feature_validation/validate.py [--corpus data/corpus/gm_default]
         [--per-instrument 6] [--split test] [--out experiments/feature_validation]
+        [--render cello bassoon ...] [--estimators "crepe tiny" ...]
+
+--render: first render a validation corpus of these instruments (1 minute each, the default
+corpus's renderer and SoundFont, seed 0) into --corpus and use all of it.
 
 f0: torchcrepe tiny and full (viterbi path + local average, as the project decodes) and
 librosa pyin, on the same examples, scored with mir_eval against the truth the SoundFont
@@ -47,8 +51,8 @@ IEC_A = {
 VOICING_THRESHOLD = 0.5
 
 
-def crepe(model: str):
-    s = FeatureSettings(f0_model=model)
+def crepe(model: str, **kw):
+    s = FeatureSettings(f0_model=model, **kw)
 
     def run(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f0, periodicity = extract_f0(audio, s)
@@ -67,7 +71,30 @@ def pyin(audio: np.ndarray, sr: int = 16000, hop: int = 128) -> tuple[np.ndarray
     return f0[:n].astype(np.float32), voiced[:n]
 
 
-ESTIMATORS = {"crepe tiny": crepe("tiny"), "crepe full": crepe("full"), "pyin": pyin}
+def pesto_estimator(audio: np.ndarray, sr: int = 16000, hop: int = 128):
+    import pesto
+
+    model = pesto.load_model("mir-1k_g7", step_size=1000.0 * hop / sr, sampling_rate=sr)
+    with torch.inference_mode():
+        f0, conf, _, _ = model(
+            torch.from_numpy(audio), sr=sr, convert_to_freq=True, return_activations=True
+        )
+    n = len(audio) // hop
+    f0, conf = f0.numpy().ravel()[:n], conf.numpy().ravel()[:n]
+    return np.maximum(f0, 1.0).astype(np.float32), conf >= VOICING_THRESHOLD
+
+
+ESTIMATORS = {
+    "crepe tiny": crepe("tiny"),  # the project's features (v3)
+    "crepe tiny, no octave check": crepe("tiny", f0_octave_check=False),
+    "crepe tiny, torchcrepe viterbi (v2)": crepe(
+        "tiny", f0_octave_check=False, f0_decoder="torchcrepe_viterbi"
+    ),
+    "crepe full": crepe("full"),
+    "pesto": pesto_estimator,
+    "pyin": pyin,
+}
+TRANSITION_FRAMES = 5  # frames (40 ms) from a note onset or pitch change: "transition"
 
 
 def score(ref_f0, ref_voiced, est_f0, est_voiced, loudness_db) -> dict[str, float]:
@@ -78,7 +105,20 @@ def score(ref_f0, ref_voiced, est_f0, est_voiced, loudness_db) -> dict[str, floa
     rv, ev = ref_v.astype(float), est_v.astype(float)
     recall, false_alarm = mir_eval.melody.voicing_measures(rv, ev)
     err = np.abs(1200 * np.log2(est_f0[ref_v] / ref_f0[ref_v]))
+    # frames within TRANSITION_FRAMES after a truth onset, offset or pitch change (> 30 cents):
+    # the new note is still entering there (the estimator hears the old one for 20-40 ms)
+    change = np.zeros(n, bool)
+    cents = 1200 * np.log2(np.maximum(ref_f0, 1.0))
+    change[1:] = (ref_v[1:] != ref_v[:-1]) | (np.abs(np.diff(cents)) > 30)
+    transition = np.zeros(n, bool)
+    for j in np.flatnonzero(change):
+        transition[j : j + TRANSITION_FRAMES] = True
+    steady = ~transition[ref_v]
+    signed = 1200 * np.log2(est_f0[ref_v] / ref_f0[ref_v])
     return {
+        "rpa_steady": float((err[steady] < 50).mean()),
+        "octave_error_rate": float((np.abs(np.abs(signed) - 1200) < 100).mean()),
+        "harmonic_error_rate": float((np.abs(signed) >= 650).mean()),
         "frames_voiced": int(ref_v.sum()),
         "raw_pitch_accuracy": mir_eval.melody.raw_pitch_accuracy(
             rv, ref_cent, ev, est_cent, cent_tolerance=50
@@ -98,9 +138,12 @@ def score(ref_f0, ref_voiced, est_f0, est_voiced, loudness_db) -> dict[str, floa
     }
 
 
-def f0_table(corpus: Path, manifest: pd.DataFrame, out: Path) -> pd.DataFrame:
+def f0_table(
+    corpus: Path, manifest: pd.DataFrame, out: Path, estimators: list[str]
+) -> pd.DataFrame:
     rows, errors = [], {}
-    for name, estimate in ESTIMATORS.items():
+    for name in estimators:
+        estimate = ESTIMATORS[name]
         for instrument, group in manifest.groupby("instrument"):
             refs, ests, seconds, spent = [], [], 0.0, 0.0
             for r in group.itertuples():
@@ -129,7 +172,7 @@ def f0_table(corpus: Path, manifest: pd.DataFrame, out: Path) -> pd.DataFrame:
             )
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name in ESTIMATORS:
+    for name in estimators:
         e = np.abs(np.concatenate([v for (n, _), v in errors.items() if n == name]))
         xs = np.sort(e)
         ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=name)
@@ -234,21 +277,33 @@ def main() -> None:
     ap.add_argument("--per-instrument", type=int, default=6, help="examples per instrument")
     ap.add_argument("--split", default="test")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--render", nargs="*", default=None, help="instruments to render first")
+    ap.add_argument("--estimators", nargs="*", default=list(ESTIMATORS), choices=list(ESTIMATORS))
+    ap.add_argument("--skip-loudness", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.render:
+        from ddsp_morph.data.corpus import CorpusSettings, build_corpus
+
+        build_corpus(
+            CorpusSettings(instruments=tuple(args.render), minutes_per_instrument=1.0), args.corpus
+        )
     manifest = pd.read_csv(args.corpus / "manifest.csv")
-    manifest = (
-        manifest[manifest["split"] == args.split].groupby("instrument").head(args.per_instrument)
-    )
+    if not args.render:
+        manifest = manifest[manifest["split"] == args.split]
+    manifest = manifest.groupby("instrument").head(args.per_instrument)
     args.out.mkdir(parents=True, exist_ok=True)
-    loud = loudness_checks(args.corpus, manifest, args.out)
-    (args.out / "loudness.json").write_text(json.dumps(loud, indent=2) + "\n")
-    print(json.dumps(loud, indent=2))
-    df = f0_table(args.corpus, manifest, args.out)
+    if not args.skip_loudness:
+        loud = loudness_checks(args.corpus, manifest, args.out)
+        (args.out / "loudness.json").write_text(json.dumps(loud, indent=2) + "\n")
+        print(json.dumps(loud, indent=2))
+    df = f0_table(args.corpus, manifest, args.out, args.estimators)
     df.to_csv(args.out / "f0_results.csv", index=False)
     summary = df.groupby("estimator")[
         [
             "raw_pitch_accuracy",
+            "rpa_steady",
+            "octave_error_rate",
             "raw_chroma_accuracy",
             "median_cents",
             "p95_cents",

@@ -128,7 +128,20 @@ def decode_argmax(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return bins, _local_average_hz(probs, bins)
 
 
-DECODERS = {"viterbi": decode_viterbi, "argmax": decode_argmax}
+def decode_torchcrepe_viterbi(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchcrepe's Viterbi (softmax of the activations), refined by a local average: the
+    decoding of features v2, kept for comparison (experiments/feature_validation)."""
+    import torchcrepe
+
+    bins, _ = torchcrepe.decode.viterbi(probs)
+    return bins, _local_average_hz(probs, bins)
+
+
+DECODERS = {
+    "viterbi": decode_viterbi,
+    "argmax": decode_argmax,
+    "torchcrepe_viterbi": decode_torchcrepe_viterbi,
+}
 
 
 def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ddsp_morph.data.features import FeatureSettings, compute_features
-from ddsp_morph.data.io import save_csv, save_json, save_wav
+from ddsp_morph.data.io import load_npz, save_csv, save_json, save_wav
 from ddsp_morph.dsp.spectral import multiscale_spectral_loss
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.evaluation import metrics
@@ -29,9 +29,11 @@ def score_example(
     *,
     threshold: float = 0.5,
     loss_kwargs: dict | None = None,
+    truth: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Every metric of one example. ``ref_features``: f0_hz, periodicity, loudness_db of the
-    original, from the same estimator and settings that re-extract them from ``output``."""
+    original, from the same estimator and settings that re-extract them from ``output``.
+    ``truth`` (f0_hz, voiced; the renderer's): adds the features and the output against it."""
     n = min(len(original), len(output))
     est = compute_features(output[:n], settings)
     voiced = metrics.voiced_mask(
@@ -47,6 +49,18 @@ def score_example(
             )
         )
     row.update(metrics.f0_metrics(ref_features["f0_hz"], est["f0_hz"], voiced))
+    row["octave_frame_rate"] = metrics.octave_error_rate(
+        ref_features["f0_hz"], est["f0_hz"], voiced
+    )
+    if truth is not None:
+        row.update(
+            metrics.truth_metrics(
+                truth["f0_hz"], truth["voiced"], ref_features["f0_hz"], "truth_features"
+            )
+        )
+        row.update(
+            metrics.truth_metrics(truth["f0_hz"], truth["voiced"], est["f0_hz"], "truth_output")
+        )
     row["loudness_l1_db"] = metrics.loudness_l1(ref_features["loudness_db"], est["loudness_db"])
     return row
 
@@ -118,9 +132,26 @@ def evaluate_run(
             "example_id": manifest.loc[i, "example_id"],
             "instrument": manifest.loc[i, "instrument"],
         }
+        truth = None
+        if "truth_path" in manifest.columns and isinstance(manifest.loc[i, "truth_path"], str):
+            entry = load_npz(dm.corpus_dir / manifest.loc[i, "truth_path"])
+            if entry is None:
+                log.warning("%s: truth missing or unreadable", manifest.loc[i, "truth_path"])
+            else:
+                n_ref = len(ref["f0_hz"])
+                truth = {
+                    "f0_hz": entry["f0_hz"][:n_ref],
+                    "voiced": entry["voiced"][:n_ref].astype(bool),
+                }
         row.update(
             score_example(
-                original, output, ref, settings, threshold=threshold, loss_kwargs=loss_kwargs
+                original,
+                output,
+                ref,
+                settings,
+                threshold=threshold,
+                loss_kwargs=loss_kwargs,
+                truth=truth,
             )
         )
         rows.append(row)
@@ -148,6 +179,12 @@ def evaluate_run(
             "f0_outlier_rate": f"fraction of those frames off by more than {metrics.OUTLIER_CENTS:.0f} cents",
             "octave_outlier_rate": "fraction of examples whose median error is >= "
             f"{metrics.OCTAVE_OUTLIER_CENTS:.0f} cents",
+            "octave_frame_rate": "fraction of those frames within 100 cents of an octave off",
+            "truth_features_*": "the input's f0 features against the renderer's true f0, on "
+            "frames where a note is held (rpa: within 50 cents; octave_rate: 1200 +- 100 "
+            "cents off); only for corpora with truth",
+            "truth_output_*": "the output's re-extracted f0 against the renderer's true f0, "
+            "same frames",
             "loudness_l1_db": "mean |L_out - L_in| over all frames, A-weighted, floored at -80 dB",
             "spectral_distance": "the training loss (multi-scale spectral) of output vs input",
         },
