@@ -39,3 +39,27 @@ class PolyphaseUpsampler:
         if len(self.history):
             self.history = x[-len(self.history) :]
         return out.astype(np.float32)
+
+
+class PolyphaseDownsampler:
+    """Downsample by an integer ``factor``, block by block (the upsampler's low-pass, then every
+    ``factor``-th sample); blocks need not be multiples of ``factor``. Delay:
+    ``delay_samples`` input samples."""
+
+    def __init__(self, factor: int, taps_per_phase: int = 16, beta: float = 8.0) -> None:
+        if factor < 1:
+            raise ValueError(f"factor: must be >= 1, got {factor}")
+        self.factor = factor
+        self.h = lowpass_taps(factor, taps_per_phase, beta) / factor  # DC gain 1
+        self.history = np.zeros(len(self.h) - 1)
+        self.phase = 0  # index (into the next block) of the next output sample
+        self.delay_samples = (len(self.h) - 1) / 2
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        x = np.concatenate([self.history, np.asarray(block, np.float64)])
+        full = np.convolve(x, self.h[::-1], mode="valid")  # full[i]: filter ending at block[i]
+        out = full[self.phase :: self.factor]
+        n = len(block)
+        self.phase = (self.phase - n) % self.factor if n else self.phase
+        self.history = x[-(len(self.h) - 1) :] if len(self.h) > 1 else self.history
+        return out.astype(np.float32)

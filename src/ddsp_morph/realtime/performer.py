@@ -127,17 +127,29 @@ class Performer:
         self.f0_range = trained_f0_range(Path(cfg.data.corpus_dir))
         self.out_of_range_warned = False
 
-    def next_block(self) -> np.ndarray:
-        """Synthesize the next block (at the device rate; the resampler's length varies)."""
+    def next_block(
+        self, f0_hz: np.ndarray | None = None, loudness_db: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Synthesize the next block (at the device rate; the resampler's length varies).
+        f0 and loudness come from the MIDI controller, or are given (audio in: one value per
+        frame of the block); the timbre always comes from the controller (CC1, OSC, XY)."""
         start = time.perf_counter()
         n = self.s.frames_per_block
-        f0 = np.empty(n, np.float32)
-        loud = np.empty(n, np.float32)
-        for i in range(n):
-            f, ld, gate = self.controller.frame(self.t + i * self.hop / self.sample_rate)
-            f0[i], loud[i] = f, ld
-            if gate and not self.out_of_range_warned:
-                self._check_range(f)
+        if f0_hz is not None and loudness_db is not None:
+            f0 = np.asarray(f0_hz, np.float32)
+            loud = np.asarray(loudness_db, np.float32)
+            if len(f0) != n or len(loud) != n:
+                raise ValueError(
+                    f"expected {n} frames of f0 and loudness, got {len(f0)}, {len(loud)}"
+                )
+        else:
+            f0 = np.empty(n, np.float32)
+            loud = np.empty(n, np.float32)
+            for i in range(n):
+                f, ld, gate = self.controller.frame(self.t + i * self.hop / self.sample_rate)
+                f0[i], loud[i] = f, ld
+                if gate and not self.out_of_range_warned:
+                    self._check_range(f)
         # MIDI and OSC are handled between blocks: one timbre per block
         z = self.latent.z(self.controller.morph, self.controller.pc) if self.latent else None
         if isinstance(self.engine, FastEngine):
