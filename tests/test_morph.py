@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddsp_morph.data.features import FeatureSettings
+from ddsp_morph.data.features import FeatureSettings, compute_features
 from ddsp_morph.evaluation.classifier import InstrumentClassifier, clip_features
 from ddsp_morph.evaluation.morph import (
     MorphSettings,
@@ -300,3 +300,48 @@ def test_a_trained_run_morphs_and_its_cc1_sweep_goes_from_a_to_b(two_timbre_run,
         assert windows[-1]["predicted"] == b, (a, b, first, last)
         assert windows[-1]["p_target"] > windows[0]["p_target"] + 0.3
         assert judged["f0_cents_median"] <= 20.0 and judged["f0_frames_compared"] > 200
+
+
+def test_audio_in_plays_a_take_of_a_as_b_along_a_cc1_sweep(two_timbre_run, tmp_path: Path):
+    """Audio in, headless (the live mode's code path): a new take of one timbre, tracked block
+    by block, comes out as that timbre at CC1 = 0 and as the other at CC1 = 127, with its f0
+    following the input."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    import soxr
+
+    from ddsp_morph.evaluation.classifier import corpus_classifier
+
+    from .conftest import REPO
+
+    corpus, run = two_timbre_run
+    classifier = corpus_classifier(corpus)
+    for a, b, seed in (("mellow", "reedy", 91), ("reedy", "mellow", 92)):
+        take = _played(tmp_path / f"{a}.mid", a, seed=seed, seconds=6.0)
+        src = tmp_path / f"{a}_take.wav"
+        sf.write(src, take, SR)
+        wav = tmp_path / f"{a}_as_{b}.wav"
+        done = subprocess.run(
+            [sys.executable, "-m", "ddsp_morph.realtime", "--run", str(run)]
+            + ["--audio-file", str(src), "--out", str(wav), "--sweep", "--from", a, "--to", b],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        out, rate = sf.read(wav, dtype="float32")
+        y = soxr.resample(out, rate, SR)
+        w = int(1.5 * SR)  # CC1 below 32 in the first window, above 95 in the last
+        first, last = classifier.proba_of(y[:w]), classifier.proba_of(y[-w:])
+        assert max(first, key=first.get) == a, (a, b, first, last)
+        assert max(last, key=last.get) == b, (a, b, first, last)
+        # f0 follows the take: the output's f0 against the input's, where both are voiced
+        f_in = compute_features(take, FeatureSettings())
+        f_out = compute_features(y[: len(take)], FeatureSettings())
+        lag = 2  # the tracker's lag (~10 ms) and the output resampler, in frames
+        n = len(f_in["f0_hz"]) - lag
+        v = (f_in["periodicity"][:n] >= 0.5) & (f_out["periodicity"][lag : lag + n] >= 0.5)
+        err = np.abs(1200 * np.log2(f_out["f0_hz"][lag : lag + n][v] / f_in["f0_hz"][:n][v]))
+        assert v.sum() > 300 and np.median(err) < 20.0

@@ -320,6 +320,11 @@ def write_stats(
     voiced = np.concatenate([t["f0_hz"][t["periodicity"] >= 0.5] for t in train])
     if voiced.size == 0:
         voiced = f
+    loud_voiced = np.concatenate(
+        [t["loudness_db"][(t["periodicity"] >= 0.5) & (t["loudness_db"] > -70)] for t in train]
+    )
+    if loud_voiced.size == 0:
+        loud_voiced = ld
     conditioning = {}
     for name, key in CONDITIONING_KEYS.items():
         if not all(key in t for t in train):
@@ -339,6 +344,8 @@ def write_stats(
             "loudness_db_max": float(ld.max()),
             "loudness_db_p05": float(np.percentile(ld, 5)),
             "loudness_db_p95": float(np.percentile(ld, 95)),
+            # the level of the notes (voiced frames above -70 dB): audio in maps onto it
+            "loudness_db_voiced_mean": float(loud_voiced.mean()),
             "f0_hz_min": float(f.min()),
             "f0_hz_max": float(f.max()),
             # the range the model learned to play: voiced frames, 0.5th..99.5th percentile

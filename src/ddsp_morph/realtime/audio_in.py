@@ -30,14 +30,18 @@ from ddsp_morph.errors import DDSPMorphError
 
 @dataclass
 class AudioInSettings:
-    voicing_threshold: float = 0.5  # tracker confidence under this: unvoiced
+    voicing_threshold: float | None = (
+        None  # confidence under this: unvoiced (None: yin 0.8, pesto 0.5)
+    )
     gate_db: float = -70.0  # input level (A-weighted dB) under this: silence
     auto_gain: bool = True
     follower_seconds: float = 2.0  # time constant of the slow level follower
     max_auto_gain_db: float = 24.0
     gain_db: float = 0.0  # added to the mapped loudness (the player's trim)
     loudness_window: int = 512  # samples at the model rate (32 ms at 16 kHz)
-    tracker: str = "pesto"
+    tracker: str = "yin"  # yin: cheap, lag set by the lowest note; pesto: a network
+    fmin: float | None = None  # lowest f0 tracked (None: the run's trained range, less a fifth)
+    fmax: float = 2000.0
 
 
 class StreamingPitch:
@@ -71,6 +75,60 @@ class StreamingPitch:
         return float(f0.reshape(-1)[-1]), float(conf.reshape(-1)[-1])
 
 
+class StreamingYin:
+    """YIN (de Cheveigné & Kawahara, 2002) on the latest samples: ``hop`` samples in,
+    (f0 Hz, confidence = 1 - the normalised difference at the chosen lag) out. The window
+    holds two periods of ``fmin``, so its lag (half the window) follows the lowest note asked
+    for: 20 ms at 50 Hz, 10 ms at 100 Hz. One FFT correlation per hop."""
+
+    threshold = 0.15  # YIN's absolute threshold on the cumulative-mean-normalised difference
+
+    def __init__(self, sample_rate: int, hop: int, *, fmin: float, fmax: float) -> None:
+        self.sample_rate, self.hop = sample_rate, hop
+        self.tau_min = max(2, int(sample_rate / fmax))
+        self.tau_max = int(np.ceil(sample_rate / fmin))
+        self.length = max(self.tau_max, hop // 2)  # integration length
+        self.window = self.length + self.tau_max
+        self.buffer = np.zeros(self.window, np.float64)
+        self.n_fft = 1 << int(np.ceil(np.log2(self.window + self.length)))
+        self.lag_frames = self.window / 2 / hop
+
+    def __call__(self, hop_samples: np.ndarray) -> tuple[float, float]:
+        n = len(hop_samples)
+        self.buffer = np.concatenate([self.buffer[n:], hop_samples.astype(np.float64)])
+        x, L, T = self.buffer, self.length, self.tau_max
+        corr = np.fft.irfft(
+            np.conj(np.fft.rfft(x[:L], self.n_fft)) * np.fft.rfft(x, self.n_fft), self.n_fft
+        )[: T + 1]
+        c = np.concatenate([[0.0], np.cumsum(x**2)])
+        energy0 = c[L]
+        if energy0 < 1e-9 * L or c[-1] - c[-L - 1] < 1e-9 * L:  # (digital) silence
+            return 0.0, 0.0
+        energy_tau = c[np.arange(T + 1) + L] - c[np.arange(T + 1)]
+        d = np.maximum(energy0 + energy_tau - 2.0 * corr, 0.0)
+        d[0] = 0.0
+        cum = np.cumsum(d[1:])
+        cmnd = np.ones(T + 1)
+        cmnd[1:] = d[1:] * np.arange(1, T + 1) / np.maximum(cum, 1e-12)
+        lo = self.tau_min
+        below = np.flatnonzero(cmnd[lo:T] < self.threshold)
+        if len(below):
+            tau = lo + int(below[0])
+            while tau + 1 < T and cmnd[tau + 1] < cmnd[tau]:
+                tau += 1
+        else:
+            tau = lo + int(np.argmin(cmnd[lo:T]))
+        conf = float(np.clip(1.0 - cmnd[tau], 0.0, 1.0))
+        if 1 <= tau < T:  # parabolic interpolation of the minimum
+            a, b, c2 = cmnd[tau - 1], cmnd[tau], cmnd[tau + 1]
+            den = a - 2 * b + c2
+            shift = 0.5 * (a - c2) / den if den > 1e-12 else 0.0
+            tau_f = tau + float(np.clip(shift, -1.0, 1.0))
+        else:
+            tau_f = float(tau)
+        return self.sample_rate / max(tau_f, 1.0), conf
+
+
 class StreamingLoudness:
     """The A-weighted level (dB, the training feature's scale) of the latest ``window`` samples."""
 
@@ -82,15 +140,21 @@ class StreamingLoudness:
         freqs = np.linspace(0, sample_rate / 2, window // 2 + 1)
         weight = 10.0 ** (a_weighting_db(torch.from_numpy(freqs)).numpy() / 10.0)
         self.hann = np.hanning(window + 1)[:-1].astype(np.float32)  # periodic, as torch's
-        # the training feature's normalisation: a full-scale sine at 1 kHz reads -3.01 dB
-        self.weight = weight / (np.sum(self.hann) ** 2 / 4.0) / 2.0
+        self.weight = weight
+        # the training feature's scale: a full-scale sine at 1 kHz reads -3.01 dB
+        sine = np.sin(2 * np.pi * 1000.0 * np.arange(window) / sample_rate)
+        self.offset_db = 0.0
+        self.offset_db = -3.0103 - self._level(sine)
+
+    def _level(self, x: np.ndarray) -> float:
+        spec = np.fft.rfft(x * self.hann)
+        power = float(np.sum((spec.real**2 + spec.imag**2) * self.weight))
+        return 10.0 * np.log10(power + 1e-20) + self.offset_db
 
     def __call__(self, hop_samples: np.ndarray) -> float:
         n = len(hop_samples)
         self.buffer = np.concatenate([self.buffer[n:], hop_samples.astype(np.float32)])
-        spec = np.fft.rfft(self.buffer * self.hann)
-        power = float(np.sum((spec.real**2 + spec.imag**2) * self.weight))
-        return 10.0 * np.log10(power + 1e-10)
+        return max(self._level(self.buffer), -100.0)
 
 
 class AudioFollower:
@@ -113,8 +177,8 @@ class AudioFollower:
         import soxr
 
         self.s = settings or AudioInSettings()
-        if self.s.tracker != "pesto":
-            raise DDSPMorphError(f"--tracker: expected 'pesto', got {self.s.tracker!r}")
+        if self.s.tracker not in ("yin", "pesto"):
+            raise DDSPMorphError(f"--tracker: expected 'yin' or 'pesto', got {self.s.tracker!r}")
         self.sample_rate, self.hop, self.input_rate = sample_rate, hop, input_rate
         self.downsampler = None
         self.resampler = None
@@ -125,10 +189,26 @@ class AudioFollower:
                 self.resampler = soxr.ResampleStream(
                     input_rate, sample_rate, 1, dtype="float32", quality="QQ"
                 )
-        self.pitch = StreamingPitch(sample_rate, hop)
+        fmin = self.s.fmin
+        if fmin is None:
+            low = stats.get("f0_hz_voiced_p005", stats.get("f0_hz_min", 50.0))
+            fmin = max(32.0, float(low) / 1.5)
+        self.pitch = (
+            StreamingPitch(sample_rate, hop)
+            if self.s.tracker == "pesto"
+            else StreamingYin(sample_rate, hop, fmin=fmin, fmax=self.s.fmax)
+        )
+        self.threshold = (
+            self.s.voicing_threshold
+            if self.s.voicing_threshold is not None
+            else {"yin": 0.8, "pesto": 0.5}[self.s.tracker]
+        )
         self.level = StreamingLoudness(sample_rate, self.s.loudness_window)
         self.pending = np.zeros(0, np.float32)
-        self.target_db = float(stats.get("loudness_db_p95", stats["loudness_db_mean"])) - 6.0
+        # the corpus's level of notes (older corpora: 10 dB under their 95th percentile)
+        self.target_db = float(
+            stats.get("loudness_db_voiced_mean", stats.get("loudness_db_p95", -20.0) - 10.0)
+        )
         self.floor_db = float(stats.get("loudness_db_min", -80.0))
         self.follower_db: float | None = None
         self.f0_hold = 0.0
@@ -174,7 +254,7 @@ class AudioFollower:
     def frame(self, hop_samples: np.ndarray) -> tuple[float, float]:
         f0, confidence = self.pitch(hop_samples)
         level = self.level(hop_samples)
-        voiced = confidence >= self.s.voicing_threshold and level >= self.s.gate_db and f0 > 20.0
+        voiced = confidence >= self.threshold and level >= self.s.gate_db and f0 > 20.0
         if voiced:
             self.f0_hold = f0
             self.follower_db = (
@@ -292,7 +372,8 @@ def render_audio_file(
         if any(f[2] for f in frames)
         else None,
         "auto_gain_db_final": float(frames[-1][3]) if frames else 0.0,
-        "tracker_lag_ms": 1000 * StreamingPitch.lag_frames * p.hop / p.sample_rate,
+        "tracker": ap.follower.s.tracker,
+        "tracker_lag_ms": 1000 * ap.follower.pitch.lag_frames * p.hop / p.sample_rate,
         "resampler_in_ms": 1000 * ap.follower.resampler_delay_s,
         "source": p.latent.source if p.latent else None,
         "target": p.latent.target if p.latent else None,

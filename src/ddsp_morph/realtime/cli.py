@@ -4,6 +4,8 @@ python -m ddsp_morph.realtime                                 # latest run, live
 python -m ddsp_morph.realtime --port "Keystation" --from violin --to flute
 python -m ddsp_morph.realtime --virtual                       # a virtual MIDI input port
 python -m ddsp_morph.realtime --midi-file in.mid --out out.wav   # headless, same code path
+python -m ddsp_morph.realtime --input "USB Audio" --from violin --to flute   # your instrument in
+python -m ddsp_morph.realtime --audio-file take.wav --out out.wav --sweep      # headless twin
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ddsp_morph.errors import DDSPMorphError, positive_int, require_f0_loudness
+from ddsp_morph.realtime.audio_in import AudioInSettings, AudioPerformer, render_audio_file
 from ddsp_morph.realtime.performer import Performer, PerformerSettings, render_midi_file
 
 
@@ -179,6 +182,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--osc-host", default="127.0.0.1")
     ap.add_argument("--osc-port", type=int, default=9000)
     ap.add_argument("--seconds", type=float, default=None, help="live: stop after this long")
+    audio = ap.add_argument_group("audio in (your instrument drives the model)")
+    audio.add_argument("--input", help="live: an input device (a part of its name, or its index)")
+    audio.add_argument(
+        "--input-channels", type=int, default=1, help="channels to open (mixed to mono)"
+    )
+    audio.add_argument(
+        "--audio-file", type=Path, help="headless: play this recording through the model"
+    )
+    audio.add_argument(
+        "--sweep", action="store_true", help="headless: CC1 from 0 to 127 across the file"
+    )
+    audio.add_argument(
+        "--morph", type=float, default=None, help="headless: a fixed morph in [0, 1]"
+    )
+    audio.add_argument("--tracker", default="yin", choices=["yin", "pesto"])
+    audio.add_argument("--gain-db", type=float, default=0.0, help="added to the mapped input level")
+    audio.add_argument("--no-auto-gain", action="store_true", help="keep the input level as it is")
     args = ap.parse_args(argv)
     import torch
 
@@ -202,6 +222,29 @@ def main(argv: list[str] | None = None) -> int:
             engine=args.engine,
             weights=args.weights,
         )
+        audio_in = AudioInSettings(
+            tracker=args.tracker, gain_db=args.gain_db, auto_gain=not args.no_auto_gain
+        )
+        if args.morph is not None and not 0.0 <= args.morph <= 1.0:
+            raise DDSPMorphError(f"--morph: expected a value in [0, 1], got {args.morph}")
+        if args.audio_file is not None:
+            if args.out is None:
+                raise DDSPMorphError("--audio-file needs --out <wav>")
+            audio, stats = render_audio_file(
+                run, args.audio_file, s, audio_in, sweep=args.sweep, morph=args.morph,
+                midi_path=args.midi_file,
+            )  # fmt: skip
+            write_render(args.out, audio, s.device_rate, stats)
+            print(json.dumps(stats, indent=2))
+            print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+            return 0
+        if args.input is not None:
+            run_audio_in(
+                run, s, audio_in, device_in=args.input, channels=args.input_channels,
+                device_out=args.device, osc_host=args.osc_host, osc_port=args.osc_port,
+                port=args.port, seconds=args.seconds,
+            )  # fmt: skip
+            return 0
         if args.midi_file is not None:
             if args.out is None:
                 raise DDSPMorphError("--midi-file needs --out <wav>")
@@ -230,6 +273,130 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _portaudio():
+    try:
+        import sounddevice as sd
+    except OSError as e:
+        raise DDSPMorphError(
+            f"audio devices need PortAudio ({e}); on Debian: apt install libportaudio2. "
+            "Headless rendering works without it: --audio-file in.wav --out out.wav"
+        ) from e
+    return sd
+
+
+def pick_input_device(sd, wanted: str, channels: int, rate: int) -> int:
+    """The input device whose name contains ``wanted`` (or whose index it is), checked for
+    ``channels`` at ``rate``; or one line saying what is wrong."""
+    devices = sd.query_devices()
+    inputs = [(i, d) for i, d in enumerate(devices) if d["max_input_channels"] > 0]
+    names = [d["name"] for _, d in inputs]
+    if wanted.isdigit():
+        chosen = [(i, d) for i, d in inputs if i == int(wanted)]
+    else:
+        chosen = [(i, d) for i, d in inputs if wanted.lower() in d["name"].lower()]
+    if not chosen:
+        raise DDSPMorphError(f"input device {wanted!r}: not found; inputs: {names or 'none'}")
+    index, dev = chosen[0]
+    if channels > dev["max_input_channels"]:
+        raise DDSPMorphError(
+            f"input device {dev['name']!r}: has {dev['max_input_channels']} input channel(s), "
+            f"--input-channels {channels} asked for more"
+        )
+    try:
+        sd.check_input_settings(device=index, channels=channels, samplerate=rate, dtype="float32")
+    except Exception as e:
+        raise DDSPMorphError(
+            f"input device {dev['name']!r}: refuses {rate} Hz x {channels} ch "
+            f"({str(e).splitlines()[0]}); try --device-rate {int(dev['default_samplerate'])}"
+        ) from None
+    return index
+
+
+def run_audio_in(
+    run,
+    s: PerformerSettings,
+    audio_in: AudioInSettings,
+    *,
+    device_in: str,
+    channels: int,
+    device_out,
+    osc_host: str,
+    osc_port: int,
+    port: str | None,
+    seconds: float | None,
+) -> None:
+    """Live audio in: one duplex stream; each input block is tracked and synthesized in the
+    same callback. CC1 (MIDI ``port`` if given) and OSC /morph move the timbre."""
+    import queue
+    import threading
+
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    sd = _portaudio()
+    positive_int(channels, "--input-channels", high=64)
+    index = pick_input_device(sd, device_in, channels, s.device_rate)
+    ap = AudioPerformer(run, s, audio_in, s.device_rate)
+    p = ap.performer
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    inport = (
+        open_midi_input(port, False, lambda m: inbox.put(("midi", m))) if port is not None else None
+    )
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: inbox.put(("osc", address, args)))
+    server = ThreadingOSCUDPServer((osc_host, osc_port), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fifo = np.zeros(0, np.float32)
+    xruns = 0
+
+    def callback(indata, outdata, frames, time_info, status) -> None:
+        nonlocal fifo, xruns
+        if status.input_overflow or status.output_underflow:
+            xruns += 1
+        while not inbox.empty():
+            item = inbox.get_nowait()
+            if item[0] == "midi":
+                p.controller.handle(item[1], p.t)
+            else:
+                p.controller.osc(item[1], *item[2])
+        for block in ap.process(indata.mean(axis=1)):
+            fifo = np.concatenate([fifo, block])
+        n = min(frames, len(fifo))
+        outdata[:n, 0] = fifo[:n]
+        outdata[n:, 0] = 0.0  # the first blocks, until the tracker has a hop
+        fifo = fifo[n:]
+
+    blocksize = int(round(p.block_size * s.device_rate / p.sample_rate))
+    print(
+        f"playing {run.run_dir} from input {device_in!r}, OSC {osc_host}:{osc_port}; Ctrl-C stops"
+    )
+    start = time.time()
+    with sd.Stream(
+        samplerate=s.device_rate,
+        blocksize=blocksize,
+        channels=(channels, 1),
+        dtype="float32",
+        callback=callback,
+        latency="low",
+        device=(index, device_out),
+    ) as stream:
+        try:
+            while seconds is None or time.time() - start < seconds:
+                time.sleep(1.0)
+                print(
+                    f"\rxruns {xruns}  stream cpu {stream.cpu_load:5.1%}  "
+                    f"input gain {ap.follower.gain_db():+5.1f} dB",
+                    end="",
+                    flush=True,
+                )
+        except KeyboardInterrupt:
+            pass
+    print()
+    server.shutdown()
+    if inport is not None:
+        inport.close()
 
 
 def write_render(path: Path, audio: np.ndarray, rate: int, stats: dict) -> None:
