@@ -6,15 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ddsp_morph.data.features import FeatureSettings, extract_loudness
 from ddsp_morph.dsp.resample import PolyphaseDownsampler
-from ddsp_morph.realtime.audio_in import (
-    AudioFollower,
-    AudioInSettings,
-    StreamingLoudness,
-    StreamingYin,
-)
+from ddsp_morph.realtime.audio_in import AudioFollower, AudioInSettings
+from ddsp_morph.realtime.tracker import StreamingLoudness, StreamingYin
 
 from .conftest import REPO
 
@@ -28,6 +25,7 @@ def tone(f0, seconds=1.0, amp=0.3, sr=SR):
 
 
 def stream(tracker, x):
+    x = torch.from_numpy(np.asarray(x, np.float32))
     return np.array([tracker(x[i : i + HOP]) for i in range(0, len(x) - HOP + 1, HOP)])
 
 

@@ -1,7 +1,11 @@
-"""``python -m ddsp_morph.export run=<run dir> [frames_per_block=1] [out=<file>.ts]``
+"""``python -m ddsp_morph.export run=<run dir> [format=block|nn_tilde|neutone] [out=<file>]``
 
-Writes a TorchScript streaming synth (see ddsp_morph.realtime.export) and a JSON beside it
-with what a host needs: sample rate, block size, z size, the instruments' centroids."""
+format=block (default, ``frames_per_block=1``): a TorchScript streaming synth (see
+ddsp_morph.realtime.export) and a JSON beside it with what a host needs: sample rate, block
+size, z size, the instruments' centroids.
+format=nn_tilde (``rate=48000 from=<instrument> to=<instrument>``): a .ts that nn~ opens as it
+is (ddsp_morph.realtime.nn_tilde): f0, loudness and morph in, audio out.
+format=neutone: a .nm for the Neutone plugin (ddsp_morph.realtime.neutone)."""
 
 from __future__ import annotations
 
@@ -22,9 +26,29 @@ def main(argv: list[str] | None = None) -> int:
         from ddsp_morph.realtime.export import export_run
         from ddsp_morph.training.checkpoint import load_run
 
+        fmt = str(args.get("format", "block"))
+        if fmt not in ("block", "nn_tilde", "neutone"):
+            raise DDSPMorphError(f"format: expected block, nn_tilde or neutone, got {fmt!r}")
         frames = positive_int(args.get("frames_per_block", 1), "frames_per_block", high=64)
         run = load_run(str(args.run), checkpoint=str(args.get("checkpoint", "last")))
         require_f0_loudness(run.model, run.run_dir)
+        if fmt == "nn_tilde":
+            from ddsp_morph.realtime.nn_tilde import export_nn_tilde
+
+            rate = positive_int(args.get("rate", 48000), "rate", low=8000, high=384000)
+            out = Path(str(args.get("out", Path(str(args.run)) / "export" / "ddsp_morph_nn.ts")))
+            export_nn_tilde(
+                run, out, host_rate=rate, source=args.get("from"), target=args.get("to")
+            )
+            print(f"wrote {out} and {out.with_suffix('.json')}")
+            return 0
+        if fmt == "neutone":
+            from ddsp_morph.realtime.neutone import export_neutone
+
+            out = Path(str(args.get("out", Path(str(args.run)) / "export" / "ddsp_morph.nm")))
+            export_neutone(run, out, source=args.get("from"), target=args.get("to"))
+            print(f"wrote {out}")
+            return 0
         out = Path(
             str(args.get("out", Path(str(args.run)) / "export" / f"ddsp_morph_stream_{frames}f.ts"))
         )

@@ -58,7 +58,8 @@ def tracker_table(run, corpus: Path, per_instrument: int) -> list[dict]:
                 f0s = []
                 for i in range(0, len(audio) - 127, 128):
                     t0 = time.perf_counter()
-                    f, c = fol.pitch(audio[i : i + 128])
+                    hop = audio[i : i + 128]
+                    f, c = fol.pesto(hop) if fol.pesto else fol.pitch(torch.from_numpy(hop))
                     cost.append(time.perf_counter() - t0)
                     f0s.append((f, c))
                 lag_frames = fol.pitch.lag_frames

@@ -75,93 +75,11 @@ class StreamingPitch:
         return float(f0.reshape(-1)[-1]), float(conf.reshape(-1)[-1])
 
 
-class StreamingYin:
-    """YIN (de Cheveigné & Kawahara, 2002) on the latest samples: ``hop`` samples in,
-    (f0 Hz, confidence = 1 - the normalised difference at the chosen lag) out. The window
-    holds two periods of ``fmin``, so its lag (half the window) follows the lowest note asked
-    for: 20 ms at 50 Hz, 10 ms at 100 Hz. One FFT correlation per hop."""
-
-    threshold = 0.15  # YIN's absolute threshold on the cumulative-mean-normalised difference
-
-    def __init__(self, sample_rate: int, hop: int, *, fmin: float, fmax: float) -> None:
-        self.sample_rate, self.hop = sample_rate, hop
-        self.tau_min = max(2, int(sample_rate / fmax))
-        self.tau_max = int(np.ceil(sample_rate / fmin))
-        self.length = max(self.tau_max, hop // 2)  # integration length
-        self.window = self.length + self.tau_max
-        self.buffer = np.zeros(self.window, np.float64)
-        self.n_fft = 1 << int(np.ceil(np.log2(self.window + self.length)))
-        self.lag_frames = self.window / 2 / hop
-
-    def __call__(self, hop_samples: np.ndarray) -> tuple[float, float]:
-        n = len(hop_samples)
-        self.buffer = np.concatenate([self.buffer[n:], hop_samples.astype(np.float64)])
-        x, L, T = self.buffer, self.length, self.tau_max
-        corr = np.fft.irfft(
-            np.conj(np.fft.rfft(x[:L], self.n_fft)) * np.fft.rfft(x, self.n_fft), self.n_fft
-        )[: T + 1]
-        c = np.concatenate([[0.0], np.cumsum(x**2)])
-        energy0 = c[L]
-        if energy0 < 1e-9 * L or c[-1] - c[-L - 1] < 1e-9 * L:  # (digital) silence
-            return 0.0, 0.0
-        energy_tau = c[np.arange(T + 1) + L] - c[np.arange(T + 1)]
-        d = np.maximum(energy0 + energy_tau - 2.0 * corr, 0.0)
-        d[0] = 0.0
-        cum = np.cumsum(d[1:])
-        cmnd = np.ones(T + 1)
-        cmnd[1:] = d[1:] * np.arange(1, T + 1) / np.maximum(cum, 1e-12)
-        lo = self.tau_min
-        below = np.flatnonzero(cmnd[lo:T] < self.threshold)
-        if len(below):
-            tau = lo + int(below[0])
-            while tau + 1 < T and cmnd[tau + 1] < cmnd[tau]:
-                tau += 1
-        else:
-            tau = lo + int(np.argmin(cmnd[lo:T]))
-        conf = float(np.clip(1.0 - cmnd[tau], 0.0, 1.0))
-        if 1 <= tau < T:  # parabolic interpolation of the minimum
-            a, b, c2 = cmnd[tau - 1], cmnd[tau], cmnd[tau + 1]
-            den = a - 2 * b + c2
-            shift = 0.5 * (a - c2) / den if den > 1e-12 else 0.0
-            tau_f = tau + float(np.clip(shift, -1.0, 1.0))
-        else:
-            tau_f = float(tau)
-        return self.sample_rate / max(tau_f, 1.0), conf
-
-
-class StreamingLoudness:
-    """The A-weighted level (dB, the training feature's scale) of the latest ``window`` samples."""
-
-    def __init__(self, sample_rate: int, window: int) -> None:
-        from ddsp_morph.dsp.loudness import a_weighting_db
-
-        self.window = window
-        self.buffer = np.zeros(window, np.float32)
-        freqs = np.linspace(0, sample_rate / 2, window // 2 + 1)
-        weight = 10.0 ** (a_weighting_db(torch.from_numpy(freqs)).numpy() / 10.0)
-        self.hann = np.hanning(window + 1)[:-1].astype(np.float32)  # periodic, as torch's
-        self.weight = weight
-        # the training feature's scale: a full-scale sine at 1 kHz reads -3.01 dB
-        sine = np.sin(2 * np.pi * 1000.0 * np.arange(window) / sample_rate)
-        self.offset_db = 0.0
-        self.offset_db = -3.0103 - self._level(sine)
-
-    def _level(self, x: np.ndarray) -> float:
-        spec = np.fft.rfft(x * self.hann)
-        power = float(np.sum((spec.real**2 + spec.imag**2) * self.weight))
-        return 10.0 * np.log10(power + 1e-20) + self.offset_db
-
-    def __call__(self, hop_samples: np.ndarray) -> float:
-        n = len(hop_samples)
-        self.buffer = np.concatenate([self.buffer[n:], hop_samples.astype(np.float32)])
-        return max(self._level(self.buffer), -100.0)
-
-
 class AudioFollower:
-    """Input audio (any rate) -> per-frame (f0 Hz, loudness dB, voiced) for the model.
+    """Input audio (any rate) -> per-frame (f0 Hz, loudness dB) for the model.
 
     Args:
-        stats: the corpus statistics (stats.json) of the run: its loudness range.
+        stats: the corpus statistics (stats.json) of the run: its note level and f0 range.
         input_rate: the device's (or file's) sample rate.
     """
 
@@ -175,6 +93,8 @@ class AudioFollower:
         settings: AudioInSettings | None = None,
     ) -> None:
         import soxr
+
+        from ddsp_morph.realtime.tracker import InputFollower
 
         self.s = settings or AudioInSettings()
         if self.s.tracker not in ("yin", "pesto"):
@@ -193,26 +113,32 @@ class AudioFollower:
         if fmin is None:
             low = stats.get("f0_hz_voiced_p005", stats.get("f0_hz_min", 50.0))
             fmin = max(32.0, float(low) / 1.5)
-        self.pitch = (
-            StreamingPitch(sample_rate, hop)
-            if self.s.tracker == "pesto"
-            else StreamingYin(sample_rate, hop, fmin=fmin, fmax=self.s.fmax)
-        )
         self.threshold = (
             self.s.voicing_threshold
             if self.s.voicing_threshold is not None
             else {"yin": 0.8, "pesto": 0.5}[self.s.tracker]
         )
-        self.level = StreamingLoudness(sample_rate, self.s.loudness_window)
-        self.pending = np.zeros(0, np.float32)
-        # the corpus's level of notes (older corpora: 10 dB under their 95th percentile)
-        self.target_db = float(
-            stats.get("loudness_db_voiced_mean", stats.get("loudness_db_p95", -20.0) - 10.0)
+        self.follower = InputFollower(
+            sample_rate,
+            hop,
+            fmin=fmin,
+            fmax=self.s.fmax,
+            # the corpus's level of notes (older corpora: 10 dB under their 95th percentile)
+            target_db=float(
+                stats.get("loudness_db_voiced_mean", stats.get("loudness_db_p95", -20.0) - 10.0)
+            ),
+            floor_db=float(stats.get("loudness_db_min", -80.0)),
+            voicing_threshold=self.threshold,
+            gate_db=self.s.gate_db,
+            follower_seconds=self.s.follower_seconds,
+            max_auto_gain_db=self.s.max_auto_gain_db,
+            auto_gain=self.s.auto_gain,
+            gain_db=self.s.gain_db,
+            loudness_window=self.s.loudness_window,
         )
-        self.floor_db = float(stats.get("loudness_db_min", -80.0))
-        self.follower_db: float | None = None
-        self.f0_hold = 0.0
-        self.alpha = 1.0 - np.exp(-hop / sample_rate / max(self.s.follower_seconds, 1e-3))
+        self.pesto = StreamingPitch(sample_rate, hop) if self.s.tracker == "pesto" else None
+        self.pitch = self.pesto or self.follower.pitch
+        self.pending = np.zeros(0, np.float32)
         self.frames: list[tuple[float, float, bool, float]] = []  # (f0, input dB, voiced, gain)
 
     @property
@@ -222,16 +148,7 @@ class AudioFollower:
         return 0.0 if self.resampler is None else 1e-3  # soxr QQ: about a millisecond
 
     def gain_db(self) -> float:
-        auto = 0.0
-        if self.s.auto_gain and self.follower_db is not None:
-            auto = float(
-                np.clip(
-                    self.target_db - self.follower_db,
-                    -self.s.max_auto_gain_db,
-                    self.s.max_auto_gain_db,
-                )
-            )
-        return auto + self.s.gain_db
+        return self.follower.current_gain_db()
 
     def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed input samples (mono, the input rate); returns the controls of every frame that
@@ -252,20 +169,15 @@ class AudioFollower:
         return np.asarray(f0s, np.float32), np.asarray(louds, np.float32)
 
     def frame(self, hop_samples: np.ndarray) -> tuple[float, float]:
-        f0, confidence = self.pitch(hop_samples)
-        level = self.level(hop_samples)
-        voiced = confidence >= self.threshold and level >= self.s.gate_db and f0 > 20.0
-        if voiced:
-            self.f0_hold = f0
-            self.follower_db = (
-                level
-                if self.follower_db is None
-                else self.follower_db + self.alpha * (level - self.follower_db)
-            )
-        gain = self.gain_db()
-        loud = level + gain if voiced else self.floor_db
-        self.frames.append((f0, level, voiced, gain))
-        return (self.f0_hold if self.f0_hold > 0 else 220.0), max(loud, self.floor_db)
+        x = torch.from_numpy(np.ascontiguousarray(hop_samples, np.float32))
+        with torch.inference_mode():
+            if self.pesto is not None:
+                f0, loud = self.follower.step(x, *self.pesto(hop_samples))
+            else:
+                f0, loud = self.follower(x)
+        fol = self.follower
+        self.frames.append((f0, fol.last_level, fol.last_voiced, fol.current_gain_db()))
+        return f0, loud
 
 
 def corpus_stats(run) -> dict:

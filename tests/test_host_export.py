@@ -1,0 +1,150 @@
+"""Host exports: the nn~ file (its method contract at nn~'s shapes and buffer sizes, streamed
+output equal to the engine's) and the Neutone file."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from ddsp_morph.dsp.resample import PolyphaseUpsampler
+from ddsp_morph.realtime.engine import StreamingEngine
+from ddsp_morph.realtime.nn_tilde import export_nn_tilde
+from ddsp_morph.training.build import build_model
+
+from .conftest import cfg_for
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory: pytest.TempPathFactory):
+    """A deterministic film VAE synth (harmonic + reverb, no noise: its output is exact), with
+    two instrument centroids and a corpus stats.json, as a loaded run presents them."""
+    root = tmp_path_factory.mktemp("host")
+    cfg = cfg_for(
+        root, root, "synth=harmonic_noise_reverb", "synth.noise=false", "synth.reverb_seconds=0.05"
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg, n_instruments=2).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        model.decoder.head.bias.add_(4.0)
+    z = model.encoder.z_dim
+    centroids = {"flute": [0.8] * z, "violin": [-0.8] * z}
+    corpus = root / "corpus"
+    corpus.mkdir()
+    stats = {"loudness_db_voiced_mean": -25.0, "loudness_db_min": -90.0, "f0_hz_voiced_p005": 150.0}
+    (corpus / "stats.json").write_text(json.dumps(stats))
+    cfg.data.corpus_dir = str(corpus)
+    return SimpleNamespace(
+        model=model, cfg=cfg, extra={"latent": {"centroids": centroids}}, checkpoint_path="x"
+    )
+
+
+def test_nn_tilde_contract_and_streaming_equals_the_engine(fake_run, tmp_path: Path):
+    out = tmp_path / "synth.ts"
+    meta = export_nn_tilde(fake_run, out, host_rate=48000, source="violin", target="flute")
+    m = torch.jit.load(str(out))
+    # what nn~ reads
+    assert m.get_methods() == ["forward", "audio"]
+    assert m.forward_params.tolist() == [3, 1, 1, 1] and m.audio_params.tolist() == [2, 1, 1, 1]
+    assert len(m.forward_input_labels) == 3 and len(m.forward_output_labels) == 1
+    assert len(m.audio_input_labels) == 2 and m.get_sample_rate() == 48000
+    assert m.get_instruments() == ["flute", "violin"] and m.centroids.shape[0] == 2
+    assert m.get_attributes() == [] and json.loads(out.with_suffix(".json").read_text()) == meta
+    # controls that move: f0 glides, loudness swells, morph sweeps violin -> flute
+    n_frames = 60
+    t = np.arange(n_frames * 384) / 48000
+    f0 = 220 * 2 ** (np.sin(2 * np.pi * 0.7 * t) / 12)
+    loud = -30 + 8 * np.cos(2 * np.pi * 0.5 * t)
+    morph = np.linspace(0, 1, len(t))
+    x = torch.from_numpy(np.stack([f0, loud, morph]).astype(np.float32))[None]
+    # the reference: the engine frame by frame (controls = the frame's mean), upsampled
+    engine = StreamingEngine(fake_run.model, frames_per_block=1)
+    up = PolyphaseUpsampler(3)
+    ref = []
+    for k in range(n_frames):
+        c = x[0, :, k * 384 : (k + 1) * 384].mean(-1)
+        with torch.no_grad():
+            y = engine.process(c[:1], c[1:2], m.z_at(c[2]))
+        ref.append(up.process(y.numpy()))
+    ref = np.concatenate(ref)
+    for n in (128, 384, 1000, 4096):  # nn~'s buffer sizes, and one that divides nothing
+        m.reset()
+        out_blocks = [m(x[:, :, i : i + n]) for i in range(0, x.shape[-1], n)]
+        assert all(
+            b.shape == (1, 1, min(n, x.shape[-1] - i))
+            for b, i in zip(out_blocks, range(0, x.shape[-1], n), strict=True)
+        )
+        y = torch.cat(out_blocks, -1)[0, 0].numpy()
+        assert np.abs(y[:384]).max() == 0.0  # one frame of latency, then the stream
+        np.testing.assert_allclose(y[384:], ref[: len(y) - 384], atol=2e-5)
+    assert np.abs(ref).max() > 0.05
+    # batch of 2 (mc.nn~): both elements play the one voice
+    m.reset()
+    assert m(x[:, :, :768].expand(2, 3, 768)).shape == (2, 1, 768)
+
+
+def test_nn_tilde_audio_method_follows_the_input_pitch(fake_run, tmp_path: Path):
+    out = tmp_path / "synth.ts"
+    export_nn_tilde(fake_run, out, host_rate=48000)
+    m = torch.jit.load(str(out))
+    t = np.arange(48000) / 48000
+    tone = 0.2 * sum(np.sin(2 * np.pi * k * 330 * t) / k for k in (1, 2, 3))
+    x = torch.from_numpy(np.stack([tone, np.zeros_like(t)]).astype(np.float32))[None]
+    y = torch.cat([m.audio(x[:, :, i : i + 512]) for i in range(0, 48000, 512)], -1)[0, 0]
+    from ddsp_morph.data.features import FeatureSettings, compute_features
+
+    f = compute_features(y.numpy()[::3].copy(), FeatureSettings())
+    voiced = f["periodicity"][30:] >= 0.5
+    assert voiced.mean() > 0.8
+    assert np.median(np.abs(1200 * np.log2(f["f0_hz"][30:][voiced] / 330))) < 20
+    # silence in: the model gets the floor loudness (unvoiced) while f0 holds the last note
+    m.audio(torch.zeros(1, 2, 9600))
+    assert not m.follower.last_voiced
+    assert abs(1200 * np.log2(m.follower.f0_hold / 330)) < 20
+
+
+def test_export_cli_nn_tilde_in_a_clean_process(tiny_run: Path, tmp_path: Path):
+    from .conftest import REPO
+
+    out = tmp_path / "nn.ts"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddsp_morph.export",
+            f"run={tiny_run}",
+            "format=nn_tilde",
+            f"out={out}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    script = (
+        "import sys, torch\n"
+        f"m = torch.jit.load({str(out)!r})\n"
+        "for name in m.get_methods():\n"
+        "    p = getattr(m, name + '_params').tolist()\n"
+        "    for n in (128, 2048):\n"
+        "        y = getattr(m, name)(torch.rand(1, p[0], n))\n"
+        "        assert y.shape == (1, p[2], n), y.shape\n"
+        "assert 'ddsp_morph' not in sys.modules\n"
+    )
+    clean = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    bad = subprocess.run(
+        [sys.executable, "-m", "ddsp_morph.export", f"run={tiny_run}", "format=vst"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: format: expected")
