@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7
+	# neutone-sdk declares numpy<2.3; the project pins numpy 2.4.6, with which its export works
+	$(PY) -m pip install --quiet --no-deps neutone-sdk==1.5.2
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install the project (reused when up to date)

@@ -148,3 +148,25 @@ def test_export_cli_nn_tilde_in_a_clean_process(tiny_run: Path, tmp_path: Path):
         text=True,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: format: expected")
+
+
+def test_neutone_export_loads_plays_and_reports_its_delay(fake_run, tmp_path: Path):
+    from neutone_sdk.utils import load_neutone_model
+
+    from ddsp_morph.realtime.neutone import export_neutone
+    from ddsp_morph.realtime.nn_tilde import build_module
+
+    out = export_neutone(fake_run, tmp_path / "m.nm", benchmark=False)  # the SDK's own checks run
+    model, meta = load_neutone_model(str(out))
+    assert [p["name"] for p in meta["neutone_parameters"].values()][:3] == ["morph", "x", "y"]
+    assert json.loads(out.with_suffix(".json").read_text())["model_name"] == "DDSP.Morph"
+    model.set_daw_sample_rate_and_buffer_size(48000, 512)
+    model.reset()
+    _, info = build_module(fake_run)
+    assert model.calc_model_delay_samples() == info["latency_samples_audio"]
+    t = np.arange(93 * 512) / 48000  # the DAW's buffers: 512 samples each
+    tone = torch.from_numpy((0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32))[None]
+    params = torch.zeros(4, 512)
+    params[0] = 1.0  # morph at the second instrument
+    y = torch.cat([model(tone[:, i : i + 512], params) for i in range(0, len(t), 512)], -1)
+    assert y.shape == (1, len(t)) and torch.isfinite(y).all() and y[0, 9600:].abs().max() > 0.01

@@ -130,9 +130,11 @@ class StreamingSynth(nn.Module):
         return audio[0]
 
 
-def export_run(run, out: Path, *, frames_per_block: int = 1, instrument_id: int = 0) -> Path:
-    """Trace the streaming synth of a loaded run and save it (TorchScript)."""
-    module = StreamingSynth(run.model, frames_per_block, instrument_id)
+def trace_synth(
+    model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0
+) -> torch.jit.ScriptModule:
+    """The streaming synth traced for a fixed block, its state back at silence."""
+    module = StreamingSynth(model, frames_per_block, instrument_id)
     f0 = torch.full((frames_per_block,), 220.0)
     loud = torch.full((frames_per_block,), -40.0)
     z = torch.zeros(max(1, module.z_dim))
@@ -144,6 +146,14 @@ def export_run(run, out: Path, *, frames_per_block: int = 1, instrument_id: int 
     with torch.no_grad():  # tracing ran one block: start from silence again
         for name, buffer in traced.named_buffers():
             buffer.copy_(state[name])
+    for p in traced.parameters():
+        p.requires_grad_(False)
+    return traced
+
+
+def export_run(run, out: Path, *, frames_per_block: int = 1, instrument_id: int = 0) -> Path:
+    """Trace the streaming synth of a loaded run and save it (TorchScript)."""
+    traced = trace_synth(run.model, frames_per_block, instrument_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     traced.save(str(out))
     return out

@@ -58,6 +58,7 @@ class NNTildeSynth(nn.Module):
         centroids: torch.Tensor,
         instruments: list[str],
         follower: nn.Module,
+        axes: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if host_rate % model_rate:
@@ -77,6 +78,10 @@ class NNTildeSynth(nn.Module):
         self.instruments = list(instruments)
         self.register_buffer("path", path.float())  # [n_points, max(1, z_dim)]
         self.register_buffer("centroids", centroids.float())  # [n_instruments, max(1, z_dim)]
+        # the XY pad: the latent's first two principal axes (Neutone's knobs), [2, max(1, z_dim)]
+        self.register_buffer(
+            "axes", torch.zeros(2, path.shape[1]) if axes is None else axes.float()
+        )
         h = torch.from_numpy(lowpass_taps(self.ratio)).float()
         self.register_buffer("fir", h.flip(0).reshape(1, 1, -1))
         self.register_buffer("fir_state", torch.zeros(1, 1, len(h) - 1))
@@ -89,7 +94,7 @@ class NNTildeSynth(nn.Module):
         self.audio_output_labels = OUTPUT_LABELS
         self.register_buffer("down_fir", (h / self.ratio).flip(0).reshape(1, 1, -1))
         self.register_buffer("down_state", torch.zeros(1, 1, len(h) - 1))
-        self.register_buffer("audio_fifo", torch.zeros(2, 0))
+        self.register_buffer("audio_fifo", torch.zeros(4, 0))
         self.register_buffer("audio_out_fifo", torch.zeros(self.frame))
 
     @torch.jit.export
@@ -127,7 +132,7 @@ class NNTildeSynth(nn.Module):
         self.in_fifo = torch.zeros(3, 0)
         self.out_fifo = torch.zeros(self.frame)
         self.down_state.zero_()
-        self.audio_fifo = torch.zeros(2, 0)
+        self.audio_fifo = torch.zeros(4, 0)
         self.audio_out_fifo = torch.zeros(self.frame)
         self.follower.reset()
         # the synth's stream state (GRU, phase, last controls, noise tail, reverb delay line)
@@ -157,6 +162,17 @@ class NNTildeSynth(nn.Module):
     @torch.jit.export
     def audio(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, 2, n] (instrument, morph) at the host rate -> [batch, 1, n]."""
+        n = x.shape[-1]
+        y = self.audio_xy(x[0, 0], x[0, 1], torch.zeros(n), torch.zeros(n))
+        return y.reshape(1, 1, n).expand(x.shape[0], 1, n).contiguous()
+
+    @torch.jit.export
+    def audio_xy(
+        self, audio: torch.Tensor, morph: torch.Tensor, px: torch.Tensor, py: torch.Tensor
+    ) -> torch.Tensor:
+        """[n] instrument, morph (0..1), XY (-1..1 along the latent's principal axes) at the
+        host rate -> [n] audio."""
+        x = torch.stack([audio, morph, px, py])[None]
         self.audio_fifo = torch.cat([self.audio_fifo, x[0]], dim=-1)
         produced: list[torch.Tensor] = [self.audio_out_fifo]
         while self.audio_fifo.shape[-1] >= self.frame:
@@ -167,12 +183,13 @@ class NNTildeSynth(nn.Module):
             hop = torch.nn.functional.conv1d(xin, self.down_fir, stride=self.ratio)[0, 0]
             f0, loud = self.follower(hop[: self.hop])
             z = self.z_at(chunk[1].mean())
+            z = z + chunk[2].mean() * self.axes[0] + chunk[3].mean() * self.axes[1]
             y = self.synth(torch.tensor([f0]).float(), torch.tensor([loud]).float(), z)
             produced.append(self._upsample(y))
         out = torch.cat(produced)
         n = x.shape[-1]
         self.audio_out_fifo = out[n:]
-        return out[:n].reshape(1, 1, n).expand(x.shape[0], 1, n).contiguous()
+        return out[:n]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, 3, n] at the host rate -> [batch, 1, n]."""
@@ -193,6 +210,72 @@ class NNTildeSynth(nn.Module):
         return out[:n].reshape(1, 1, n).expand(x.shape[0], 1, n).contiguous()
 
 
+def build_module(
+    run,
+    *,
+    host_rate: int = 48000,
+    path_kind: str = "slerp",
+    source: str | None = None,
+    target: str | None = None,
+) -> tuple[NNTildeSynth, dict]:
+    """The (unscripted) module of a loaded run, and what a host needs to know about it."""
+    from ddsp_morph.evaluation.latent_eval import chain_points
+    from ddsp_morph.realtime.audio_in import AudioFollower, corpus_stats
+    from ddsp_morph.realtime.export import trace_synth
+
+    latent = run.extra.get("latent") or {}
+    centroids = latent.get("centroids", {})
+    names = sorted(centroids)
+    z_dim = run.model.encoder.z_dim if run.model.encoder is not None else 0
+    if z_dim and not names:
+        raise DDSPMorphError(f"{run.checkpoint_path}: no latent centroids stored; retrain")
+    source = source or (names[0] if names else None)
+    target = target or (names[1] if len(names) > 1 else source)
+    for name in (source, target):
+        if z_dim and name not in centroids:
+            raise DDSPMorphError(f"instrument {name!r}: no centroid; this run knows {names}")
+    path, cents = torch.zeros(2, 1), torch.zeros(1, 1)
+    axes = torch.zeros(2, 1)
+    if z_dim:
+        pts = [np.asarray(centroids[n], np.float32) for n in (source, target)]
+        path = torch.from_numpy(chain_points(pts, 65, path_kind).astype(np.float32))
+        cents = torch.from_numpy(np.stack([np.asarray(centroids[n], np.float32) for n in names]))
+        axes = torch.zeros(2, z_dim)
+        if "pca_components" in latent:  # as the realtime synth's XY: 2 std at the edge
+            comps = torch.tensor(latent["pca_components"], dtype=torch.float32)[:2]
+            std = torch.tensor(latent["pca_std"], dtype=torch.float32)[:2]
+            axes[: len(comps)] = comps * (2.0 * std[:, None])
+    sr, hop = int(run.cfg.data.sample_rate), int(run.cfg.data.hop_length)
+    synth = trace_synth(run.model, 1, 0)
+    follower = AudioFollower(  # the live mode's defaults: YIN over the run's f0 range, auto-gain
+        sample_rate=sr, hop=hop, input_rate=sr, stats=corpus_stats(run)
+    ).follower
+    module = NNTildeSynth(
+        synth,
+        host_rate=host_rate,
+        model_rate=sr,
+        hop=hop,
+        z_dim=z_dim,
+        path=path,
+        centroids=cents,
+        instruments=names,
+        follower=follower,
+        axes=axes,
+    )
+    fir_half = (len(lowpass_taps(module.ratio)) - 1) // 2
+    lag = int(round(follower.pitch.lag_frames * hop * module.ratio))
+    info = {
+        "host_sample_rate": host_rate,
+        "model_sample_rate": sr,
+        "morph_path": f"{path_kind}: {source} (0) -> {target} (1)" if z_dim else None,
+        "instruments": names,
+        "latency_samples_forward": module.frame + fir_half,
+        "latency_samples_audio": module.frame + 2 * fir_half + lag,
+        "tracker_lag_ms": 1000 * follower.pitch.lag_frames * hop / sr,
+    }
+    return module, info
+
+
 def export_nn_tilde(
     run,
     out: Path,
@@ -206,72 +289,23 @@ def export_nn_tilde(
     ``out.with_suffix('.json')``)."""
     import json
 
-    from ddsp_morph.evaluation.latent_eval import chain_points
-    from ddsp_morph.realtime.export import export_run
-
-    latent = run.extra.get("latent") or {}
-    centroids = latent.get("centroids", {})
-    names = sorted(centroids)
-    z_dim = run.model.encoder.z_dim if run.model.encoder is not None else 0
-    if z_dim and len(names) < 1:
-        raise DDSPMorphError(f"{run.checkpoint_path}: no latent centroids stored; retrain")
-    source = source or (names[0] if names else None)
-    target = target or (names[1] if len(names) > 1 else source)
-    for name in (source, target):
-        if z_dim and name not in centroids:
-            raise DDSPMorphError(f"instrument {name!r}: no centroid; this run knows {names}")
-    if z_dim:
-        pts = [np.asarray(centroids[n], np.float32) for n in (source, target)]
-        path = torch.from_numpy(chain_points(pts, 65, path_kind).astype(np.float32))
-        cents = torch.from_numpy(np.stack([np.asarray(centroids[n], np.float32) for n in names]))
-    else:
-        path, cents = torch.zeros(2, 1), torch.zeros(1, 1)
-    block = out.with_name(out.stem + "_block.ts")
-    export_run(run, block, frames_per_block=1)
-    synth = torch.jit.load(str(block))
-    block.unlink()
-    for p in synth.parameters():
-        p.requires_grad_(False)
-    from ddsp_morph.realtime.audio_in import AudioFollower, corpus_stats
-
-    sr, hop = int(run.cfg.data.sample_rate), int(run.cfg.data.hop_length)
-    follower = AudioFollower(
-        sample_rate=sr, hop=hop, input_rate=sr, stats=corpus_stats(run)
-    ).follower  # the live mode's defaults: YIN over the run's f0 range, auto-gain
-    module = NNTildeSynth(
-        synth,
-        host_rate=host_rate,
-        model_rate=int(run.cfg.data.sample_rate),
-        hop=int(run.cfg.data.hop_length),
-        z_dim=z_dim,
-        path=path,
-        centroids=cents,
-        instruments=names,
-        follower=follower,
+    module, info = build_module(
+        run, host_rate=host_rate, path_kind=path_kind, source=source, target=target
     )
     scripted = torch.jit.script(module)
     out.parent.mkdir(parents=True, exist_ok=True)
     scripted.save(str(out))
     meta = {
         "format": "nn_tilde",
-        "host_sample_rate": host_rate,
-        "model_sample_rate": int(run.cfg.data.sample_rate),
+        **info,
         "methods": {
-            "forward": {
-                "inputs": INPUT_LABELS,
-                "outputs": OUTPUT_LABELS,
-                "params": [3, 1, 1, 1],
-            },
+            "forward": {"inputs": INPUT_LABELS, "outputs": OUTPUT_LABELS, "params": [3, 1, 1, 1]},
             "audio": {
                 "inputs": AUDIO_INPUT_LABELS,
                 "outputs": OUTPUT_LABELS,
                 "params": [2, 1, 1, 1],
-                "tracker_lag_ms": 1000 * follower.pitch.lag_frames * hop / sr,
             },
         },
-        "morph_path": f"{path_kind}: {source} (0) -> {target} (1)" if z_dim else None,
-        "instruments": names,
-        "latency_samples": module.frame + (len(lowpass_taps(module.ratio)) - 1) // 2,
         "max_patch": f"[nn~ {out.name} forward] or [nn~ {out.name} audio]",
     }
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
