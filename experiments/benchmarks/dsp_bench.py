@@ -327,6 +327,88 @@ def _tiny_or_full_engine(hidden: int, gru: int, frames: int):
     return StreamingEngine(build_model(cfg, n_instruments=4), frames_per_block=frames)
 
 
+def audio_in_case(args: dict) -> dict:
+    """Audio in and the host exports, one thread, 128/128 untrained model: per 8-ms hop the
+    tracker (YIN + loudness + voicing + gain: the default) against PESTO streaming (the
+    reference network tracker), the 48 -> 16 kHz downsampler; per 512-sample host buffer at
+    48 kHz the nn~ module's forward (controls in) and audio (instrument in) methods and the
+    Neutone wrapper, against the compiled engine rendering the same 10.7 ms."""
+    import json as _json
+    import tempfile
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ddsp_morph.dsp.resample import PolyphaseDownsampler
+    from ddsp_morph.realtime.audio_in import StreamingPitch
+    from ddsp_morph.realtime.nn_tilde import build_module
+    from ddsp_morph.realtime.tracker import InputFollower
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+    tone = (0.2 * np.sin(2 * np.pi * 330 * t) + 0.01 * rng.standard_normal(SR)).astype(np.float32)
+
+    def timed(fn, items, warm=20):
+        for x in items[:warm]:
+            fn(x)
+        times = []
+        for x in items[warm:]:
+            t0 = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        return 1e3 * times[len(times) // 2]
+
+    hops = [torch.from_numpy(tone[i : i + HOP]) for i in range(0, SR - HOP, HOP)]
+    fol = InputFollower(SR, HOP, fmin=98.0, fmax=2000.0, target_db=-25.0, floor_db=-90.0)
+    out = {"yin_follower_ms_per_hop": timed(fol, hops)}
+    pesto = StreamingPitch(SR, HOP)
+    out["pesto_ms_per_hop"] = timed(pesto, [h.numpy() for h in hops])
+    down = PolyphaseDownsampler(3)
+    x48 = np.repeat(tone, 3)
+    out["downsampler_ms_per_hop"] = timed(
+        down.process, [x48[i : i + 384] for i in range(0, len(x48) - 384, 384)]
+    )
+    ref = _tiny_or_full_engine(args["hidden"], args["gru"], 1)
+    z_dim = ref.model.encoder.z_dim
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "stats.json").write_text(
+            _json.dumps(
+                {
+                    "loudness_db_voiced_mean": -25.0,
+                    "loudness_db_min": -90.0,
+                    "f0_hz_voiced_p005": 147.0,
+                }
+            )
+        )
+        cfg = SimpleNamespace(data=SimpleNamespace(sample_rate=SR, hop_length=HOP, corpus_dir=tmp))
+        run = SimpleNamespace(
+            model=ref.model.eval(),
+            cfg=cfg,
+            extra={"latent": {"centroids": {"a": [0.5] * z_dim, "b": [-0.5] * z_dim}}},
+            checkpoint_path="bench",
+        )
+        module, _ = build_module(run)
+    nn = torch.jit.script(module)
+    controls = torch.zeros(1, 3, 512)
+    controls[0, 0], controls[0, 1], controls[0, 2] = 330.0, -25.0, 0.5
+    audio = torch.zeros(1, 2, 512)
+    audio[0, 0] = torch.from_numpy(x48[:512])
+    with torch.no_grad():
+        out["nn_tilde_forward_ms_per_512"] = timed(nn, [controls] * 300)
+        out["nn_tilde_audio_ms_per_512"] = timed(nn.audio, [audio] * 300)
+    fast = _block_fn(ref, "fast+tables int16")
+    f0, loud, z = (
+        np.full(1, 330.0, np.float32),
+        np.full(1, -25.0, np.float32),
+        np.zeros(z_dim, np.float32),
+    )
+    out["fast_engine_ms_per_hop"] = timed(lambda _: fast(f0, loud, z), list(range(400)))
+    return out
+
+
 def _spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     x = 0
@@ -656,6 +738,22 @@ def main() -> None:
         f"the other core kept busy: {r['xruns']} xruns in {r['blocks']} blocks (worst {r['worst_late_ms']:.2f} ms late); "
         f"compute median {r['compute_median_ms']:.2f} ms, p99 {r['compute_p99_ms']:.2f} ms, max {r['compute_max_ms']:.2f} ms"
     )
+    ain = _run(audio_in_case, dict(hidden=128, gru=128))
+    results["audio_in"] = ain
+    hop_ms, buf_ms = 1e3 * HOP / SR, 1e3 * 512 / 48000
+    print("\nAudio in and host exports (one thread, 128/128 decoder, untrained weights):")
+    print(f"  {'what':44s} {'ms':>8s} {'x realtime':>11s} {'vs reference':>14s}")
+    rows = [
+        ("tracker per 8-ms hop: YIN + loudness (default)", ain["yin_follower_ms_per_hop"], hop_ms, ain["pesto_ms_per_hop"], "PESTO"),
+        ("tracker per 8-ms hop: PESTO streaming", ain["pesto_ms_per_hop"], hop_ms, ain["pesto_ms_per_hop"], "PESTO"),
+        ("48 -> 16 kHz downsampler per hop", ain["downsampler_ms_per_hop"], hop_ms, None, ""),
+        ("audio-in hop: YIN + downsampler + fast engine", ain["yin_follower_ms_per_hop"] + ain["downsampler_ms_per_hop"] + ain["fast_engine_ms_per_hop"], hop_ms, None, ""),
+        ("nn~ forward per 512 samples at 48 kHz", ain["nn_tilde_forward_ms_per_512"], buf_ms, ain["fast_engine_ms_per_hop"] * 512 / 384, "fast engine"),
+        ("nn~ audio per 512 samples at 48 kHz", ain["nn_tilde_audio_ms_per_512"], buf_ms, ain["fast_engine_ms_per_hop"] * 512 / 384, "fast engine"),
+    ]  # fmt: skip
+    for name, ms, span, ref_ms, ref_name in rows:
+        ratio = f"{ms / ref_ms:6.2f}x {ref_name}" if ref_ms else ""
+        print(f"  {name:44s} {ms:8.3f} {span / ms:10.1f}x {ratio:>14s}")
     delays = resampler_delay_ms()
     delay = delays["polyphase"]
     tiny = results["engine/128/1/fast+tables int16"]  # the live default engine
