@@ -121,3 +121,38 @@ def test_cli_refuses_in_one_line(tiny_run, args, message):
     )
     assert done.returncode == 2
     assert done.stderr.strip().startswith(f"error: {message}") and "\n" not in done.stderr.strip()
+
+
+class FakeSoundDevice:
+    """What sounddevice reports for a machine with a stereo USB input and a mono mic."""
+
+    def __init__(self, refuse_rate: int | None = None):
+        self.refuse_rate = refuse_rate
+
+    def query_devices(self):
+        return [
+            {"name": "Speakers", "max_input_channels": 0, "default_samplerate": 48000.0},
+            {"name": "USB Audio", "max_input_channels": 2, "default_samplerate": 44100.0},
+            {"name": "Mic", "max_input_channels": 1, "default_samplerate": 48000.0},
+        ]
+
+    def check_input_settings(self, device, channels, samplerate, dtype):
+        if samplerate == self.refuse_rate:
+            raise ValueError("Invalid sample rate [PaErrorCode -9997]")
+
+
+def test_input_device_choice_and_its_one_line_refusals():
+    from ddsp_morph.errors import DDSPMorphError
+    from ddsp_morph.realtime.cli import pick_input_device
+
+    sd = FakeSoundDevice()
+    assert pick_input_device(sd, "usb", 2, 48000) == 1
+    assert pick_input_device(sd, "2", 1, 48000) == 2
+    with pytest.raises(
+        DDSPMorphError, match=r"input device 'Zoom': not found; inputs: \['USB Audio', 'Mic'\]"
+    ):
+        pick_input_device(sd, "Zoom", 1, 48000)
+    with pytest.raises(DDSPMorphError, match="has 1 input channel\\(s\\), --input-channels 2"):
+        pick_input_device(sd, "Mic", 2, 48000)
+    with pytest.raises(DDSPMorphError, match="refuses 48000 Hz x 2 ch .*try --device-rate 44100"):
+        pick_input_device(FakeSoundDevice(refuse_rate=48000), "USB", 2, 48000)

@@ -135,8 +135,9 @@ def test_balance_report_and_equal_sampling(imported):
     dm = CorpusDataModule(corpus_dir=out, instruments="all", batch_size=1, crop_seconds=0.5)
     dm.setup()
     counts = np.zeros(2)
+    loader = dm.train_dataloader()  # one loader, as in training: its sampler moves on per epoch
     for _ in range(30):
-        for b in dm.train_dataloader():
+        for b in loader:
             counts[int(b["instrument_id"][0])] += 1
     assert abs(counts[0] / counts.sum() - 0.5) < 0.1
 

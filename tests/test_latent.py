@@ -258,3 +258,37 @@ def test_z_mode_is_checked():
 
     with pytest.raises(ValueError, match="z_mode"):
         Decoder(input_sizes={"f0": 1, "z": 2}, output_sizes={"amplitude": 1}, z_mode="add")
+
+
+def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path(tmp_path: Path):
+    from ddsp_morph.training.build import build_model
+    from ddsp_morph.training.module import DDSPModule
+
+    model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
+    module = DDSPModule(model, optimizer=lambda p: torch.optim.Adam(p), path_weight=1.0)
+    n = 40
+    batch = {
+        "f0_hz": torch.full((4, n), 220.0),
+        "loudness_db": torch.linspace(-50, -20, n).repeat(4, 1),
+        "audio": torch.randn(4, n * 128) * 0.1,
+        "instrument_id": torch.tensor([0, 1, 0, 1]),
+    }
+    out = model(batch)
+    # FiLM and the timbre path start at zero: the decoder hears z only through its input MLP,
+    # which bends; once everything is affine in z (no input MLP on z), the midpoint is even
+    assert float(module.path_evenness(out, batch)) >= 0.0
+    with torch.no_grad():
+        for p in model.decoder.input_mlps["z"].parameters():
+            p.zero_()
+        for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
+            p.zero_()
+    out = model(batch)
+    assert float(module.path_evenness(out, batch)) < 1e-10
+    with torch.no_grad():
+        for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
+            p.copy_(torch.randn_like(p) * 0.3)
+    out = model(batch)
+    value = module.path_evenness(out, batch)
+    assert float(value) > 1e-6  # FiLM is affine in z, the network after it is not
+    value.backward()
+    assert model.decoder.film.weight.grad.abs().sum() > 0

@@ -575,11 +575,15 @@ def balance_report(
     axes[0].set_ylabel("minutes")
     axes[0].legend()
     axes[0].set_title(f"audio per instrument (balance: {s.balance})")
-    for name, p in pitches.items():
-        axes[1].hist(p, bins=np.arange(20, 110), histtype="step", label=name)
-    axes[1].set_xlabel("MIDI pitch (voiced frames)")
-    axes[1].set_ylabel("frames")
-    axes[1].legend(fontsize=7, ncol=2 if len(pitches) > 6 else 1)
+    names = list(pitches)
+    axes[1].boxplot(
+        [pitches[n] if len(pitches[n]) else [np.nan] for n in names],
+        orientation="horizontal",
+        whis=(5, 95),
+        showfliers=False,
+    )
+    axes[1].set_yticks(range(1, len(names) + 1), names, fontsize=8)
+    axes[1].set_xlabel("MIDI pitch of voiced frames (box: quartiles, whiskers: 5th-95th pct.)")
     axes[1].set_title("pitch range")
     fig.tight_layout()
     fig.savefig(corpus_dir / "balance.png", dpi=90)

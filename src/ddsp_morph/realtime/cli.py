@@ -61,6 +61,32 @@ def open_midi_input(port: str | None, virtual: bool, callback):
     return inport
 
 
+def control_inbox(osc_host: str, osc_port: int):
+    """A queue that MIDI callbacks and an OSC server (started here) fill; returns (inbox,
+    server). The audio callback drains it with ``drain_controls`` once per block."""
+    import queue
+    import threading
+
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: inbox.put(("osc", address, args)))
+    server = ThreadingOSCUDPServer((osc_host, osc_port), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return inbox, server
+
+
+def drain_controls(inbox, p: Performer) -> None:
+    while not inbox.empty():
+        item = inbox.get_nowait()
+        if item[0] == "midi":
+            p.controller.handle(item[1], p.t)
+        else:
+            p.controller.osc(item[1], *item[2])
+
+
 def run_live(
     run,
     s: PerformerSettings,
@@ -79,19 +105,9 @@ def run_live(
             f"audio output needs PortAudio ({e}); on Debian: apt install libportaudio2. "
             "Headless rendering works without it: --midi-file in.mid --out out.wav"
         ) from e
-    import queue
-    import threading
-
-    from pythonosc.dispatcher import Dispatcher
-    from pythonosc.osc_server import ThreadingOSCUDPServer
-
     p = Performer(run, s)
-    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    inbox, server = control_inbox(osc_host, osc_port)
     inport = open_midi_input(port, virtual, lambda m: inbox.put(("midi", m)))
-    dispatcher = Dispatcher()
-    dispatcher.set_default_handler(lambda address, *args: inbox.put(("osc", address, args)))
-    server = ThreadingOSCUDPServer((osc_host, osc_port), dispatcher)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     fifo = np.zeros(0, np.float32)
     xruns = 0
 
@@ -99,12 +115,7 @@ def run_live(
         nonlocal fifo, xruns
         if status.output_underflow:
             xruns += 1
-        while not inbox.empty():
-            item = inbox.get_nowait()
-            if item[0] == "midi":
-                p.controller.handle(item[1], p.t)
-            else:
-                p.controller.osc(item[1], *item[2])
+        drain_controls(inbox, p)
         while len(fifo) < frames:
             fifo = np.concatenate([fifo, p.next_block()])
         outdata[:, 0] = fifo[:frames]
@@ -329,25 +340,15 @@ def run_audio_in(
 ) -> None:
     """Live audio in: one duplex stream; each input block is tracked and synthesized in the
     same callback. CC1 (MIDI ``port`` if given) and OSC /morph move the timbre."""
-    import queue
-    import threading
-
-    from pythonosc.dispatcher import Dispatcher
-    from pythonosc.osc_server import ThreadingOSCUDPServer
-
     sd = _portaudio()
     positive_int(channels, "--input-channels", high=64)
     index = pick_input_device(sd, device_in, channels, s.device_rate)
     ap = AudioPerformer(run, s, audio_in, s.device_rate)
     p = ap.performer
-    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    inbox, server = control_inbox(osc_host, osc_port)
     inport = (
         open_midi_input(port, False, lambda m: inbox.put(("midi", m))) if port is not None else None
     )
-    dispatcher = Dispatcher()
-    dispatcher.set_default_handler(lambda address, *args: inbox.put(("osc", address, args)))
-    server = ThreadingOSCUDPServer((osc_host, osc_port), dispatcher)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     fifo = np.zeros(0, np.float32)
     xruns = 0
 
@@ -355,12 +356,7 @@ def run_audio_in(
         nonlocal fifo, xruns
         if status.input_overflow or status.output_underflow:
             xruns += 1
-        while not inbox.empty():
-            item = inbox.get_nowait()
-            if item[0] == "midi":
-                p.controller.handle(item[1], p.t)
-            else:
-                p.controller.osc(item[1], *item[2])
+        drain_controls(inbox, p)
         for block in ap.process(indata.mean(axis=1)):
             fifo = np.concatenate([fifo, block])
         n = min(frames, len(fifo))

@@ -175,4 +175,5 @@ def build_module(
         beta=float(cfg.latent.get("beta", 0.0)),
         beta_warmup_steps=int(cfg.latent.get("beta_warmup_steps", 0)),
         free_bits=float(cfg.latent.get("free_bits", 0.0)),
+        path_weight=float(cfg.latent.get("path_weight", 0.0)),
     )

@@ -37,11 +37,13 @@ class DDSPModule(L.LightningModule):
         beta: float = 0.0,
         beta_warmup_steps: int = 0,
         free_bits: float = 0.0,
+        path_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.instruments = list(instruments)
         self.beta, self.beta_warmup_steps, self.free_bits = beta, beta_warmup_steps, free_bits
+        self.path_weight = path_weight
         self.latent_summary: dict | None = None  # centroids + PCA axes, saved with checkpoints
         self.optimizer_factory, self.lr_decay = optimizer, lr_decay
         self.nonfinite_steps = 0
@@ -75,6 +77,10 @@ class DDSPModule(L.LightningModule):
             m = audio_mask(batch["mask"], target.shape[-1])
             pred, target = pred[..., : m.shape[-1]] * m, target * m
         spectral = self.loss(pred, target)
+        if self.path_weight > 0 and stage == "train" and "z" in out:
+            path = self.path_evenness(out, batch)
+            self.log(f"{stage}/path_evenness", path, batch_size=n)
+            spectral = spectral + self.path_weight * path
         if "logvar" not in out:
             return spectral
         prior_mean, prior_logvar = self.model.encoder.prior_params(batch.get("instrument_id"))
@@ -86,6 +92,29 @@ class DDSPModule(L.LightningModule):
         if stage == "train":
             self.log("train/beta", beta)
         return spectral + beta * kl
+
+    def path_evenness(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """How far the synth controls at the midpoint between two clips' timbres are from the
+        mean of their controls (log harmonic distribution, log noise bands, log amplitude),
+        with the first clip's f0 and loudness: zero when the controls move evenly along a
+        straight path in z, so a morph between instruments cannot switch halfway."""
+        z = out["z"]
+        other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
+        inputs = self.model.decoder_inputs(batch)
+
+        def controls(zz: torch.Tensor) -> dict[str, torch.Tensor]:
+            raw = self.model.decoder({**inputs, "z": zz})
+            return self.model.synth.get_controls({k: v.float() for k, v in raw.items()})
+
+        def rep(c: dict[str, torch.Tensor]) -> torch.Tensor:
+            return torch.cat([torch.log(c[k] + 1e-5) for k in sorted(c)], dim=-1)
+
+        a = rep({k: out[k] for k in self.model.synth.control_sizes})
+        b = rep(controls(z[other]))
+        mid = rep(controls(0.5 * (z + z[other])))
+        return torch.mean((mid - 0.5 * (a + b)) ** 2)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         out = self.model(batch)
