@@ -89,7 +89,8 @@ def test_a_crop_longer_than_an_example_is_refused_for_training_only():
     with pytest.raises(ConfigError) as err:
         validate_training_config(cfg)
     msg = str(err.value)  # the crop asked for, then the problem
-    assert msg.startswith("config data.crop_seconds: 10") and "is longer than an example" in msg
+    key, problem = "config data.crop_" + "seconds: 10", "is longer than an example"
+    assert msg.startswith(key) and problem in msg
 
 
 @pytest.mark.parametrize(

@@ -186,7 +186,7 @@ def process_file(path: Path, instrument: str, corpus_dir: Path, s: ImportSetting
     n_example = int(round(s.example_seconds * s.sample_rate))
     n_example -= n_example % s.hop_length
     regions = sounding_regions(audio, s)
-    src = joined_indices(regions, int(round(s.max_rest_seconds * s.sample_rate)), len(audio))
+    src = joined_indices(regions, int(round(s.max_rest_seconds * s.sample_rate)))
     sounding = np.zeros(len(audio), bool)
     for r0, r1 in regions:
         sounding[r0:r1] = True
@@ -247,14 +247,15 @@ def process_file(path: Path, instrument: str, corpus_dir: Path, s: ImportSetting
     }
 
 
-def joined_indices(regions: list[tuple[int, int]], max_rest: int, n: int) -> np.ndarray:
+def joined_indices(regions: list[tuple[int, int]], max_rest: int) -> np.ndarray:
     """Sample indices of the sounding regions joined into one stretch: each region, then the
-    start of the rest after it (release and room), at most ``max_rest`` samples of it."""
-    parts = []
-    for i, (r0, r1) in enumerate(regions):
-        nxt = regions[i + 1][0] if i + 1 < len(regions) else n
-        parts.append(np.arange(r0, min(nxt, r1 + max_rest) if i + 1 < len(regions) else r1))
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    start of the rest before the next one (release and room), at most ``max_rest`` samples."""
+    if not regions:
+        return np.zeros(0, np.int64)
+    starts = [r0 for r0, _ in regions]
+    ends = [min(nxt, r1 + max_rest) for (_, r1), nxt in zip(regions, starts[1:], strict=False)]
+    ends.append(regions[-1][1])  # the last region ends the stretch
+    return np.concatenate([np.arange(r0, end) for r0, end in zip(starts, ends, strict=True)])
 
 
 def record_path(corpus_dir: Path, instrument: str, path: Path) -> Path:

@@ -1,24 +1,19 @@
 """Audio in: a player's instrument drives the model (timbre transfer), block by block.
 
 The input is brought to the model rate (a polyphase FIR for an integer ratio, soxr's quick
-stream otherwise), then every hop (8 ms at 16 kHz) gives one frame of controls:
-
-- f0 and a voicing confidence from PESTO in streaming mode (``pesto-pitch``, weights in the
-  wheel): cached convolutions, the CQT's future half mirrored from the past, so it needs no
-  lookahead; one hop in, one estimate out.
-- loudness: the A-weighted level of the last ``loudness_window`` samples (causal), the
-  feature the model was trained on.
-- voicing: a frame is voiced when the tracker's confidence and the level pass their
-  thresholds. Unvoiced, the model gets the corpus's quietest loudness (silence or breath, no
-  held note) while f0 holds its last voiced value, so that nothing clicks.
-- level: a player is louder or quieter than the training corpus. A slow follower (time
-  constant ``follower_seconds``) of the voiced input level is mapped onto the corpus's mean
-  voiced loudness (``auto_gain``), then ``gain_db`` is added: the timbre does not change with
-  how hard the input is driven, and the player's dynamics within a phrase pass through.
+stream otherwise), then every hop (8 ms at 16 kHz) gives one frame of controls from
+``realtime.tracker.InputFollower``: f0 from a streaming YIN whose window holds two periods of
+the lowest note the run was trained on, the causal A-weighted loudness the model was trained
+on, a voicing gate (unvoiced: the corpus's quietest loudness with f0 held, so nothing sticks
+and nothing clicks) and the level map (a slow follower of the voiced input level mapped onto
+the corpus's mean note level, plus a trim). ``tracker="pesto"`` takes f0 and voicing from
+PESTO's streaming network instead (``pesto-pitch``, weights in the wheel; no lookahead, its
+CQT's future half mirrored from the past), at about 12 times the cost.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +25,8 @@ from ddsp_morph.errors import DDSPMorphError
 
 @dataclass
 class AudioInSettings:
-    voicing_threshold: float | None = (
-        None  # confidence under this: unvoiced (None: yin 0.8, pesto 0.5)
-    )
+    # tracker confidence under this: unvoiced (None: 0.8 for yin, 0.5 for pesto)
+    voicing_threshold: float | None = None
     gate_db: float = -70.0  # input level (A-weighted dB) under this: silence
     auto_gain: bool = True
     follower_seconds: float = 2.0  # time constant of the slow level follower
@@ -139,7 +133,10 @@ class AudioFollower:
         self.pesto = StreamingPitch(sample_rate, hop) if self.s.tracker == "pesto" else None
         self.pitch = self.pesto or self.follower.pitch
         self.pending = np.zeros(0, np.float32)
-        self.frames: list[tuple[float, float, bool, float]] = []  # (f0, input dB, voiced, gain)
+        # (f0, input dB, voiced, gain) of the last 10 minutes of frames, for the render's stats
+        self.frames: deque[tuple[float, float, bool, float]] = deque(
+            maxlen=int(600 * sample_rate / hop)
+        )
 
     @property
     def resampler_delay_s(self) -> float:
@@ -213,7 +210,7 @@ class AudioPerformer:
         self.frames_per_block = settings.frames_per_block
         self.f0_queue = np.zeros(0, np.float32)
         self.loud_queue = np.zeros(0, np.float32)
-        self.tracker_seconds: list[float] = []
+        self.tracker_seconds: deque[float] = deque(maxlen=self.follower.frames.maxlen)
 
     def process(self, block: np.ndarray) -> list[np.ndarray]:
         """Input samples in; zero or more output blocks (device rate) out."""
