@@ -69,6 +69,42 @@ class StreamingPitch:
         return float(f0.reshape(-1)[-1]), float(conf.reshape(-1)[-1])
 
 
+def voicing_threshold(s: AudioInSettings) -> float:
+    """The tracker confidence under which a frame is unvoiced (the setting, or per tracker)."""
+    if s.voicing_threshold is not None:
+        return s.voicing_threshold
+    return {"yin": 0.8, "pesto": 0.5}[s.tracker]
+
+
+def input_follower(stats: dict, sample_rate: int, hop: int, s: AudioInSettings):
+    """The InputFollower a run's corpus statistics ask for: YIN from a fifth under the lowest
+    note it was trained on, the level map onto its mean note level, silence at its floor."""
+    from ddsp_morph.realtime.tracker import InputFollower
+
+    fmin = s.fmin
+    if fmin is None:
+        low = stats.get("f0_hz_voiced_p005", stats.get("f0_hz_min", 50.0))
+        fmin = max(32.0, float(low) / 1.5)
+    return InputFollower(
+        sample_rate,
+        hop,
+        fmin=fmin,
+        fmax=s.fmax,
+        # the corpus's level of notes (older corpora: 10 dB under their 95th percentile)
+        target_db=float(
+            stats.get("loudness_db_voiced_mean", stats.get("loudness_db_p95", -20.0) - 10.0)
+        ),
+        floor_db=float(stats.get("loudness_db_min", -80.0)),
+        voicing_threshold=voicing_threshold(s),
+        gate_db=s.gate_db,
+        follower_seconds=s.follower_seconds,
+        max_auto_gain_db=s.max_auto_gain_db,
+        auto_gain=s.auto_gain,
+        gain_db=s.gain_db,
+        loudness_window=s.loudness_window,
+    )
+
+
 class AudioFollower:
     """Input audio (any rate) -> per-frame (f0 Hz, loudness dB) for the model.
 
@@ -88,8 +124,6 @@ class AudioFollower:
     ) -> None:
         import soxr
 
-        from ddsp_morph.realtime.tracker import InputFollower
-
         self.s = settings or AudioInSettings()
         if self.s.tracker not in ("yin", "pesto"):
             raise DDSPMorphError(f"--tracker: expected 'yin' or 'pesto', got {self.s.tracker!r}")
@@ -103,33 +137,8 @@ class AudioFollower:
                 self.resampler = soxr.ResampleStream(
                     input_rate, sample_rate, 1, dtype="float32", quality="QQ"
                 )
-        fmin = self.s.fmin
-        if fmin is None:
-            low = stats.get("f0_hz_voiced_p005", stats.get("f0_hz_min", 50.0))
-            fmin = max(32.0, float(low) / 1.5)
-        self.threshold = (
-            self.s.voicing_threshold
-            if self.s.voicing_threshold is not None
-            else {"yin": 0.8, "pesto": 0.5}[self.s.tracker]
-        )
-        self.follower = InputFollower(
-            sample_rate,
-            hop,
-            fmin=fmin,
-            fmax=self.s.fmax,
-            # the corpus's level of notes (older corpora: 10 dB under their 95th percentile)
-            target_db=float(
-                stats.get("loudness_db_voiced_mean", stats.get("loudness_db_p95", -20.0) - 10.0)
-            ),
-            floor_db=float(stats.get("loudness_db_min", -80.0)),
-            voicing_threshold=self.threshold,
-            gate_db=self.s.gate_db,
-            follower_seconds=self.s.follower_seconds,
-            max_auto_gain_db=self.s.max_auto_gain_db,
-            auto_gain=self.s.auto_gain,
-            gain_db=self.s.gain_db,
-            loudness_window=self.s.loudness_window,
-        )
+        self.threshold = voicing_threshold(self.s)
+        self.follower = input_follower(stats, sample_rate, hop, self.s)
         self.pesto = StreamingPitch(sample_rate, hop) if self.s.tracker == "pesto" else None
         self.pitch = self.pesto or self.follower.pitch
         self.pending = np.zeros(0, np.float32)

@@ -25,6 +25,7 @@ try:  # the SDK is optional at import time: only this export needs it
 except ImportError as e:  # pragma: no cover - exercised where the SDK is missing
     _IMPORT_ERROR: Exception | None = e
     WaveformToWaveformBase = torch.nn.Module  # type: ignore[misc,assignment]
+    ContinuousNeutoneParameter = None  # type: ignore[misc,assignment]
 else:
     _IMPORT_ERROR = None
 

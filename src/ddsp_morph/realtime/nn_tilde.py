@@ -220,7 +220,7 @@ def build_module(
 ) -> tuple[NNTildeSynth, dict]:
     """The (unscripted) module of a loaded run, and what a host needs to know about it."""
     from ddsp_morph.evaluation.latent_eval import chain_points
-    from ddsp_morph.realtime.audio_in import AudioFollower, corpus_stats
+    from ddsp_morph.realtime.audio_in import AudioInSettings, corpus_stats, input_follower
     from ddsp_morph.realtime.export import trace_synth
 
     latent = run.extra.get("latent") or {}
@@ -247,9 +247,8 @@ def build_module(
             axes[: len(comps)] = comps * (2.0 * std[:, None])
     sr, hop = int(run.cfg.data.sample_rate), int(run.cfg.data.hop_length)
     synth = trace_synth(run.model, 1, 0)
-    follower = AudioFollower(  # the live mode's defaults: YIN over the run's f0 range, auto-gain
-        sample_rate=sr, hop=hop, input_rate=sr, stats=corpus_stats(run)
-    ).follower
+    # the live mode's defaults: YIN over the run's f0 range, auto-gain
+    follower = input_follower(corpus_stats(run), sr, hop, AudioInSettings())
     module = NNTildeSynth(
         synth,
         host_rate=host_rate,
