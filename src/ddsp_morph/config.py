@@ -55,6 +55,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "latent.beta": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.beta_warmup_steps": ((int,), (">= 0", lambda v: v >= 0)),
     "latent.free_bits": ((float, int), (">= 0", lambda v: v >= 0)),
+    "latent.path_weight": ((float, int), (">= 0", lambda v: v >= 0)),
+    "latent.path_frames": ((int,), (">= 0", lambda v: v >= 0)),
     "latent.prior": ((str,), ("'standard' or 'label'", lambda v: v in ("standard", "label"))),
     "latent.prior_radius": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.prior_std": ((float, int), _POSITIVE),

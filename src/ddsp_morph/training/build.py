@@ -176,4 +176,5 @@ def build_module(
         beta_warmup_steps=int(cfg.latent.get("beta_warmup_steps", 0)),
         free_bits=float(cfg.latent.get("free_bits", 0.0)),
         path_weight=float(cfg.latent.get("path_weight", 0.0)),
+        path_frames=int(cfg.latent.get("path_frames", 0)),
     )
