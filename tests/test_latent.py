@@ -260,13 +260,20 @@ def test_z_mode_is_checked():
         Decoder(input_sizes={"f0": 1, "z": 2}, output_sizes={"amplitude": 1}, z_mode="add")
 
 
-def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path(tmp_path: Path):
+@pytest.mark.parametrize("path_frames", [0, 16])
+def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path(
+    tmp_path: Path, path_frames: int
+):
     from ddsp_morph.training.build import build_model
     from ddsp_morph.training.module import DDSPModule
 
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
-    module = DDSPModule(model, optimizer=lambda p: torch.optim.Adam(p), path_weight=1.0)
+    module = DDSPModule(
+        model, optimizer=lambda p: torch.optim.Adam(p), path_weight=1.0, path_frames=path_frames
+    )
     n = 40
+    seen: list[int] = []
+    model.decoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0]["f0"].shape[1]))
     batch = {
         "f0_hz": torch.full((4, n), 220.0),
         "loudness_db": torch.linspace(-50, -20, n).repeat(4, 1),
@@ -288,7 +295,10 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
         for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
             p.copy_(torch.randn_like(p) * 0.3)
     out = model(batch)
+    seen.clear()
     value = module.path_evenness(out, batch)
     assert float(value) > 1e-6  # FiLM is affine in z, the network after it is not
+    # the whole crop: two more decoder passes; a window: three passes over that window only
+    assert seen == ([n, n] if path_frames == 0 else [path_frames] * 3)
     value.backward()
     assert model.decoder.film.weight.grad.abs().sum() > 0
