@@ -260,16 +260,16 @@ def test_z_mode_is_checked():
         Decoder(input_sizes={"f0": 1, "z": 2}, output_sizes={"amplitude": 1}, z_mode="add")
 
 
-@pytest.mark.parametrize("path_frames", [0, 16])
+@pytest.mark.parametrize("window_frames", [0, 16])
 def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path(
-    tmp_path: Path, path_frames: int
+    tmp_path: Path, window_frames: int
 ):
     from ddsp_morph.training.build import build_model
     from ddsp_morph.training.module import DDSPModule
 
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
     module = DDSPModule(
-        model, optimizer=lambda p: torch.optim.Adam(p), path_weight=1.0, path_frames=path_frames
+        model, optimizer=lambda p: torch.optim.Adam(p), path_weight=1.0, window_frames=window_frames
     )
     n = 40
     seen: list[int] = []
@@ -283,22 +283,55 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
     out = model(batch)
     # FiLM and the timbre path start at zero: the decoder hears z only through its input MLP,
     # which bends; once everything is affine in z (no input MLP on z), the midpoint is even
-    assert float(module.path_evenness(out, batch)) >= 0.0
+    assert float(module.path_evenness(out, batch, module._window(n))) >= 0.0
     with torch.no_grad():
         for p in model.decoder.input_mlps["z"].parameters():
             p.zero_()
         for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
             p.zero_()
     out = model(batch)
-    assert float(module.path_evenness(out, batch)) < 1e-10
+    assert float(module.path_evenness(out, batch, module._window(n))) < 1e-10
     with torch.no_grad():
         for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
             p.copy_(torch.randn_like(p) * 0.3)
     out = model(batch)
     seen.clear()
-    value = module.path_evenness(out, batch)
+    value = module.path_evenness(out, batch, module._window(n))
     assert float(value) > 1e-6  # FiLM is affine in z, the network after it is not
     # the whole crop: two more decoder passes; a window: three passes over that window only
-    assert seen == ([n, n] if path_frames == 0 else [path_frames] * 3)
+    assert seen == ([n, n] if window_frames == 0 else [window_frames] * 3)
     value.backward()
     assert model.decoder.film.weight.grad.abs().sum() > 0
+
+
+def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_encoder(tmp_path: Path):
+    from ddsp_morph.training.build import build_model
+    from ddsp_morph.training.module import DDSPModule
+
+    model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
+    module = DDSPModule(
+        model, optimizer=lambda p: torch.optim.Adam(p), cycle_weight=1.0, window_frames=16
+    )
+    n = 40
+    batch = {
+        "f0_hz": torch.full((4, n), 220.0),
+        "loudness_db": torch.linspace(-50, -20, n).repeat(4, 1),
+        "audio": torch.randn(4, n * 128) * 0.1,
+        "instrument_id": torch.tensor([0, 1, 0, 1]),
+    }
+    out = model(batch)
+    value = module.timbre_cycle(out, batch, module._window(n))
+    assert value.dim() == 0 and float(value) > 0
+    value.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())  # the encoder is the judge
+    assert model.decoder.timbre.weight.grad.abs().sum() > 0  # the decoder learns from it
+    # an encoder that hears nothing finds its head's bias whatever is played: the term is the
+    # mean squared distance from there to the target clips' posterior means
+    with torch.no_grad():
+        model.encoder.head.weight.zero_()
+        bias_mu = model.encoder.head.bias[: model.encoder.z_dim].clone()
+        shift = torch.randn(4, 1, model.encoder.z_dim)
+        out = model(batch)
+    out["mu"] = bias_mu + shift
+    value = module.timbre_cycle(out, batch, None)
+    assert float(value) == pytest.approx(float(shift.square().mean()), rel=1e-4)

@@ -176,5 +176,6 @@ def build_module(
         beta_warmup_steps=int(cfg.latent.get("beta_warmup_steps", 0)),
         free_bits=float(cfg.latent.get("free_bits", 0.0)),
         path_weight=float(cfg.latent.get("path_weight", 0.0)),
-        path_frames=int(cfg.latent.get("path_frames", 0)),
+        cycle_weight=float(cfg.latent.get("cycle_weight", 0.0)),
+        window_frames=int(cfg.latent.get("window_frames", 0)),
     )

@@ -38,13 +38,15 @@ class DDSPModule(L.LightningModule):
         beta_warmup_steps: int = 0,
         free_bits: float = 0.0,
         path_weight: float = 0.0,
-        path_frames: int = 0,
+        cycle_weight: float = 0.0,
+        window_frames: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
         self.instruments = list(instruments)
         self.beta, self.beta_warmup_steps, self.free_bits = beta, beta_warmup_steps, free_bits
-        self.path_weight, self.path_frames = path_weight, path_frames
+        self.path_weight, self.cycle_weight = path_weight, cycle_weight
+        self.window_frames = window_frames
         self.latent_summary: dict | None = None  # centroids + PCA axes, saved with checkpoints
         self.optimizer_factory, self.lr_decay = optimizer, lr_decay
         self.nonfinite_steps = 0
@@ -78,10 +80,17 @@ class DDSPModule(L.LightningModule):
             m = audio_mask(batch["mask"], target.shape[-1])
             pred, target = pred[..., : m.shape[-1]] * m, target * m
         spectral = self.loss(pred, target)
-        if self.path_weight > 0 and stage == "train" and "z" in out:
-            path = self.path_evenness(out, batch)
-            self.log(f"{stage}/path_evenness", path, batch_size=n)
-            spectral = spectral + self.path_weight * path
+        if stage == "train" and "z" in out and (self.path_weight > 0 or self.cycle_weight > 0):
+            cut = self._window(out["z"].shape[1])
+            if self.path_weight > 0:
+                path = self.path_evenness(out, batch, cut)
+                self.log(f"{stage}/path_evenness", path, batch_size=n)
+                spectral = spectral + self.path_weight * path
+            if self.cycle_weight > 0 and "mu" in out:
+                cycle = self.timbre_cycle(out, batch, cut)
+                self.log(f"{stage}/timbre_cycle", cycle, batch_size=n)
+                ramp = beta_at(int(self.global_step), 1.0, self.beta_warmup_steps)
+                spectral = spectral + ramp * self.cycle_weight * cycle
         if "logvar" not in out:
             return spectral
         prior_mean, prior_logvar = self.model.encoder.prior_params(batch.get("instrument_id"))
@@ -94,40 +103,75 @@ class DDSPModule(L.LightningModule):
             self.log("train/beta", beta)
         return spectral + beta * kl
 
+    def _window(self, n_frames: int) -> slice | None:
+        """One random window of ``window_frames`` frames for this step's extra decoder passes;
+        None: the whole crop (``window_frames`` 0, or not shorter than the crop)."""
+        if not 0 < self.window_frames < n_frames:
+            return None
+        start = int(torch.randint(0, n_frames - self.window_frames + 1, ()))
+        return slice(start, start + self.window_frames)
+
+    def _controls(self, inputs: dict[str, torch.Tensor], z: torch.Tensor) -> dict[str, torch.Tensor]:
+        raw = self.model.decoder({**inputs, "z": z})
+        with torch.autocast(z.device.type, enabled=False):
+            return self.model.synth.get_controls({k: v.float() for k, v in raw.items()})
+
+    def _windowed_inputs(
+        self, batch: dict[str, torch.Tensor], cut: slice | None
+    ) -> dict[str, torch.Tensor]:
+        inputs = self.model.decoder_inputs(batch)
+        return inputs if cut is None else {k: v[:, cut] for k, v in inputs.items()}
+
     def path_evenness(
-        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cut: slice | None = None
     ) -> torch.Tensor:
         """How far the synth controls at the midpoint between two clips' timbres are from the
         mean of their controls (log harmonic distribution, log noise bands, log amplitude),
         with the first clip's f0 and loudness: zero when the controls move evenly along a
         straight path in z, so a morph between instruments cannot switch halfway.
 
-        With ``path_frames`` > 0 (and shorter than the crop) the three decoder passes look at
-        one random window of that many frames of every clip, the GRU starting there, instead
-        of two passes over the whole crop: the term costs a fraction of a step."""
+        With a window ``cut`` the three decoder passes look at those frames of every clip only,
+        the GRU starting there, instead of two passes over the whole crop: a fraction of a step."""
         z = out["z"]
         other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
-        inputs = self.model.decoder_inputs(batch)
-        n_frames = z.shape[1]
-        window = 0 < self.path_frames < n_frames
-        if window:
-            start = int(torch.randint(0, n_frames - self.path_frames + 1, ()))
-            cut = slice(start, start + self.path_frames)
-            inputs = {k: v[:, cut] for k, v in inputs.items()}
-            z = z[:, cut]
-
-        def controls(zz: torch.Tensor) -> dict[str, torch.Tensor]:
-            raw = self.model.decoder({**inputs, "z": zz})
-            return self.model.synth.get_controls({k: v.float() for k, v in raw.items()})
+        inputs = self._windowed_inputs(batch, cut)
 
         def rep(c: dict[str, torch.Tensor]) -> torch.Tensor:
             return torch.cat([torch.log(c[k] + 1e-5) for k in sorted(c)], dim=-1)
 
-        own = controls(z) if window else {k: out[k] for k in self.model.synth.control_sizes}
-        a = rep(own)
-        b = rep(controls(z[other]))
-        mid = rep(controls(0.5 * (z + z[other])))
+        if cut is None:
+            a = rep({k: out[k] for k in self.model.synth.control_sizes})
+        else:
+            z = z[:, cut]
+            a = rep(self._controls(inputs, z))
+        b = rep(self._controls(inputs, z[other]))
+        mid = rep(self._controls(inputs, 0.5 * (z + z[other])))
         return torch.mean((mid - 0.5 * (a + b)) ** 2)
+
+    def timbre_cycle(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cut: slice | None = None
+    ) -> torch.Tensor:
+        """The conversion, trained: every clip's f0 and loudness played with the next clip's z,
+        and the encoder (its weights held fixed here) must find that z's posterior mean in the
+        result — mean squared distance per latent dimension. The decoder cannot keep the
+        source's timbre when the performance hints at it: what it renders must read as the
+        target's timbre to the encoder that placed the instruments apart."""
+        z, mu = out["z"], out["mu"].mean(dim=1)
+        other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
+        inputs = self._windowed_inputs(batch, cut)
+        if cut is not None:
+            z = z[:, cut]
+        f0 = batch["f0_hz"] if cut is None else batch["f0_hz"][:, cut]
+        controls = self._controls(inputs, z[other].detach())
+        with torch.autocast(f0.device.type, enabled=False):
+            ids = batch.get("instrument_id")
+            audio = self.model.synth(
+                f0.float(), controls, instrument_id=None if ids is None else ids[other]
+            )["audio"]
+        encoder = self.model.encoder
+        fixed = {k: p.detach() for k, p in encoder.named_parameters()}
+        found = torch.func.functional_call(encoder, fixed, (audio, f0.shape[1]))["mu"]
+        return torch.mean((found.mean(dim=1) - mu[other].detach()) ** 2)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         out = self.model(batch)
