@@ -1,0 +1,56 @@
+"""One markdown row per run of a morph study, from the files a training run writes.
+
+    python experiments/ex2_latent/study_table.py NAME=RUN_DIR [NAME=RUN_DIR ...]
+
+Reads ``morph_summary.json``, ``morph.csv``, ``val_history.csv`` and ``train_history.csv`` of each run (the end-of-run
+morph table) and prints steps, best validation loss, conversion, resynthesis and how many of the
+12 ordered pairs meet each per-pair target of issue 13.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+HEADER = (
+    "| arm | steps | best val loss | conversion | resynthesis (worst) | P(B) α=0 max "
+    "| pairs P(B) α=1 ≥ 0.9 (min) | Spearman min (pairs ≥ 0.95) "
+    "| largest step max / median (pairs ≤ 0.35) | centroid step ratio (median) | targets met |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def row(name: str, run: Path) -> str:
+    s = json.loads((run / "morph_summary.json").read_text())
+    pairs = pd.read_csv(run / "morph.csv")
+    val = pd.read_csv(run / "val_history.csv")
+    hist = run / "train_history.csv"
+    steps = len(pd.read_csv(hist)) if hist.exists() else int(val["step"].max())
+    worst = min(s["resynthesis_accuracy_per_instrument"].items(), key=lambda kv: kv[1])
+    return (
+        f"| {name} | {steps} | {val['val_loss'].min():.2f} "
+        f"| {s['conversion_accuracy']:.2f} | {s['resynthesis_accuracy']:.2f} ({worst[0]} {worst[1]:.2f}) "
+        f"| {pairs['p_b_start'].max():.2f} "
+        f"| {int((pairs['p_b_end'] >= 0.9).sum())} ({pairs['p_b_end'].min():.2f}) "
+        f"| {pairs['spearman'].min():.2f} ({int((pairs['spearman'] >= 0.95).sum())}) "
+        f"| {pairs['max_step'].max():.2f} / {pairs['max_step'].median():.2f} "
+        f"({int((pairs['max_step'] <= 0.35).sum())}) "
+        f"| {pairs['centroid_step_ratio'].median():.1f} "
+        f"| {s['targets_met']} of {s['targets_checked']} |"
+    )
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        raise SystemExit(__doc__)
+    print(HEADER)
+    for arg in argv:
+        name, _, path = arg.partition("=")
+        print(row(name, Path(path)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
