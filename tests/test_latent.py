@@ -260,6 +260,16 @@ def test_z_mode_is_checked():
         Decoder(input_sizes={"f0": 1, "z": 2}, output_sizes={"amplitude": 1}, z_mode="add")
 
 
+def two_instrument_batch(n: int) -> dict[str, torch.Tensor]:
+    """Four clips of n frames, instruments 0, 1, 0, 1 (noise audio, one f0, rising loudness)."""
+    return {
+        "f0_hz": torch.full((4, n), 220.0),
+        "loudness_db": torch.linspace(-50, -20, n).repeat(4, 1),
+        "audio": torch.randn(4, n * 128) * 0.1,
+        "instrument_id": torch.tensor([0, 1, 0, 1]),
+    }
+
+
 @pytest.mark.parametrize("window_frames", [0, 16])
 def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path(
     tmp_path: Path, window_frames: int
@@ -274,12 +284,7 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
     n = 40
     seen: list[int] = []
     model.decoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0]["f0"].shape[1]))
-    batch = {
-        "f0_hz": torch.full((4, n), 220.0),
-        "loudness_db": torch.linspace(-50, -20, n).repeat(4, 1),
-        "audio": torch.randn(4, n * 128) * 0.1,
-        "instrument_id": torch.tensor([0, 1, 0, 1]),
-    }
+    batch = two_instrument_batch(n)
     out = model(batch)
     # FiLM and the timbre path start at zero: the decoder hears z only through its input MLP,
     # which bends; once everything is affine in z (no input MLP on z), the midpoint is even
@@ -313,12 +318,7 @@ def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_enc
         model, optimizer=lambda p: torch.optim.Adam(p), cycle_weight=1.0, window_frames=16
     )
     n = 40
-    batch = {
-        "f0_hz": torch.full((4, n), 220.0),
-        "loudness_db": torch.linspace(-50, -20, n).repeat(4, 1),
-        "audio": torch.randn(4, n * 128) * 0.1,
-        "instrument_id": torch.tensor([0, 1, 0, 1]),
-    }
+    batch = two_instrument_batch(n)
     out = model(batch)
     value = module.timbre_cycle(out, batch, module._window(n))
     assert value.dim() == 0 and float(value) > 0
