@@ -270,64 +270,25 @@ def two_instrument_batch(n: int) -> dict[str, torch.Tensor]:
     }
 
 
-def test_torch_slerp_is_the_morph_path():
-    from ddsp_morph.evaluation.latent_eval import slerp as slerp_np
-    from ddsp_morph.training.module import slerp
-
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(5, 7, generator=g) * 3, torch.randn(5, 7, generator=g)
-    t = torch.rand(5, 1, generator=g)
-    got = slerp(a, b, t)
-    for i in range(5):
-        want = slerp_np(a[i].numpy(), b[i].numpy(), float(t[i]))
-        np.testing.assert_allclose(got[i].numpy(), want, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(slerp(a, b, 0.0).numpy(), a.numpy(), atol=1e-5)
-    np.testing.assert_allclose(slerp(a, b, 1.0).numpy(), b.numpy(), atol=1e-5)
-    # coinciding directions: the straight path, and a finite gradient
-    a.requires_grad_(True)
-    same = slerp(a, 2 * a.detach(), torch.full((5, 1), 0.25))
-    np.testing.assert_allclose(same.detach().numpy(), 1.25 * a.detach().numpy(), rtol=1e-4)
-    same.sum().backward()
-    assert torch.isfinite(a.grad).all()
-
-
 @pytest.mark.parametrize("window_frames", [0, 16])
 def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path(
     tmp_path: Path, window_frames: int
 ):
     from ddsp_morph.training.build import build_model
-    from ddsp_morph.training.module import DDSPModule, slerp
+    from ddsp_morph.training.module import DDSPModule
 
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
     module = DDSPModule(
         model, optimizer=lambda p: torch.optim.Adam(p), path_weight=1.0, window_frames=window_frames
     )
     n = 40
-    seen: list[torch.Tensor] = []
-    model.decoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0]["z"]))
+    seen: list[int] = []
+    model.decoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0]["f0"].shape[1]))
     batch = two_instrument_batch(n)
-    with torch.no_grad():
-        for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
-            p.copy_(torch.randn_like(p) * 0.3)
     out = model(batch)
-    # at either end of the path the point is one of the two clips: nothing to even out
-    for end in (0.0, 1.0):
-        alpha = torch.full((4,), end)
-        assert float(module.path_evenness(out, batch, module._window(n), alpha)) < 1e-10
-    seen.clear()
-    alpha = torch.tensor([0.1, 0.3, 0.5, 0.9])
-    value = module.path_evenness(out, batch, module._window(n), alpha)
-    assert float(value) > 1e-6  # FiLM is affine in z, the network after it is not
-    # the whole crop: two more decoder passes; a window: three passes over that window only
-    frames = n if window_frames == 0 else window_frames
-    assert [z.shape[1] for z in seen] == [frames] * (2 if window_frames == 0 else 3)
-    # the last pass is on the slerp path, at each clip's own alpha towards the previous clip
-    z = out["z"] if window_frames == 0 else out["z"][:, :window_frames]
-    on_path = slerp(z[:, :1], torch.roll(z[:, :1], 1, 0), alpha.reshape(-1, 1, 1))
-    torch.testing.assert_close(seen[-1][:, :1], on_path)
-    value.backward()
-    assert model.decoder.film.weight.grad.abs().sum() > 0
-    # a decoder blind to z renders the same controls everywhere on the path
+    # FiLM and the timbre path start at zero: the decoder hears z only through its input MLP,
+    # which bends; once everything is affine in z (no input MLP on z), the midpoint is even
+    assert float(module.path_evenness(out, batch, module._window(n))) >= 0.0
     with torch.no_grad():
         for p in model.decoder.input_mlps["z"].parameters():
             p.zero_()
@@ -335,11 +296,20 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
             p.zero_()
     out = model(batch)
     assert float(module.path_evenness(out, batch, module._window(n))) < 1e-10
+    with torch.no_grad():
+        for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
+            p.copy_(torch.randn_like(p) * 0.3)
+    out = model(batch)
+    seen.clear()
+    value = module.path_evenness(out, batch, module._window(n))
+    assert float(value) > 1e-6  # FiLM is affine in z, the network after it is not
+    # the whole crop: two more decoder passes; a window: three passes over that window only
+    assert seen == ([n, n] if window_frames == 0 else [window_frames] * 3)
+    value.backward()
+    assert model.decoder.film.weight.grad.abs().sum() > 0
 
 
-def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_encoder(
-    tmp_path: Path,
-):
+def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_encoder(tmp_path: Path):
     from ddsp_morph.training.build import build_model
     from ddsp_morph.training.module import DDSPModule
 

@@ -14,20 +14,6 @@ from ddsp_morph.models.autoencoder import DDSPAutoencoder
 from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-    """Spherical interpolation over the last dimension, the norm interpolated linearly (the
-    path of ``evaluation.latent_eval.slerp``); ``t`` broadcasts against a[..., :1]. Straight
-    where the two directions (nearly) coincide."""
-    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
-    ua, ub = a / na.clamp_min(1e-12), b / nb.clamp_min(1e-12)
-    cos = (ua * ub).sum(dim=-1, keepdim=True).clamp(-1 + 1e-6, 1 - 1e-6)
-    omega = torch.acos(cos)
-    sin = torch.sin(omega)
-    turned = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / sin
-    spherical = turned * ((1 - t) * na + t * nb)
-    return torch.where(omega > 1e-3, spherical, (1 - t) * a + t * b)
-
-
 class DDSPModule(L.LightningModule):
     """Trains a DDSPAutoencoder on the multi-scale spectral loss.
 
@@ -125,9 +111,7 @@ class DDSPModule(L.LightningModule):
         start = int(torch.randint(0, n_frames - self.window_frames + 1, ()))
         return slice(start, start + self.window_frames)
 
-    def _controls(
-        self, inputs: dict[str, torch.Tensor], z: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def _controls(self, inputs: dict[str, torch.Tensor], z: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = self.model.decoder({**inputs, "z": z})
         with torch.autocast(z.device.type, enabled=False):
             return self.model.synth.get_controls({k: v.float() for k, v in raw.items()})
@@ -139,27 +123,18 @@ class DDSPModule(L.LightningModule):
         return inputs if cut is None else {k: v[:, cut] for k, v in inputs.items()}
 
     def path_evenness(
-        self,
-        out: dict[str, torch.Tensor],
-        batch: dict[str, torch.Tensor],
-        cut: slice | None = None,
-        alpha: torch.Tensor | None = None,
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cut: slice | None = None
     ) -> torch.Tensor:
-        """How far the synth controls (log harmonic distribution, log noise bands, log amplitude)
-        at a point of the path between two clips' timbres are from the same fraction of the way
-        between theirs, with the first clip's f0 and loudness. The point is at a random
-        ``alpha`` in [0, 1) per clip on the slerp path, the path the morph, the realtime synth
-        and nn~ walk: zero when the controls move in proportion to alpha all along it, so the
-        timbre cannot stay put for half the path and then switch.
+        """How far the synth controls at the midpoint between two clips' timbres are from the
+        mean of their controls (log harmonic distribution, log noise bands, log amplitude),
+        with the first clip's f0 and loudness: zero when the controls move evenly along a
+        straight path in z, so a morph between instruments cannot switch halfway.
 
         With a window ``cut`` the three decoder passes look at those frames of every clip only,
         the GRU starting there, instead of two passes over the whole crop: a fraction of a step."""
         z = out["z"]
         other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
         inputs = self._windowed_inputs(batch, cut)
-        if alpha is None:
-            alpha = torch.rand(z.shape[0], device=z.device)
-        t = alpha.to(z.dtype).reshape(-1, *([1] * (z.dim() - 1)))
 
         def rep(c: dict[str, torch.Tensor]) -> torch.Tensor:
             return torch.cat([torch.log(c[k] + 1e-5) for k in sorted(c)], dim=-1)
@@ -170,8 +145,8 @@ class DDSPModule(L.LightningModule):
             z = z[:, cut]
             a = rep(self._controls(inputs, z))
         b = rep(self._controls(inputs, z[other]))
-        mid = rep(self._controls(inputs, slerp(z, z[other], t)))
-        return torch.mean((mid - ((1 - t) * a + t * b)) ** 2)
+        mid = rep(self._controls(inputs, 0.5 * (z + z[other])))
+        return torch.mean((mid - 0.5 * (a + b)) ** 2)
 
     def timbre_cycle(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cut: slice | None = None
