@@ -309,7 +309,9 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
     assert model.decoder.film.weight.grad.abs().sum() > 0
 
 
-def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_encoder(tmp_path: Path):
+def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_encoder(
+    tmp_path: Path,
+):
     from ddsp_morph.training.build import build_model
     from ddsp_morph.training.module import DDSPModule
 
@@ -335,3 +337,28 @@ def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_enc
     out["mu"] = bias_mu + shift
     value = module.timbre_cycle(out, batch, None)
     assert float(value) == pytest.approx(float(shift.square().mean()), rel=1e-4)
+
+
+def test_the_fluctuation_term_adds_its_weight_times_the_loss_and_comes_from_the_config(
+    tmp_path: Path,
+):
+    from ddsp_morph.dsp.spectral import fluctuation_loss
+    from ddsp_morph.training.build import build_model, build_module
+    from ddsp_morph.training.module import FLUCTUATION_FFT
+
+    cfg = cfg_for(tmp_path, tmp_path)
+    cfg.model.loss.fluctuation_weight = 2.0
+    model = build_model(cfg, n_instruments=2)
+    module = build_module(cfg, model)
+    assert module.fluctuation_weight == 2.0
+    batch = two_instrument_batch(40)
+    out = model(batch)
+    with_term = module.objective(out, batch, "valid")
+    module.fluctuation_weight = 0.0
+    got = with_term - module.objective(out, batch, "valid")
+    want = 2.0 * fluctuation_loss(
+        out["audio"], batch["audio"], module.fluctuation_basis, hop=FLUCTUATION_FFT // 4
+    )
+    assert float(want) > 0
+    assert float(got) == pytest.approx(float(want), rel=1e-4)
+    assert "fluctuation_basis" not in module.state_dict()  # rebuilt from the config, not stored

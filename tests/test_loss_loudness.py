@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,47 @@ def test_loss_under_bf16_autocast_is_float32_and_equal():
         a = multiscale_spectral_loss(x, target)
     assert a.dtype == torch.float32
     torch.testing.assert_close(a, multiscale_spectral_loss(x, target))
+
+
+def _tremolo(depth_db: float, *, sr: int = 16000, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(sr * seconds)) / sr
+    gain_db = depth_db / 2 * torch.sin(2 * math.pi * 6.0 * t)
+    return torch.sin(2 * math.pi * 440.0 * t) * 10 ** (gain_db / 20)
+
+
+def test_band_fluctuation_measures_how_much_the_bands_move():
+    from ddsp_morph.dsp.filters import mel_filterbank
+    from ddsp_morph.dsp.spectral import band_fluctuation
+
+    basis = torch.as_tensor(mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40, fmin=30.0))
+    basis = basis.float()
+    x = torch.stack([_tremolo(0.0), _tremolo(6.0), _tremolo(12.0)])
+    band = int(basis[:, 14].argmax())  # the band holding 440 Hz (bin 14 of a 512-point FFT)
+    f = band_fluctuation(x, basis, hop=128)[:, band]
+    # a steady tone does not move; a 6 Hz tremolo of peak-to-peak depth D dB moves by
+    # D/2 * 2*pi*6 * hop/sr / sqrt(2) dB per frame (rms): 0.64 at 6 dB, twice that at 12 dB
+    assert float(f[0]) < 0.05
+    assert 0.55 < float(f[1]) < 0.7
+    assert float(f[2]) == pytest.approx(2 * float(f[1]), rel=0.1)
+    # silence does not count: a second more of it after the note changes nothing
+    short = torch.cat([x[1:2], torch.zeros(1, 8000)], dim=1)
+    long = torch.cat([x[1:2], torch.zeros(1, 24000)], dim=1)
+    assert float(band_fluctuation(long, basis, hop=128)[0, band]) == pytest.approx(
+        float(band_fluctuation(short, basis, hop=128)[0, band]), rel=1e-4
+    )
+
+
+def test_fluctuation_loss_is_zero_on_the_target_and_pushes_a_steady_render_to_move():
+    from ddsp_morph.dsp.filters import mel_filterbank
+    from ddsp_morph.dsp.spectral import fluctuation_loss
+
+    basis = torch.as_tensor(mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40, fmin=30.0))
+    basis = basis.float()
+    target = _tremolo(12.0).unsqueeze(0)
+    assert float(fluctuation_loss(target, target, basis, hop=128)) < 1e-3
+    depth = torch.tensor(1.0, requires_grad=True)  # a tremolo whose depth is learned
+    t = torch.arange(16000) / 16000
+    pred = torch.sin(2 * math.pi * 440.0 * t) * 10 ** (depth * torch.sin(2 * math.pi * 6 * t) / 20)
+    loss = fluctuation_loss(pred.unsqueeze(0), target, basis, hop=128)
+    loss.backward()
+    assert float(loss) > 0 and float(depth.grad) < 0  # deeper is better

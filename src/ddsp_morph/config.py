@@ -56,6 +56,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "latent.beta_warmup_steps": ((int,), (">= 0", lambda v: v >= 0)),
     "latent.free_bits": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.path_weight": ((float, int), (">= 0", lambda v: v >= 0)),
+    "model.loss.fluctuation_weight": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.cycle_weight": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.window_frames": ((int,), (">= 0", lambda v: v >= 0)),
     "latent.prior": ((str,), ("'standard' or 'label'", lambda v: v in ("standard", "label"))),

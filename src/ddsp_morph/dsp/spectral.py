@@ -118,3 +118,64 @@ def multiscale_spectral_loss(
                 pred, target, n_fft, overlap, linear_weight, log_weight, eps, fused
             )
     return loss
+
+
+def band_fluctuation(
+    audio: torch.Tensor,
+    mel_basis: torch.Tensor,
+    *,
+    hop: int,
+    top_db: float = 50.0,
+    reference: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """How much each band's level moves from one frame to the next: the standard deviation over
+    frames of the frame-to-frame change of the band's level in dB (mel bands of a centred Hann
+    STFT). Only frames where ``reference`` (default: ``audio``) is within ``top_db`` of its
+    loudest frame count, so silences and fades do not dilute it, and none whose window reaches
+    into the centring padding at either end.
+
+    A decoder driven by smooth controls renders steadier bands than a real instrument (bow,
+    breath, the sample's own tremolo); this is the statistic it falls short on.
+
+    Args:
+        audio, reference: Shape [batch, n_samples].
+        mel_basis: Shape [n_bands, n_fft // 2 + 1] (its width sets n_fft).
+
+    Returns:
+        Shape [batch, n_bands], dB per frame.
+    """
+    n_fft = (mel_basis.shape[-1] - 1) * 2
+    window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
+
+    def bands_db(x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
+        power = spec.real.square() + spec.imag.square()
+        return 10.0 * torch.log10((mel_basis.to(power.dtype) @ power).clamp_min(1e-10))
+
+    db = bands_db(audio)
+    ref = db if reference is None else bands_db(reference.to(audio.dtype))
+    energy = ref.detach().amax(dim=1)  # [batch, frames]
+    sounding = (energy > energy.amax(dim=1, keepdim=True) - top_db).to(db.dtype)
+    edge = -(-n_fft // (2 * hop))  # frames whose window reaches into the centring padding
+    sounding[:, :edge] = 0
+    sounding[:, sounding.shape[1] - edge :] = 0
+    w = (sounding[:, 1:] * sounding[:, :-1]).unsqueeze(1)  # both frames of a change sound
+    n = w.sum(dim=-1).clamp_min(1.0)
+    delta = db[..., 1:] - db[..., :-1]
+    mean = (w * delta).sum(dim=-1) / n
+    var = (w * (delta - mean.unsqueeze(-1)).square()).sum(dim=-1) / n
+    return torch.sqrt(var + 1e-6)
+
+
+def fluctuation_loss(
+    pred: torch.Tensor, target: torch.Tensor, mel_basis: torch.Tensor, *, hop: int
+) -> torch.Tensor:
+    """Mean |band_fluctuation(pred) - band_fluctuation(target)| over clips and bands, both on
+    the frames where the target sounds. A statistic of each clip, not a frame-by-frame match:
+    the decoder is asked for as much movement as the instrument has, not for the same movement
+    at the same instant (which the controls cannot tell it). Float32, no gradient to target."""
+    with torch.autocast(pred.device.type, enabled=False):
+        pred, target = pred.float(), target.float().detach()
+        want = band_fluctuation(target, mel_basis, hop=hop)
+        got = band_fluctuation(pred, mel_basis, hop=hop, reference=target)
+        return (got - want).abs().mean()

@@ -178,4 +178,6 @@ def build_module(
         path_weight=float(cfg.latent.get("path_weight", 0.0)),
         cycle_weight=float(cfg.latent.get("cycle_weight", 0.0)),
         window_frames=int(cfg.latent.get("window_frames", 0)),
+        fluctuation_weight=float(loss.get("fluctuation_weight", 0.0)),
+        sample_rate=int(cfg.data.sample_rate),
     )

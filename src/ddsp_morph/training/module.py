@@ -9,9 +9,13 @@ import lightning as L
 import torch
 
 from ddsp_morph.data.datamodule import audio_mask
-from ddsp_morph.dsp.spectral import multiscale_spectral_loss
+from ddsp_morph.dsp.spectral import fluctuation_loss, multiscale_spectral_loss
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
+
+
+# The fluctuation term's bands (a 32 ms Hann STFT, 8 ms hop, 40 mel bands from 30 Hz).
+FLUCTUATION_FFT, FLUCTUATION_BANDS = 512, 40
 
 
 class DDSPModule(L.LightningModule):
@@ -40,6 +44,8 @@ class DDSPModule(L.LightningModule):
         path_weight: float = 0.0,
         cycle_weight: float = 0.0,
         window_frames: int = 0,
+        fluctuation_weight: float = 0.0,
+        sample_rate: int = 16000,
     ) -> None:
         super().__init__()
         self.model = model
@@ -47,6 +53,16 @@ class DDSPModule(L.LightningModule):
         self.beta, self.beta_warmup_steps, self.free_bits = beta, beta_warmup_steps, free_bits
         self.path_weight, self.cycle_weight = path_weight, cycle_weight
         self.window_frames = window_frames
+        self.fluctuation_weight = fluctuation_weight
+        if fluctuation_weight > 0:
+            from ddsp_morph.dsp.filters import mel_filterbank
+
+            basis = mel_filterbank(
+                sample_rate=sample_rate, n_fft=FLUCTUATION_FFT, n_mels=FLUCTUATION_BANDS, fmin=30.0
+            )
+            self.register_buffer(
+                "fluctuation_basis", torch.as_tensor(basis, dtype=torch.float32), persistent=False
+            )
         self.latent_summary: dict | None = None  # centroids + PCA axes, saved with checkpoints
         self.optimizer_factory, self.lr_decay = optimizer, lr_decay
         self.nonfinite_steps = 0
@@ -80,6 +96,10 @@ class DDSPModule(L.LightningModule):
             m = audio_mask(batch["mask"], target.shape[-1])
             pred, target = pred[..., : m.shape[-1]] * m, target * m
         spectral = self.loss(pred, target)
+        if self.fluctuation_weight > 0:
+            fluct = fluctuation_loss(pred, target, self.fluctuation_basis, hop=FLUCTUATION_FFT // 4)
+            self.log(f"{stage}/fluctuation", fluct, batch_size=n)
+            spectral = spectral + self.fluctuation_weight * fluct
         if stage == "train" and "z" in out and (self.path_weight > 0 or self.cycle_weight > 0):
             cut = self._window(out["z"].shape[1])
             if self.path_weight > 0:
@@ -111,7 +131,9 @@ class DDSPModule(L.LightningModule):
         start = int(torch.randint(0, n_frames - self.window_frames + 1, ()))
         return slice(start, start + self.window_frames)
 
-    def _controls(self, inputs: dict[str, torch.Tensor], z: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _controls(
+        self, inputs: dict[str, torch.Tensor], z: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         raw = self.model.decoder({**inputs, "z": z})
         with torch.autocast(z.device.type, enabled=False):
             return self.model.synth.get_controls({k: v.float() for k, v in raw.items()})
