@@ -13,7 +13,6 @@ from ddsp_morph.dsp.spectral import fluctuation_loss, multiscale_spectral_loss
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
 
-
 # The fluctuation term's bands (a 32 ms Hann STFT, 8 ms hop, 40 mel bands from 30 Hz).
 FLUCTUATION_FFT, FLUCTUATION_BANDS = 512, 40
 
