@@ -362,3 +362,83 @@ def test_the_fluctuation_term_adds_its_weight_times_the_loss_and_comes_from_the_
     assert float(want) > 0
     assert float(got) == pytest.approx(float(want), rel=1e-4)
     assert "fluctuation_basis" not in module.state_dict()  # rebuilt from the config, not stored
+
+
+def test_even_alphas_space_the_path_by_its_timbre_change_and_read_backwards():
+    from ddsp_morph.evaluation.latent_eval import even_alphas, path_points, speed_between
+
+    grid = np.linspace(0, 1, 17)
+    speed = grid**2 * (3 - 2 * grid)  # the timbre changes fastest in the middle
+    alphas = even_alphas(np.linspace(0, 1, 11), speed)
+    got = np.interp(alphas, grid, speed)  # the change reached at each warped alpha
+    np.testing.assert_allclose(got, np.linspace(0, 1, 11), atol=1e-9)
+    assert alphas[5] == pytest.approx(0.5) and alphas[1] > 0.1  # dwells less where it is slow
+    np.testing.assert_array_equal(even_alphas(np.linspace(0, 1, 5), None), np.linspace(0, 1, 5))
+    flat = np.zeros(17)  # a model whose timbre never moves: no warp
+    np.testing.assert_array_equal(even_alphas(np.linspace(0, 1, 5), flat), np.linspace(0, 1, 5))
+    # the reverse path: the same points, walked the other way
+    latent = {"path_speed": {"slerp": {"a>b": speed.tolist()}}}
+    za, zb = np.array([3.0, 0.0, 1.0]), np.array([0.0, 2.0, -1.0])
+    fwd = path_points(za, zb, 11, "slerp", speed_between(latent, "a", "b", "slerp"))
+    back = path_points(zb, za, 11, "slerp", speed_between(latent, "b", "a", "slerp"))
+    np.testing.assert_allclose(back[::-1], fwd, atol=1e-9)
+    assert speed_between(latent, "a", "b", "linear") is None
+    assert speed_between(None, "a", "b", "slerp") is None
+
+
+def test_path_speeds_are_stored_with_the_latent_and_steer_the_realtime_morph(tmp_path: Path):
+    from ddsp_morph.evaluation.latent_eval import path_points
+    from ddsp_morph.realtime.performer import LatentMap, PerformerSettings
+    from ddsp_morph.training.build import build_model
+    from ddsp_morph.training.latent import SPEED_POINTS, latent_summary, path_speeds
+
+    torch.manual_seed(0)
+    model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=3)
+    with torch.no_grad():  # a decoder that hears z through its timbre path
+        model.decoder.timbre.weight.copy_(torch.randn_like(model.decoder.timbre.weight))
+    n = 60
+    batch = two_instrument_batch(n)
+    items = [
+        {
+            "audio": batch["audio"][i],
+            "f0_hz": batch["f0_hz"][i] * (1 + i % 3),
+            "loudness_db": batch["loudness_db"][i],
+            "instrument_id": torch.tensor(i % 3),
+        }
+        for i in range(3)
+    ]
+
+    class Items:
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+    names = ["cello", "flute", "oboe"]
+    summary = latent_summary(model, Items(items), names, step=7)
+    speeds = summary["path_speed"]["slerp"]
+    assert sorted(speeds) == ["cello>flute", "cello>oboe", "flute>oboe"]
+    for u in speeds.values():
+        assert len(u) == SPEED_POINTS and u[0] == 0.0 and u[-1] == pytest.approx(1.0)
+        assert np.all(np.diff(u) >= 0)
+    # a decoder blind to z: no timbre change anywhere, the straight ramp
+    with torch.no_grad():
+        for p in (*model.decoder.input_mlps["z"].parameters(), *model.decoder.timbre.parameters()):
+            p.zero_()
+        for p in model.decoder.film.parameters():
+            p.zero_()
+    blind = path_speeds(model, Items(items), names, summary["centroids"])
+    np.testing.assert_allclose(blind["cello>flute"], np.linspace(0, 1, SPEED_POINTS))
+    # the mod wheel: CC1 halfway lands where the stored speeds put half the timbre change
+    latent = {**summary, "path_speed": {"slerp": {"cello>flute": [0, 0.05, 0.1, 0.9, 1.0]}}}
+    even = LatentMap(latent, PerformerSettings(source="cello", target="flute", path="slerp"))
+    plain = LatentMap(
+        latent, PerformerSettings(source="cello", target="flute", path="slerp", even=False)
+    )
+    za, zb = (np.asarray(summary["centroids"][k], np.float32) for k in ("cello", "flute"))
+    want = path_points(za, zb, 3, "slerp", [0, 0.05, 0.1, 0.9, 1.0])[1]  # alpha 0.5
+    np.testing.assert_allclose(even.z(0.5, [0, 0]).numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(
+        plain.z(0.5, [0, 0]).numpy(), path_points(za, zb, 3, "slerp")[1], atol=1e-5
+    )

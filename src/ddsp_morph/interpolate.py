@@ -21,7 +21,12 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 def run_interpolation(cfg: DictConfig) -> dict:
     from ddsp_morph.evaluation.classifier import corpus_classifier
-    from ddsp_morph.evaluation.latent_eval import interpolate, known_centroids, strip_plot
+    from ddsp_morph.evaluation.latent_eval import (
+        interpolate,
+        known_centroids,
+        speed_between,
+        strip_plot,
+    )
     from ddsp_morph.evaluation.sources import load_source
     from ddsp_morph.training.build import feature_settings
     from ddsp_morph.training.checkpoint import load_run
@@ -41,6 +46,9 @@ def run_interpolation(cfg: DictConfig) -> dict:
         kind=str(cfg.path),
         classifier=clf,
         settings=settings,
+        speed=speed_between(run.extra.get("latent"), str(cfg["from"]), str(cfg.to), str(cfg.path))
+        if cfg.get("even", True)
+        else None,
     )
     summary["source"] = str(cfg.source)
     summary["run"] = str(run.run_dir)

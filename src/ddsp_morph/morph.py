@@ -26,6 +26,7 @@ def run_morph(cfg: DictConfig) -> dict:
     from ddsp_morph.evaluation.morph import MorphSettings, test_items_by_instrument, write_morph
     from ddsp_morph.training.build import build_datamodule, feature_settings
     from ddsp_morph.training.checkpoint import load_run
+    from ddsp_morph.training.latent import with_speeds
 
     run = load_run(cfg.run, checkpoint=str(cfg.checkpoint))
     dm = build_datamodule(run.cfg)
@@ -36,8 +37,16 @@ def run_morph(cfg: DictConfig) -> dict:
         )
     centroids = {k: np.asarray(v, np.float32) for k, v in centroids_of(run).items()}
     settings = MorphSettings(
-        steps=int(cfg.steps), n_examples=int(cfg.n_examples), path=str(cfg.path), seed=int(cfg.seed)
+        steps=int(cfg.steps),
+        n_examples=int(cfg.n_examples),
+        path=str(cfg.path),
+        even=bool(cfg.get("even", True)),
+        seed=int(cfg.seed),
     )
+    latent = run.extra.get("latent")
+    if settings.even:  # a checkpoint from before the speeds were stored: measured here
+        dm.setup("fit")
+        latent = with_speeds(latent, run.model, dm.datasets["train"], dm.instruments, settings.path)
     out = Path(cfg.out_dir) if cfg.out_dir else run.run_dir
     return write_morph(
         out,
@@ -47,6 +56,7 @@ def run_morph(cfg: DictConfig) -> dict:
         classifier=corpus_classifier(Path(run.cfg.data.corpus_dir), cfg.classifier or None),
         features=feature_settings(run.cfg),
         settings=settings,
+        latent=latent,
     )
 
 

@@ -41,10 +41,34 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return u * ((1 - t) * na + t * nb)
 
 
-def path_points(a: np.ndarray, b: np.ndarray, steps: int, kind: str = "linear") -> np.ndarray:
+def even_alphas(alphas: np.ndarray, speed: list[float] | np.ndarray | None) -> np.ndarray:
+    """Where on the path each control value lands when the timbre is to move evenly.
+
+    ``speed``: the path's cumulative timbre change (0 .. 1) at equally spaced alphas (see
+    ``training.latent.path_speeds``); control value c goes to the alpha where that change is c.
+    None: alphas unchanged."""
+    alphas = np.asarray(alphas, np.float64)
+    if speed is None:
+        return alphas
+    u = np.maximum.accumulate(np.asarray(speed, np.float64))
+    if len(u) < 2 or not np.isfinite(u).all() or u[-1] - u[0] <= 0:
+        return alphas
+    u = (u - u[0]) / (u[-1] - u[0])
+    return np.interp(alphas, u, np.linspace(0.0, 1.0, len(u)))
+
+
+def path_points(
+    a: np.ndarray,
+    b: np.ndarray,
+    steps: int,
+    kind: str = "linear",
+    speed: list[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """``steps`` points from a to b (``kind`` linear | slerp), equally spaced in alpha, or, with
+    a ``speed`` table, equally spaced in timbre change (``even_alphas``)."""
     if steps < 2:
         raise DDSPMorphError(f"steps: need at least 2, got {steps}")
-    alphas = np.linspace(0.0, 1.0, steps)
+    alphas = even_alphas(np.linspace(0.0, 1.0, steps), speed)
     if kind == "linear":
         return np.stack([(1 - t) * a + t * b for t in alphas])
     if kind == "slerp":
@@ -52,13 +76,35 @@ def path_points(a: np.ndarray, b: np.ndarray, steps: int, kind: str = "linear") 
     raise DDSPMorphError(f"path: expected 'linear' or 'slerp', got {kind!r}")
 
 
-def chain_points(points: list[np.ndarray], steps: int, kind: str = "linear") -> np.ndarray:
+def chain_points(
+    points: list[np.ndarray],
+    steps: int,
+    kind: str = "linear",
+    speeds: list | None = None,
+) -> np.ndarray:
     """A path through more than two points (instrument centroids, in order): ``steps`` points
-    per segment, the shared vertices once. Shape [(len(points) - 1) * (steps - 1) + 1, z_dim]."""
+    per segment, the shared vertices once; ``speeds``: one table (or None) per segment.
+    Shape [(len(points) - 1) * (steps - 1) + 1, z_dim]."""
     if len(points) < 2:
         raise DDSPMorphError(f"a path needs at least 2 instruments, got {len(points)}")
-    segs = [path_points(a, b, steps, kind) for a, b in zip(points[:-1], points[1:], strict=True)]
+    speeds = speeds or [None] * (len(points) - 1)
+    segs = [
+        path_points(a, b, steps, kind, sp)
+        for a, b, sp in zip(points[:-1], points[1:], speeds, strict=True)
+    ]
     return np.concatenate([segs[0], *[s[1:] for s in segs[1:]]])
+
+
+def speed_between(latent: dict | None, source: str, target: str, kind: str) -> list | None:
+    """The stored timbre-speed table from ``source`` to ``target`` on a ``kind`` path (a run's
+    latent summary, ``training.latent.path_speeds``), or None where the run has none."""
+    table = ((latent or {}).get("path_speed") or {}).get(kind) or {}
+    if f"{source}>{target}" in table:
+        return list(table[f"{source}>{target}"])
+    if f"{target}>{source}" in table:  # the same path walked backwards
+        u = np.asarray(table[f"{target}>{source}"], np.float64)
+        return (u[-1] - u[::-1]).tolist()
+    return None
 
 
 def known_centroids(run, *names: str) -> dict[str, np.ndarray]:
@@ -144,9 +190,10 @@ def interpolate(
     kind: str,
     classifier,
     settings: FeatureSettings,
+    speed: list[float] | None = None,
 ) -> tuple[pd.DataFrame, dict, list[np.ndarray]]:
     cents = known_centroids(run, source, target)
-    zs = path_points(cents[source], cents[target], steps, kind)
+    zs = path_points(cents[source], cents[target], steps, kind, speed)
     alphas = np.linspace(0, 1, steps)
     rows, audios = [], []
     for alpha, z in zip(alphas, zs, strict=True):
@@ -163,6 +210,7 @@ def interpolate(
         "from": source,
         "to": target,
         "path": kind,
+        "even": speed is not None,
         "steps": steps,
         "p_target_start": float(p[0]),
         "p_target_end": float(p[-1]),

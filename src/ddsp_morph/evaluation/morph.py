@@ -33,7 +33,12 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from ddsp_morph.data.features import FeatureSettings  # noqa: E402
 from ddsp_morph.data.io import save_csv, save_json  # noqa: E402
-from ddsp_morph.evaluation.latent_eval import descriptors, path_points, preservation  # noqa: E402
+from ddsp_morph.evaluation.latent_eval import (  # noqa: E402
+    descriptors,
+    path_points,
+    preservation,
+    speed_between,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ class MorphSettings:
     n_examples: int = 3  # test examples of A per pair
     f0_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)  # where f0/loudness are re-extracted
     path: str = "linear"
+    even: bool = True  # alphas equally spaced in timbre change where the run stores the speeds
     batch_size: int = 16
     seed: int = 0
 
@@ -103,11 +109,13 @@ def path_measures(
     classifier,
     settings: MorphSettings,
     features: FeatureSettings,
+    speed: list[float] | None = None,
 ) -> tuple[dict, np.ndarray]:
     """One ordered pair: every measure of the module docstring over ``items`` (performances of
-    A). Returns (row, the mean P(B) curve over alphas)."""
+    A), at alphas equally spaced in timbre change when a ``speed`` table is given. Returns
+    (row, the mean P(B) curve over alphas)."""
     alphas = np.linspace(0.0, 1.0, settings.steps)
-    zs = path_points(za, zb, settings.steps, settings.path)
+    zs = path_points(za, zb, settings.steps, settings.path, speed)
     curves, cent, hnr, worst_steps, keep = [], [], [], [], []
     for e, item in enumerate(items):
         out = render_many(model, item, zs, seed=settings.seed)
@@ -187,8 +195,10 @@ def morph_study(
     classifier,
     features: FeatureSettings,
     settings: MorphSettings = MorphSettings(),
+    latent: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    """The whole table. ``items_by_instrument``: test performances per instrument.
+    """The whole table. ``items_by_instrument``: test performances per instrument; ``latent``:
+    the run's latent summary, whose timbre-speed tables space the alphas (``settings.even``).
 
     Returns (pairs: one row per ordered pair, curves: P(B) per alpha per pair, renders: the
     conversion/resynthesis rows, summary with the targets checked)."""
@@ -201,6 +211,7 @@ def morph_study(
             if a == b:
                 continue
             items = items_by_instrument[a][: settings.n_examples]
+            speed = speed_between(latent, a, b, settings.path) if settings.even else None
             row, curve = path_measures(
                 model,
                 items,
@@ -210,9 +221,17 @@ def morph_study(
                 classifier=classifier,
                 settings=settings,
                 features=features,
+                speed=speed,
             )
             pairs.append(
-                {"from": a, "to": b, "path": settings.path, "n_examples": len(items), **row}
+                {
+                    "from": a,
+                    "to": b,
+                    "path": settings.path,
+                    "even": speed is not None,
+                    "n_examples": len(items),
+                    **row,
+                }
             )
             curves += [
                 {"from": a, "to": b, "alpha": float(t), "p_b": float(p)}
@@ -349,6 +368,7 @@ def write_morph(
     features: FeatureSettings,
     settings: MorphSettings = MorphSettings(),
     title: str = "",
+    latent: dict | None = None,
 ) -> dict:
     """``morph_study`` written into ``out_dir``: morph.csv (pairs), morph_curves.csv,
     morph_renders.csv, morph_summary.json, morph.png. Returns the summary."""
@@ -360,9 +380,11 @@ def write_morph(
         classifier=classifier,
         features=features,
         settings=settings,
+        latent=latent,
     )
     summary["seconds"] = time.time() - t0
     summary["path"] = settings.path
+    summary["even"] = bool(len(pairs) and pairs["even"].all())
     out_dir = Path(out_dir)
     save_csv(out_dir / "morph.csv", pairs)
     save_csv(out_dir / "morph_curves.csv", curves)

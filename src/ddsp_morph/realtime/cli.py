@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--to", dest="target", help="instrument at morph CC = 127")
     ap.add_argument("--path", default="slerp", choices=["slerp", "linear"])
     ap.add_argument(
+        "--no-even",
+        action="store_true",
+        help="CC1 moves z evenly rather than the timbre (the run's stored speeds)",
+    )
+    ap.add_argument(
         "--through",
         default="",
         help="a morph path through several instruments, comma-separated "
@@ -229,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             source=args.source,
             target=args.target,
             path=args.path,
+            even=not args.no_even,
             through=tuple(n.strip() for n in args.through.split(",") if n.strip()),
             engine=args.engine,
             weights=args.weights,

@@ -217,9 +217,10 @@ def build_module(
     path_kind: str = "slerp",
     source: str | None = None,
     target: str | None = None,
+    even: bool = True,
 ) -> tuple[NNTildeSynth, dict]:
     """The (unscripted) module of a loaded run, and what a host needs to know about it."""
-    from ddsp_morph.evaluation.latent_eval import chain_points
+    from ddsp_morph.evaluation.latent_eval import chain_points, speed_between
     from ddsp_morph.realtime.audio_in import AudioInSettings, corpus_stats, input_follower
     from ddsp_morph.realtime.export import trace_synth
 
@@ -236,9 +237,11 @@ def build_module(
             raise DDSPMorphError(f"instrument {name!r}: no centroid; this run knows {names}")
     path, cents = torch.zeros(2, 1), torch.zeros(1, 1)
     axes = torch.zeros(2, 1)
+    speed = None
     if z_dim:
         pts = [np.asarray(centroids[n], np.float32) for n in (source, target)]
-        path = torch.from_numpy(chain_points(pts, 65, path_kind).astype(np.float32))
+        speed = speed_between(latent, source, target, path_kind) if even else None
+        path = torch.from_numpy(chain_points(pts, 65, path_kind, [speed]).astype(np.float32))
         cents = torch.from_numpy(np.stack([np.asarray(centroids[n], np.float32) for n in names]))
         axes = torch.zeros(2, z_dim)
         if "pca_components" in latent:  # as the realtime synth's XY: 2 std at the edge
@@ -266,7 +269,12 @@ def build_module(
     info = {
         "host_sample_rate": host_rate,
         "model_sample_rate": sr,
-        "morph_path": f"{path_kind}: {source} (0) -> {target} (1)" if z_dim else None,
+        "morph_path": (
+            f"{path_kind}{' (even timbre)' if z_dim and speed is not None else ''}: "
+            f"{source} (0) -> {target} (1)"
+        )
+        if z_dim
+        else None,
         "instruments": names,
         "latency_samples_forward": module.frame + fir_half,
         "latency_samples_audio": module.frame + 2 * fir_half + lag,

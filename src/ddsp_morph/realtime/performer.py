@@ -19,7 +19,7 @@ import torch
 from ddsp_morph.control.midi import MidiController, MidiSettings, midi_events
 from ddsp_morph.dsp.resample import PolyphaseUpsampler
 from ddsp_morph.errors import DDSPMorphError
-from ddsp_morph.evaluation.latent_eval import chain_points
+from ddsp_morph.evaluation.latent_eval import chain_points, speed_between
 from ddsp_morph.evaluation.sources import corpus_midi_settings
 from ddsp_morph.realtime.engine import StreamingEngine
 from ddsp_morph.realtime.fast import FastEngine
@@ -38,6 +38,7 @@ class PerformerSettings:
         str, ...
     ] = ()  # a path through these instruments in order (overrides source/target)
     path_steps: int = 65  # the path is precomputed at this resolution
+    even: bool = True  # CC1 moves the timbre evenly (the run's stored speeds), not z
     pc_scale: float = 2.0  # a PC CC at its extreme moves z by this many standard deviations
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
     weights: str = "int16"  # the fast engine's decoder weights: "float32", "int16" or "int8"
@@ -57,9 +58,16 @@ class LatentMap:
                 raise DDSPMorphError(f"instrument {name!r}: no centroid; this run knows {names}")
         self.source, self.target = stops[0], stops[-1]
         points = [np.asarray(latent["centroids"][n], np.float32) for n in stops]
-        # CC1 travels the whole chain; each segment gets the same share of the wheel
+        # CC1 travels the whole chain; each segment gets the same share of the wheel, within
+        # which the timbre moves evenly where the run stores its speeds
         per_segment = max(2, (s.path_steps - 1) // (len(points) - 1) + 1)
-        self.path = torch.from_numpy(chain_points(points, per_segment, s.path).astype(np.float32))
+        speeds = [
+            speed_between(latent, a, b, s.path) if s.even else None
+            for a, b in zip(stops[:-1], stops[1:], strict=True)
+        ]
+        self.path = torch.from_numpy(
+            chain_points(points, per_segment, s.path, speeds).astype(np.float32)
+        )
         comps = np.asarray(latent["pca_components"], np.float32)
         std = np.asarray(latent["pca_std"], np.float32)
         axes = np.zeros((2, len(points[0])), np.float32)

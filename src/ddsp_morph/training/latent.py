@@ -67,8 +67,9 @@ def pca(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def latent_summary(model, dataset, instruments: list[str], *, step: int) -> dict:
-    """Per-instrument centroids of the clip-level posterior means over ``dataset`` and the first
-    two principal axes; plain lists, so a checkpoint holding it loads with weights_only=True."""
+    """Per-instrument centroids of the clip-level posterior means over ``dataset``, the first
+    two principal axes and the timbre speed along every centroid path (``path_speeds``); plain
+    lists, so a checkpoint holding it loads with weights_only=True."""
     enc = encode_dataset(model, dataset)
     mu, ids = enc["mu"], enc["instrument_id"]
     centroids = {
@@ -83,7 +84,125 @@ def latent_summary(model, dataset, instruments: list[str], *, step: int) -> dict
         "pca_components": comps.astype(float).tolist(),
         "pca_std": std.astype(float).tolist(),
         "n_clips": int(len(mu)),
+        "path_speed": {"slerp": path_speeds(model, dataset, instruments, centroids)},
     }
+
+
+def with_speeds(latent: dict, model, dataset, instruments: list[str], kind: str) -> dict:
+    """``latent`` with the timbre-speed tables of ``kind`` paths, measured now where it has none
+    (a checkpoint written before they were stored, or a path kind that is not stored)."""
+    if (latent.get("path_speed") or {}).get(kind) is not None:
+        return latent
+    speeds = path_speeds(model, dataset, instruments, latent["centroids"], kind=kind)
+    return {**latent, "path_speed": {**(latent.get("path_speed") or {}), kind: speeds}}
+
+
+def dry_render(model, batch: dict[str, torch.Tensor], *, seed: int = 0) -> torch.Tensor:
+    """The model's dry output (harmonic + noise, no reverb) for a batch carrying z, with the
+    same white noise in every row: rows differ by their timbre only. Shape [batch, n_samples]."""
+    f0 = batch["f0_hz"]
+    inputs = model.decoder_inputs(batch)
+    inputs["z"] = model.latent(batch, f0.shape[1])["z"]
+    controls = model.synth.get_controls({k: v.float() for k, v in model.decoder(inputs).items()})
+    synth = model.synth
+    audio = synth.harmonic(f0.float(), controls["amplitude"], controls["harmonic_distribution"])
+    if synth.noise is not None:
+        g = torch.Generator().manual_seed(seed)
+        white = torch.rand(1, audio.shape[-1], generator=g) * 2 - 1
+        noise = synth.noise(controls["noise_magnitudes"], noise=white.expand(len(f0), -1))
+        audio = audio + noise[..., : audio.shape[-1]]
+    return audio
+
+
+SPEED_POINTS = 17  # points per path where the timbre is described
+SPEED_SECONDS = 1.5  # of one clip per instrument
+SPEED_BANDS, SPEED_FFT = 40, 1024
+
+
+@torch.no_grad()
+def path_speeds(
+    model,
+    dataset,
+    instruments: list[str],
+    centroids: dict[str, list[float]],
+    *,
+    kind: str = "slerp",
+    n_points: int = SPEED_POINTS,
+    seconds: float = SPEED_SECONDS,
+) -> dict[str, list[float]]:
+    """How fast the timbre changes along the path between every two instruments' centroids, so
+    that a morph control can move it evenly (``evaluation.latent_eval.even_alphas``).
+
+    The first ``seconds`` of the first clip of each of the two instruments are rendered at
+    ``n_points`` equally spaced alphas; each render is described by its spectral envelope (the
+    mean over its sounding frames of 40 mel bands, dB) and the change between neighbouring
+    points (Euclidean, summed over the two clips) is accumulated. Returns "A>B" (A before B
+    alphabetically) -> cumulative change, 0 at A and 1 at B, Shape [n_points]; the reverse
+    path reads it backwards (``latent_eval.speed_between``). A model whose envelope does not
+    move gets the straight ramp."""
+    from ddsp_morph.dsp.filters import mel_filterbank
+    from ddsp_morph.evaluation.latent_eval import path_points
+
+    names = sorted(centroids)
+    if len(names) < 2 or model.encoder is None:
+        return {}
+    firsts: dict[str, dict[str, torch.Tensor]] = {}
+    for item in dataset.items:
+        name = instruments[int(item["instrument_id"])]
+        firsts.setdefault(name, item)
+    hop = model.synth.hop_length
+    sr = model.synth.sample_rate
+    basis = torch.as_tensor(
+        mel_filterbank(sample_rate=sr, n_fft=SPEED_FFT, n_mels=SPEED_BANDS, fmin=30.0),
+        dtype=torch.float32,
+    )
+    window = torch.hann_window(SPEED_FFT)
+
+    def envelope(audio: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(audio, SPEED_FFT, SPEED_FFT // 4, window=window, return_complex=True)
+        db = 10 * torch.log10((basis @ spec.abs().square()).clamp_min(1e-10))  # [n, bands, t]
+        energy = db.amax(dim=1, keepdim=True)
+        w = (energy > energy.amax(dim=2, keepdim=True) - 50.0).float()
+        return (db * w).sum(-1) / w.sum(-1).clamp_min(1.0)
+
+    def clip(item: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+        frames = min(int(item["f0_hz"].shape[0]), int(seconds * sr / hop))
+        out = {}
+        for k, v in item.items():
+            if k == "z":
+                continue
+            if k == "audio":
+                v = v[: frames * hop]
+            elif v.ndim >= 1 and v.shape[0] == item["f0_hz"].shape[0]:
+                v = v[:frames]
+            out[k] = v.unsqueeze(0).expand(n, *v.shape)
+        return out
+
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[float]] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            zs = path_points(
+                np.asarray(centroids[a], np.float32),
+                np.asarray(centroids[b], np.float32),
+                n_points,
+                kind,
+            )
+            change = np.zeros(n_points - 1)
+            for name in (a, b):
+                if name not in firsts:
+                    continue
+                batch = clip(firsts[name], n_points)
+                batch["z"] = torch.as_tensor(zs, dtype=torch.float32)
+                env = envelope(dry_render(model, batch))
+                change += torch.linalg.vector_norm(env[1:] - env[:-1], dim=-1).numpy()
+            u = np.concatenate([[0.0], np.cumsum(change)])
+            ramp = np.linspace(0.0, 1.0, n_points)
+            moved = u[-1] > 1e-3  # dB, summed over the path: below it the timbre is still
+            out[f"{a}>{b}"] = (u / u[-1] if moved else ramp).astype(float).tolist()
+    model.train(was_training)
+    return out
 
 
 def latent_stats(enc: dict[str, np.ndarray]) -> dict[str, float]:

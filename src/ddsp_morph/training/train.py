@@ -228,7 +228,7 @@ def measure_morph(
         write_morph,
     )
     from ddsp_morph.training.build import feature_settings
-    from ddsp_morph.training.latent import latent_summary
+    from ddsp_morph.training.latent import latent_summary, with_speeds
 
     if len(dm.instruments) < 2:
         log.info("morph: the corpus has one instrument (%s); nothing to morph", dm.instruments[0])
@@ -238,6 +238,7 @@ def measure_morph(
         steps=int(m.get("steps", 11)),
         n_examples=int(m.get("n_examples", 3)),
         path=str(m.get("path", "linear")),
+        even=bool(m.get("even", True)),
         seed=int(cfg.seed if cfg.seed is not None else 0),
     )
     model = model.cpu().eval()
@@ -251,6 +252,7 @@ def measure_morph(
         classifier=corpus_classifier(Path(cfg.data.corpus_dir)),
         features=feature_settings(cfg),
         settings=settings,
+        latent=with_speeds(lat, model, dm.datasets["train"], dm.instruments, settings.path),
     )
     log.info("%s (%.0f s; %s)", summary_line(summary), summary["seconds"], output_dir / "morph.csv")
     return summary
