@@ -2,8 +2,9 @@
 
     python experiments/ex2_latent/study_table.py NAME=RUN_DIR [NAME=RUN_DIR ...]
 
-Reads ``morph_summary.json``, ``morph.csv``, ``val_history.csv`` and ``train_history.csv`` of each run (the end-of-run
-morph table) and prints steps, best validation loss, conversion, resynthesis and how many of the
+Reads ``morph_summary.json``, ``morph.csv``, ``val_history.csv`` and ``train_history.csv`` of each
+run (the end-of-run morph table; for a morph re-measured into a folder of the run, the run's
+histories) and prints steps, best validation loss, conversion, resynthesis and how many of the
 12 ordered pairs meet each per-pair target of issue 13.
 """
 
@@ -26,8 +27,11 @@ HEADER = (
 def row(name: str, run: Path) -> str:
     s = json.loads((run / "morph_summary.json").read_text())
     pairs = pd.read_csv(run / "morph.csv")
-    val = pd.read_csv(run / "val_history.csv")
-    hist = run / "train_history.csv"
+    # a morph re-measured into a folder of the run (``python -m ddsp_morph.morph out_dir=...``)
+    # takes the run's histories
+    logs = run if (run / "val_history.csv").exists() else run.parent
+    val = pd.read_csv(logs / "val_history.csv")
+    hist = logs / "train_history.csv"
     steps = len(pd.read_csv(hist)) if hist.exists() else int(val["step"].max())
     worst = min(s["resynthesis_accuracy_per_instrument"].items(), key=lambda kv: kv[1])
     return (
