@@ -98,7 +98,8 @@ class DDSPModule(L.LightningModule):
         if self.fluctuation_weight > 0:
             fluct = fluctuation_loss(pred, target, self.fluctuation_basis, hop=FLUCTUATION_FFT // 4)
             self.log(f"{stage}/fluctuation", fluct, batch_size=n)
-            spectral = spectral + self.fluctuation_weight * fluct
+            if stage == "train":  # val/loss stays spectral + beta * KL, comparable across runs
+                spectral = spectral + self.fluctuation_weight * fluct
         if stage == "train" and "z" in out and (self.path_weight > 0 or self.cycle_weight > 0):
             cut = self._window(out["z"].shape[1])
             if self.path_weight > 0:
