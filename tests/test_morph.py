@@ -345,3 +345,35 @@ def test_audio_in_plays_a_take_of_a_as_b_along_a_cc1_sweep(two_timbre_run, tmp_p
         v = (f_in["periodicity"][:n] >= 0.5) & (f_out["periodicity"][lag : lag + n] >= 0.5)
         err = np.abs(1200 * np.log2(f_out["f0_hz"][lag : lag + n][v] / f_in["f0_hz"][:n][v]))
         assert v.sum() > 300 and np.median(err) < 20.0
+
+
+def test_the_morph_cli_walks_evenly_in_timbre_and_measures_speeds_the_run_lacks(
+    two_timbre_run, tmp_path: Path
+):
+    """``python -m ddsp_morph.morph``: with even=true on a path kind the checkpoint does not
+    store (linear; training stores slerp) it measures the speeds itself and spaces the alphas
+    by them; even=false spaces them in z. The ends are the same either way."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from .conftest import REPO
+
+    _, run = two_timbre_run
+    rows = {}
+    for even in ("true", "false"):
+        out = tmp_path / f"even_{even}"
+        done = subprocess.run(
+            [sys.executable, "-m", "ddsp_morph.morph", f"run={run}", "checkpoint=last"]
+            + ["path=linear", f"even={even}", f"out_dir={out}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads((out / "morph_summary.json").read_text())["even"] is (even == "true")
+        rows[even] = pd.read_csv(out / "morph.csv")
+    np.testing.assert_allclose(rows["true"]["p_b_start"], rows["false"]["p_b_start"], atol=1e-6)
+    np.testing.assert_allclose(rows["true"]["p_b_end"], rows["false"]["p_b_end"], atol=1e-6)

@@ -44,7 +44,8 @@ def run_morph(cfg: DictConfig) -> dict:
         seed=int(cfg.seed),
     )
     latent = run.extra.get("latent")
-    if settings.even:  # a checkpoint from before the speeds were stored: measured here
+    if settings.even and not (latent.get("path_speed") or {}).get(settings.path):
+        # a checkpoint from before the speeds were stored (or a path kind it does not store)
         dm.setup("fit")
         latent = with_speeds(latent, run.model, dm.datasets["train"], dm.instruments, settings.path)
     out = Path(cfg.out_dir) if cfg.out_dir else run.run_dir

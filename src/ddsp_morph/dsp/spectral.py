@@ -120,6 +120,34 @@ def multiscale_spectral_loss(
     return loss
 
 
+def _bands_db(audio: torch.Tensor, mel_basis: torch.Tensor, hop: int) -> torch.Tensor:
+    """Mel band levels in dB of a centred Hann STFT. Shape [batch, n_bands, n_frames]."""
+    n_fft = (mel_basis.shape[-1] - 1) * 2
+    window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
+    spec = torch.stft(audio, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
+    power = spec.real.square() + spec.imag.square()
+    return 10.0 * torch.log10((mel_basis.to(power.dtype) @ power).clamp_min(1e-10))
+
+
+def _sounding_changes(ref_db: torch.Tensor, n_fft: int, hop: int, top_db: float) -> torch.Tensor:
+    """Weights of the frame-to-frame changes that count: both frames within ``top_db`` of the
+    loudest, neither reaching into the centring padding. Shape [batch, 1, n_frames - 1]."""
+    energy = ref_db.detach().amax(dim=1)  # [batch, frames]
+    sounding = (energy > energy.amax(dim=1, keepdim=True) - top_db).to(ref_db.dtype)
+    edge = -(-n_fft // (2 * hop))  # frames whose window reaches into the centring padding
+    sounding[:, :edge] = 0
+    sounding[:, sounding.shape[1] - edge :] = 0
+    return (sounding[:, 1:] * sounding[:, :-1]).unsqueeze(1)
+
+
+def _change_std(db: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    n = w.sum(dim=-1).clamp_min(1.0)
+    delta = db[..., 1:] - db[..., :-1]
+    mean = (w * delta).sum(dim=-1) / n
+    var = (w * (delta - mean.unsqueeze(-1)).square()).sum(dim=-1) / n
+    return torch.sqrt(var + 1e-6)
+
+
 def band_fluctuation(
     audio: torch.Tensor,
     mel_basis: torch.Tensor,
@@ -145,37 +173,23 @@ def band_fluctuation(
         Shape [batch, n_bands], dB per frame.
     """
     n_fft = (mel_basis.shape[-1] - 1) * 2
-    window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
-
-    def bands_db(x: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(x, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
-        power = spec.real.square() + spec.imag.square()
-        return 10.0 * torch.log10((mel_basis.to(power.dtype) @ power).clamp_min(1e-10))
-
-    db = bands_db(audio)
-    ref = db if reference is None else bands_db(reference.to(audio.dtype))
-    energy = ref.detach().amax(dim=1)  # [batch, frames]
-    sounding = (energy > energy.amax(dim=1, keepdim=True) - top_db).to(db.dtype)
-    edge = -(-n_fft // (2 * hop))  # frames whose window reaches into the centring padding
-    sounding[:, :edge] = 0
-    sounding[:, sounding.shape[1] - edge :] = 0
-    w = (sounding[:, 1:] * sounding[:, :-1]).unsqueeze(1)  # both frames of a change sound
-    n = w.sum(dim=-1).clamp_min(1.0)
-    delta = db[..., 1:] - db[..., :-1]
-    mean = (w * delta).sum(dim=-1) / n
-    var = (w * (delta - mean.unsqueeze(-1)).square()).sum(dim=-1) / n
-    return torch.sqrt(var + 1e-6)
+    db = _bands_db(audio, mel_basis, hop)
+    ref = db if reference is None else _bands_db(reference.to(audio.dtype), mel_basis, hop)
+    return _change_std(db, _sounding_changes(ref, n_fft, hop, top_db))
 
 
 def fluctuation_loss(
     pred: torch.Tensor, target: torch.Tensor, mel_basis: torch.Tensor, *, hop: int
 ) -> torch.Tensor:
     """Mean |band_fluctuation(pred) - band_fluctuation(target)| over clips and bands, both on
-    the frames where the target sounds. A statistic of each clip, not a frame-by-frame match:
-    the decoder is asked for as much movement as the instrument has, not for the same movement
-    at the same instant (which the controls cannot tell it). Float32, no gradient to target."""
+    the frames where the target sounds (the target analysed once). A statistic of each clip,
+    not a frame-by-frame match: the decoder is asked for as much movement as the instrument
+    has, not for the same movement at the same instant (which the controls cannot tell it).
+    Float32, no gradient to target."""
     with torch.autocast(pred.device.type, enabled=False):
         pred, target = pred.float(), target.float().detach()
-        want = band_fluctuation(target, mel_basis, hop=hop)
-        got = band_fluctuation(pred, mel_basis, hop=hop, reference=target)
-        return (got - want).abs().mean()
+        n_fft = (mel_basis.shape[-1] - 1) * 2
+        target_db = _bands_db(target, mel_basis, hop)
+        w = _sounding_changes(target_db, n_fft, hop, 50.0)
+        got = _change_std(_bands_db(pred, mel_basis, hop), w)
+        return (got - _change_std(target_db, w)).abs().mean()
