@@ -120,7 +120,7 @@ def multiscale_spectral_loss(
     return loss
 
 
-def _bands_db(audio: torch.Tensor, mel_basis: torch.Tensor, hop: int) -> torch.Tensor:
+def mel_band_db(audio: torch.Tensor, mel_basis: torch.Tensor, hop: int) -> torch.Tensor:
     """Mel band levels in dB of a centred Hann STFT. Shape [batch, n_bands, n_frames]."""
     n_fft = (mel_basis.shape[-1] - 1) * 2
     window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
@@ -173,8 +173,8 @@ def band_fluctuation(
         Shape [batch, n_bands], dB per frame.
     """
     n_fft = (mel_basis.shape[-1] - 1) * 2
-    db = _bands_db(audio, mel_basis, hop)
-    ref = db if reference is None else _bands_db(reference.to(audio.dtype), mel_basis, hop)
+    db = mel_band_db(audio, mel_basis, hop)
+    ref = db if reference is None else mel_band_db(reference.to(audio.dtype), mel_basis, hop)
     return _change_std(db, _sounding_changes(ref, n_fft, hop, top_db))
 
 
@@ -189,7 +189,7 @@ def fluctuation_loss(
     with torch.autocast(pred.device.type, enabled=False):
         pred, target = pred.float(), target.float().detach()
         n_fft = (mel_basis.shape[-1] - 1) * 2
-        target_db = _bands_db(target, mel_basis, hop)
+        target_db = mel_band_db(target, mel_basis, hop)
         w = _sounding_changes(target_db, n_fft, hop, 50.0)
-        got = _change_std(_bands_db(pred, mel_basis, hop), w)
+        got = _change_std(mel_band_db(pred, mel_basis, hop), w)
         return (got - _change_std(target_db, w)).abs().mean()

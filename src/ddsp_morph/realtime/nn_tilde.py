@@ -270,7 +270,7 @@ def build_module(
         "host_sample_rate": host_rate,
         "model_sample_rate": sr,
         "morph_path": (
-            f"{path_kind}{' (even timbre)' if z_dim and speed is not None else ''}: "
+            f"{path_kind}{' (even timbre)' if speed is not None else ''}: "
             f"{source} (0) -> {target} (1)"
         )
         if z_dim

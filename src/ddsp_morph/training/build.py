@@ -179,5 +179,4 @@ def build_module(
         cycle_weight=float(cfg.latent.get("cycle_weight", 0.0)),
         window_frames=int(cfg.latent.get("window_frames", 0)),
         fluctuation_weight=float(loss.get("fluctuation_weight", 0.0)),
-        sample_rate=int(cfg.data.sample_rate),
     )

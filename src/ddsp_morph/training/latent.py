@@ -141,6 +141,7 @@ def path_speeds(
     path reads it backwards (``latent_eval.speed_between``). A model whose envelope does not
     move gets the straight ramp."""
     from ddsp_morph.dsp.filters import mel_filterbank
+    from ddsp_morph.dsp.spectral import mel_band_db
     from ddsp_morph.evaluation.latent_eval import path_points
 
     names = sorted(centroids)
@@ -156,11 +157,9 @@ def path_speeds(
         mel_filterbank(sample_rate=sr, n_fft=SPEED_FFT, n_mels=SPEED_BANDS, fmin=30.0),
         dtype=torch.float32,
     )
-    window = torch.hann_window(SPEED_FFT)
 
     def envelope(audio: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(audio, SPEED_FFT, SPEED_FFT // 4, window=window, return_complex=True)
-        db = 10 * torch.log10((basis @ spec.abs().square()).clamp_min(1e-10))  # [n, bands, t]
+        db = mel_band_db(audio, basis, SPEED_FFT // 4)  # [n, bands, t]
         energy = db.amax(dim=1, keepdim=True)
         w = (energy > energy.amax(dim=2, keepdim=True) - 50.0).float()
         return (db * w).sum(-1) / w.sum(-1).clamp_min(1.0)
@@ -169,8 +168,6 @@ def path_speeds(
         frames = min(int(item["f0_hz"].shape[0]), int(seconds * sr / hop))
         out = {}
         for k, v in item.items():
-            if k == "z":
-                continue
             if k == "audio":
                 v = v[: frames * hop]
             elif v.ndim >= 1 and v.shape[0] == item["f0_hz"].shape[0]:

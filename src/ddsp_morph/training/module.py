@@ -44,7 +44,6 @@ class DDSPModule(L.LightningModule):
         cycle_weight: float = 0.0,
         window_frames: int = 0,
         fluctuation_weight: float = 0.0,
-        sample_rate: int = 16000,
     ) -> None:
         super().__init__()
         self.model = model
@@ -57,7 +56,10 @@ class DDSPModule(L.LightningModule):
             from ddsp_morph.dsp.filters import mel_filterbank
 
             basis = mel_filterbank(
-                sample_rate=sample_rate, n_fft=FLUCTUATION_FFT, n_mels=FLUCTUATION_BANDS, fmin=30.0
+                sample_rate=model.synth.sample_rate,
+                n_fft=FLUCTUATION_FFT,
+                n_mels=FLUCTUATION_BANDS,
+                fmin=30.0,
             )
             self.register_buffer(
                 "fluctuation_basis", torch.as_tensor(basis, dtype=torch.float32), persistent=False
