@@ -367,6 +367,83 @@ def test_the_fluctuation_term_adds_its_weight_times_the_loss_and_comes_from_the_
     assert "fluctuation_basis" not in module.state_dict()  # rebuilt from the config, not stored
 
 
+def test_the_conversion_fluctuation_pulls_each_conversion_to_its_timbre_clips_movement(
+    tmp_path: Path,
+):
+    from ddsp_morph.dsp.spectral import band_fluctuation
+    from ddsp_morph.training.build import build_model, build_module
+    from ddsp_morph.training.module import FLUCTUATION_FFT
+
+    cfg = cfg_for(tmp_path, tmp_path)
+    cfg.model.loss.conversion_fluctuation_weight = 2.0
+    cfg.model.loss.fluctuation_weight = 0.0  # the bands are there for this term alone too
+    torch.manual_seed(0)
+    model = build_model(cfg, n_instruments=2)
+    module = build_module(cfg, model)
+    assert module.conversion_fluctuation_weight == 2.0 and module.fluctuation_weight == 0.0
+    n, hop = 40, model.synth.hop_length
+    batch = two_instrument_batch(n)
+    # the timbre clips: one steady (a sine), one moving (noise bursts, 8 ms on, 8 ms off)
+    t = torch.arange(n * hop) / 16000
+    steady = 0.1 * torch.sin(2 * torch.pi * 220 * t)
+    moving = torch.randn(n * hop) * 0.1 * (torch.arange(n * hop) // 128 % 2)
+    batch["audio"] = torch.stack([steady, moving, steady, moving])
+    out = model(batch)
+    cut = slice(8, 32)
+    audio, other = module.conversion_render(out, batch, cut)
+    assert audio.shape == (4, 24 * hop) and other.tolist() == [3, 0, 1, 2]
+    value = module.conversion_fluctuation(out, batch, cut, (audio, other))
+    fl_hop = FLUCTUATION_FFT // 4
+    got = band_fluctuation(
+        audio, module.fluctuation_basis, hop=fl_hop, reference=batch["audio"][:, 8 * hop : 32 * hop]
+    )
+    want = band_fluctuation(batch["audio"][other], module.fluctuation_basis, hop=fl_hop)
+    assert float(value) == pytest.approx(float((got - want).abs().mean()), rel=1e-4)
+    # the targets differ row by row as the timbre clips do: the moving clip's movement is asked
+    # of the rows played with its z
+    assert float(want[[0, 2]].mean()) > 2 * float(want[[1, 3]].mean())
+    value.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())  # z is held fixed
+    assert model.decoder.timbre.weight.grad.abs().sum() > 0  # the decoder learns from it
+    # in the objective: its weight times the term, in training only (ramped with beta's warm-up)
+    module.path_weight = module.cycle_weight = 0.0
+    module.beta_warmup_steps = 0
+    torch.manual_seed(1)
+    total = module.objective(out, batch, "train")
+    module.conversion_fluctuation_weight = 0.0
+    assert float(total - module.objective(out, batch, "train")) > 0
+
+
+def test_a_pitch_aware_encoder_reads_f0_and_asks_for_it(tmp_path: Path):
+    from ddsp_morph.training.build import build_model
+
+    torch.manual_seed(0)
+    audio = torch.randn(2, 32 * 128) * 0.1
+    low, high = torch.full((2, 32), 220.0), torch.full((2, 32), 880.0)
+    enc = TimbreEncoder(z_dim=4, gru_size=8, pitch_input=True).eval()
+    assert enc.gru.input_size == 31
+    a, b = enc(audio, 32, low)["mu"], enc(audio, 32, high)["mu"]
+    assert not torch.allclose(a, b)  # the same MFCCs in another register: another z
+    with pytest.raises(ValueError, match="f0_hz"):
+        enc(audio, 32)
+    with pytest.raises(ValueError, match="f0_hz"):
+        enc(audio, 32, low[:, :10])
+    plain = TimbreEncoder(z_dim=4, gru_size=8).eval()
+    torch.testing.assert_close(plain(audio, 32, low)["mu"], plain(audio, 32, high)["mu"])
+    # from the config, through the model: the batch's f0 reaches the encoder
+    cfg = cfg_for(tmp_path, tmp_path)
+    cfg.latent.pitch_input = True
+    model = build_model(cfg, n_instruments=2).eval()
+    assert model.encoder.pitch_input
+    batch = two_instrument_batch(40)
+    mu = model(batch)["mu"]
+    batch["f0_hz"] = batch["f0_hz"] * 2
+    assert not torch.allclose(mu, model(batch)["mu"])
+    torch.testing.assert_close(
+        model.encode(batch["audio"], 40, batch["f0_hz"]), model(batch)["mu"].mean(dim=1)
+    )
+
+
 def test_even_alphas_space_the_path_by_its_timbre_change_and_read_backwards():
     from ddsp_morph.evaluation.latent_eval import even_alphas, path_points, speed_between
 

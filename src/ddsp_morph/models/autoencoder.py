@@ -122,14 +122,16 @@ class DDSPAutoencoder(nn.Module):
                 z = z.unsqueeze(1)
             return {"z": z.expand(-1, n_frames, -1) if z.shape[1] == 1 else z}
         assert self.encoder is not None
-        return self.encoder(batch["audio"], n_frames)
+        return self.encoder(batch["audio"], n_frames, batch.get("f0_hz"))
 
     @torch.no_grad()
-    def encode(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
+    def encode(
+        self, audio: torch.Tensor, n_frames: int, f0_hz: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One timbre vector per clip: the posterior mean, averaged over frames. Shape [batch, z_dim]."""
         if self.encoder is None:
             raise ValueError("encode: this model has no latent (latent=none)")
-        return self.encoder(audio, n_frames)["mu"].mean(dim=1)
+        return self.encoder(audio, n_frames, f0_hz)["mu"].mean(dim=1)
 
     def forward(
         self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ddsp_morph.dsp.core import hz_to_midi
 from ddsp_morph.dsp.descriptors import mfcc
 from ddsp_morph.dsp.filters import dct_matrix, mel_filterbank
 
@@ -49,7 +50,7 @@ class MFCC(nn.Module):
 
 
 class TimbreEncoder(nn.Module):
-    """audio -> MFCC -> LayerNorm -> GRU -> z.
+    """audio -> MFCC -> LayerNorm [+ pitch] -> GRU -> z.
 
     Args:
         z_dim: latent size.
@@ -57,6 +58,9 @@ class TimbreEncoder(nn.Module):
             False: a deterministic z (the DDSP paper's autoencoder).
         pooled: True: one timbre vector per clip (GRU outputs averaged over time),
             broadcast to every frame; False: a time-varying z per frame.
+        pitch_input: True: the GRU also reads the clip's f0 (MIDI / 127 per frame), so that it
+            can tell a timbre from the way a register shifts the MFCCs (a trumpet's top notes
+            have clarinet-like MFCCs); forward then needs ``f0_hz``.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class TimbreEncoder(nn.Module):
         n_instruments: int = 1,
         prior_radius: float = 3.0,
         prior_std: float = 1.0,
+        pitch_input: bool = False,
     ) -> None:
         super().__init__()
         if prior not in PRIORS:
@@ -82,7 +87,8 @@ class TimbreEncoder(nn.Module):
             sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc
         )
         self.norm = nn.LayerNorm(n_mfcc)
-        self.gru = nn.GRU(n_mfcc, gru_size, batch_first=True)
+        self.pitch_input = pitch_input
+        self.gru = nn.GRU(n_mfcc + int(pitch_input), gru_size, batch_first=True)
         self.z_dim, self.variational, self.pooled = z_dim, variational, pooled
         self.head = nn.Linear(gru_size, 2 * z_dim if variational else z_dim)
         # The label prior: N(prior_mean[k], prior_std^2 I) for clips of instrument k, a
@@ -107,13 +113,26 @@ class TimbreEncoder(nn.Module):
             raise ValueError(f"instrument_id: expected 0..{n - 1}, got {ids.tolist()}")
         return self.prior_mean[ids].unsqueeze(1), self.prior_logvar
 
-    def forward(self, audio: torch.Tensor, n_frames: int) -> dict[str, torch.Tensor]:
-        """Args: audio Shape [batch, n_samples]. Returns z Shape [batch, n_frames, z_dim], and
-        for the VAE mu and logvar (Shape [batch, 1 or n_frames, z_dim])."""
+    def forward(
+        self, audio: torch.Tensor, n_frames: int, f0_hz: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Args: audio Shape [batch, n_samples]; f0_hz Shape [batch, n_frames] (needed with
+        ``pitch_input``, ignored otherwise). Returns z Shape [batch, n_frames, z_dim], and for
+        the VAE mu and logvar (Shape [batch, 1 or n_frames, z_dim])."""
         # float32 under mixed precision too: the encoder is small, and its bf16 GRU measured
         # twice as slow as float32 on the CPU (the decoder is where bf16 pays)
         with torch.autocast(audio.device.type, enabled=False):
-            h, _ = self.gru(self.norm(self.mfcc(audio.float(), n_frames)))
+            x = self.norm(self.mfcc(audio.float(), n_frames))
+            if self.pitch_input:
+                if f0_hz is None or f0_hz.shape[:2] != x.shape[:2]:
+                    got = None if f0_hz is None else tuple(f0_hz.shape)
+                    raise ValueError(
+                        f"TimbreEncoder(pitch_input=True): f0_hz of Shape {tuple(x.shape[:2])} "
+                        f"is needed, got {got}"
+                    )
+                pitch = hz_to_midi(f0_hz.float()) / 127.0
+                x = torch.cat([x, pitch.unsqueeze(-1)], dim=-1)
+            h, _ = self.gru(x)
             if self.pooled:
                 h = h.mean(dim=1, keepdim=True)
             out = self.head(h)

@@ -155,6 +155,7 @@ def build_encoder(cfg: DictConfig, *, n_instruments: int = 1) -> TimbreEncoder |
         n_instruments=n_instruments,
         prior_radius=float(lat.get("prior_radius", 3.0)),
         prior_std=float(lat.get("prior_std", 1.0)),
+        pitch_input=bool(lat.get("pitch_input", False)),
     )
 
 
@@ -179,4 +180,5 @@ def build_module(
         cycle_weight=float(cfg.latent.get("cycle_weight", 0.0)),
         window_frames=int(cfg.latent.get("window_frames", 0)),
         fluctuation_weight=float(loss.get("fluctuation_weight", 0.0)),
+        conversion_fluctuation_weight=float(loss.get("conversion_fluctuation_weight", 0.0)),
     )

@@ -35,7 +35,8 @@ def encode_dataset(model, dataset, *, batch_size: int = 16) -> dict[str, np.ndar
         n_frames = min(int(it["f0_hz"].shape[0]) for it in chunk)
         hop = model.synth.hop_length
         audio = torch.stack([it["audio"][: n_frames * hop] for it in chunk])
-        enc = model.encoder(audio, n_frames)
+        f0 = torch.stack([it["f0_hz"][:n_frames] for it in chunk])
+        enc = model.encoder(audio, n_frames, f0)
         mus.append(enc["mu"].mean(dim=1))
         ids.append(torch.stack([it["instrument_id"] for it in chunk]))
         if "logvar" in enc:

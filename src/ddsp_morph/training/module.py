@@ -9,7 +9,11 @@ import lightning as L
 import torch
 
 from ddsp_morph.data.datamodule import audio_mask
-from ddsp_morph.dsp.spectral import fluctuation_loss, multiscale_spectral_loss
+from ddsp_morph.dsp.spectral import (
+    band_fluctuation,
+    fluctuation_loss,
+    multiscale_spectral_loss,
+)
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
 
@@ -44,6 +48,7 @@ class DDSPModule(L.LightningModule):
         cycle_weight: float = 0.0,
         window_frames: int = 0,
         fluctuation_weight: float = 0.0,
+        conversion_fluctuation_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -52,7 +57,8 @@ class DDSPModule(L.LightningModule):
         self.path_weight, self.cycle_weight = path_weight, cycle_weight
         self.window_frames = window_frames
         self.fluctuation_weight = fluctuation_weight
-        if fluctuation_weight > 0:
+        self.conversion_fluctuation_weight = conversion_fluctuation_weight
+        if fluctuation_weight > 0 or conversion_fluctuation_weight > 0:
             from ddsp_morph.dsp.filters import mel_filterbank
 
             basis = mel_filterbank(
@@ -102,17 +108,28 @@ class DDSPModule(L.LightningModule):
             self.log(f"{stage}/fluctuation", fluct, batch_size=n)
             if stage == "train":  # val/loss stays spectral + beta * KL, comparable across runs
                 spectral = spectral + self.fluctuation_weight * fluct
-        if stage == "train" and "z" in out and (self.path_weight > 0 or self.cycle_weight > 0):
+        extra = (
+            self.path_weight > 0 or self.cycle_weight > 0 or self.conversion_fluctuation_weight > 0
+        )
+        if stage == "train" and "z" in out and extra:
             cut = self._window(out["z"].shape[1])
             if self.path_weight > 0:
                 path = self.path_evenness(out, batch, cut)
                 self.log(f"{stage}/path_evenness", path, batch_size=n)
                 spectral = spectral + self.path_weight * path
-            if self.cycle_weight > 0 and "mu" in out:
-                cycle = self.timbre_cycle(out, batch, cut)
+            cycle_on = self.cycle_weight > 0 and "mu" in out
+            converted = None
+            if cycle_on or self.conversion_fluctuation_weight > 0:
+                converted = self.conversion_render(out, batch, cut)
+            ramp = beta_at(int(self.global_step), 1.0, self.beta_warmup_steps)
+            if cycle_on:
+                cycle = self.timbre_cycle(out, batch, cut, converted)
                 self.log(f"{stage}/timbre_cycle", cycle, batch_size=n)
-                ramp = beta_at(int(self.global_step), 1.0, self.beta_warmup_steps)
                 spectral = spectral + ramp * self.cycle_weight * cycle
+            if self.conversion_fluctuation_weight > 0:
+                conv = self.conversion_fluctuation(out, batch, cut, converted)
+                self.log(f"{stage}/conversion_fluctuation", conv, batch_size=n)
+                spectral = spectral + ramp * self.conversion_fluctuation_weight * conv
         if "logvar" not in out:
             return spectral
         prior_mean, prior_logvar = self.model.encoder.prior_params(batch.get("instrument_id"))
@@ -172,15 +189,13 @@ class DDSPModule(L.LightningModule):
         mid = rep(self._controls(inputs, 0.5 * (z + z[other])))
         return torch.mean((mid - 0.5 * (a + b)) ** 2)
 
-    def timbre_cycle(
+    def conversion_render(
         self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cut: slice | None = None
-    ) -> torch.Tensor:
-        """The conversion, trained: every clip's f0 and loudness played with the next clip's z,
-        and the encoder (its weights held fixed here) must find that z's posterior mean in the
-        result — mean squared distance per latent dimension. The decoder cannot keep the
-        source's timbre when the performance hints at it: what it renders must read as the
-        target's timbre to the encoder that placed the instruments apart."""
-        z, mu = out["z"], out["mu"].mean(dim=1)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conversion: every clip's f0 and loudness (over the window ``cut``) played with the
+        next clip's z, held fixed. Returns (audio Shape [batch, n_samples], other: the index of
+        the clip whose z each row was played with)."""
+        z = out["z"]
         other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
         inputs = self._windowed_inputs(batch, cut)
         if cut is not None:
@@ -192,10 +207,57 @@ class DDSPModule(L.LightningModule):
             audio = self.model.synth(
                 f0.float(), controls, instrument_id=None if ids is None else ids[other]
             )["audio"]
+        return audio, other
+
+    def timbre_cycle(
+        self,
+        out: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        cut: slice | None = None,
+        converted: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The conversion, trained: every clip's f0 and loudness played with the next clip's z,
+        and the encoder (its weights held fixed here) must find that z's posterior mean in the
+        result — mean squared distance per latent dimension. The decoder cannot keep the
+        source's timbre when the performance hints at it: what it renders must read as the
+        target's timbre to the encoder that placed the instruments apart."""
+        audio, other = (
+            converted if converted is not None else self.conversion_render(out, batch, cut)
+        )
+        mu = out["mu"].mean(dim=1)
+        f0 = batch["f0_hz"] if cut is None else batch["f0_hz"][:, cut]
         encoder = self.model.encoder
         fixed = {k: p.detach() for k, p in encoder.named_parameters()}
-        found = torch.func.functional_call(encoder, fixed, (audio, f0.shape[1]))["mu"]
+        found = torch.func.functional_call(encoder, fixed, (audio, f0.shape[1], f0))["mu"]
         return torch.mean((found.mean(dim=1) - mu[other].detach()) ** 2)
+
+    def conversion_fluctuation(
+        self,
+        out: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        cut: slice | None = None,
+        converted: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The conversion's band movement against its timbre's: ``band_fluctuation`` of every
+        conversion (on the frames where its own performance sounds) pulled to that of the clip
+        whose z it was played with (that clip's whole crop), mean |difference| over clips and
+        bands. The reconstruction's term teaches a clip's movement with the f0 that carries it
+        (a violin's vibrato is in its f0); this one asks for the timbre's movement under
+        another instrument's steadier performance — what the judge found missing in the
+        conversions into violin (REPORT, band fluctuation)."""
+        audio, other = (
+            converted if converted is not None else self.conversion_render(out, batch, cut)
+        )
+        hop = self.model.synth.hop_length
+        source = (
+            batch["audio"] if cut is None else batch["audio"][:, cut.start * hop : cut.stop * hop]
+        )
+        basis, fl_hop = self.fluctuation_basis, FLUCTUATION_FFT // 4
+        with torch.autocast(audio.device.type, enabled=False):
+            got = band_fluctuation(audio.float(), basis, hop=fl_hop, reference=source.float())
+            with torch.no_grad():
+                want = band_fluctuation(batch["audio"][other].float(), basis, hop=fl_hop)
+        return (got - want).abs().mean()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         out = self.model(batch)
