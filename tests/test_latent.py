@@ -522,3 +522,40 @@ def test_path_speeds_are_stored_with_the_latent_and_steer_the_realtime_morph(tmp
     np.testing.assert_allclose(
         plain.z(0.5, [0, 0]).numpy(), path_points(za, zb, 3, "slerp")[1], atol=1e-5
     )
+
+
+def test_harmonic_levels_read_the_harmonic_envelope_whatever_the_register():
+    from ddsp_morph.dsp.descriptors import harmonic_levels
+
+    sr = 16000
+    t = torch.arange(sr) / sr
+
+    def odd_tone(f0: float) -> torch.Tensor:  # a clarinet-like tone: odd harmonics, 1/k
+        return sum((1 / k) * torch.sin(2 * math.pi * f0 * k * t) for k in (1, 3, 5, 7))[None]
+
+    levels = {}
+    for f0 in (250.0, 500.0):
+        got = harmonic_levels(
+            odd_tone(f0), torch.full((1, 125), f0), n_harmonics=8, sample_rate=sr
+        )[0, 20:-20]
+        assert got.shape[-1] == 8 and float(got.max()) == 0.0
+        levels[f0] = got.mean(0)
+        # 1/3 and 1/5 of the fundamental: -9.5 and -14 dB (a dB of interpolation loss at most)
+        torch.testing.assert_close(
+            levels[f0][[2, 4]], torch.tensor([-9.5, -14.0]), atol=1.5, rtol=0
+        )
+        assert bool((levels[f0][[1, 3, 5]] < -40).all())  # the even harmonics are not there
+    # an octave up, the same envelope (where MFCCs move); harmonics above Nyquist read the floor
+    torch.testing.assert_close(levels[250.0][:7], levels[500.0][:7], atol=1.5, rtol=0)
+    high = harmonic_levels(
+        odd_tone(1500.0), torch.full((1, 125), 1500.0), n_harmonics=8, sample_rate=sr
+    )
+    assert float(high[0, 60, 5]) == -80.0  # 6 x 1500 Hz is above 8 kHz
+    silent = harmonic_levels(torch.zeros(1, sr), torch.zeros(1, 125), n_harmonics=4, sample_rate=sr)
+    assert bool((silent == -80.0).all())  # no f0: the floor, never NaN
+    enc = TimbreEncoder(z_dim=4, gru_size=8, harmonics=8).eval()
+    assert enc.gru.input_size == 30 + 8
+    with pytest.raises(ValueError, match="f0_hz"):
+        enc(odd_tone(250.0), 125)
+    mu = enc(odd_tone(250.0), 125, torch.full((1, 125), 250.0))["mu"]
+    assert torch.isfinite(mu).all()

@@ -120,6 +120,45 @@ def mfcc(
     return log_mel @ dct_basis.T
 
 
+def harmonic_levels(
+    audio: torch.Tensor,
+    f0_hz: torch.Tensor,
+    *,
+    n_harmonics: int,
+    sample_rate: int,
+    n_fft: int = 1024,
+    hop_length: int = 128,
+    floor_db: float = -80.0,
+) -> torch.Tensor:
+    """The level of each of the first ``n_harmonics`` harmonics of f0 in every frame, in dB
+    below the frame's strongest harmonic: the log STFT power (centred Hann) read at k * f0 by
+    linear interpolation between bins. A timbre descriptor that the register does not shift,
+    where MFCCs move with the pitch. Harmonics at or above Nyquist, and frames without f0,
+    read ``floor_db``.
+
+    Args:
+        audio: Shape [batch, n_samples].
+        f0_hz: Shape [batch, n_frames].
+
+    Returns:
+        Shape [batch, n_frames, n_harmonics], dB in [floor_db, 0].
+    """
+    n_frames = f0_hz.shape[1]
+    power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
+    db = 10.0 * torch.log10(power.clamp_min(EPS))  # [batch, frames, bins]
+    n_bins = db.shape[-1]
+    k = torch.arange(1, n_harmonics + 1, dtype=db.dtype, device=db.device)
+    pos = f0_hz.to(db.dtype).unsqueeze(-1) * k * (n_fft / sample_rate)  # fractional bins
+    valid = (pos > 0) & (pos < n_bins - 1)
+    lo = pos.floor().clamp(0, n_bins - 2)
+    frac = (pos - lo).clamp(0, 1)
+    lo = lo.long()
+    level = torch.gather(db, -1, lo) * (1 - frac) + torch.gather(db, -1, lo + 1) * frac
+    level = torch.where(valid, level, torch.full_like(level, -1e4))
+    top = level.amax(dim=-1, keepdim=True)
+    return torch.where(valid, level - top, torch.full_like(level, floor_db)).clamp_min(floor_db)
+
+
 # Vassilakis' roughness model (P. N. Vassilakis, "Perceptual and physical properties of
 # amplitude fluctuation and their musical significance", PhD thesis, UCLA 2001; and
 # "SRA: a web-based research tool for spectral and roughness analysis of sound signals",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ddsp_morph.dsp.core import hz_to_midi
-from ddsp_morph.dsp.descriptors import mfcc
+from ddsp_morph.dsp.descriptors import harmonic_levels, mfcc
 from ddsp_morph.dsp.filters import dct_matrix, mel_filterbank
 
 
@@ -61,6 +61,10 @@ class TimbreEncoder(nn.Module):
         pitch_input: True: the GRU also reads the clip's f0 (MIDI / 127 per frame), so that it
             can tell a timbre from the way a register shifts the MFCCs (a trumpet's top notes
             have clarinet-like MFCCs); forward then needs ``f0_hz``.
+        harmonics: > 0: the GRU also reads the levels of the first ``harmonics`` harmonics of
+            f0, relative to the strongest (``dsp.descriptors.harmonic_levels``): the
+            instrument's harmonic envelope, which the register does not shift; needs
+            ``f0_hz`` too.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class TimbreEncoder(nn.Module):
         prior_radius: float = 3.0,
         prior_std: float = 1.0,
         pitch_input: bool = False,
+        harmonics: int = 0,
     ) -> None:
         super().__init__()
         if prior not in PRIORS:
@@ -87,8 +92,11 @@ class TimbreEncoder(nn.Module):
             sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc
         )
         self.norm = nn.LayerNorm(n_mfcc)
-        self.pitch_input = pitch_input
-        self.gru = nn.GRU(n_mfcc + int(pitch_input), gru_size, batch_first=True)
+        self.pitch_input, self.harmonics = pitch_input, int(harmonics)
+        self.sample_rate, self.hop_length = sample_rate, hop_length
+        self.harmonic_norm = nn.LayerNorm(self.harmonics) if self.harmonics > 0 else None
+        n_in = n_mfcc + int(pitch_input) + self.harmonics
+        self.gru = nn.GRU(n_in, gru_size, batch_first=True)
         self.z_dim, self.variational, self.pooled = z_dim, variational, pooled
         self.head = nn.Linear(gru_size, 2 * z_dim if variational else z_dim)
         # The label prior: N(prior_mean[k], prior_std^2 I) for clips of instrument k, a
@@ -123,15 +131,26 @@ class TimbreEncoder(nn.Module):
         # twice as slow as float32 on the CPU (the decoder is where bf16 pays)
         with torch.autocast(audio.device.type, enabled=False):
             x = self.norm(self.mfcc(audio.float(), n_frames))
-            if self.pitch_input:
+            if self.pitch_input or self.harmonics:
                 if f0_hz is None or f0_hz.shape[:2] != x.shape[:2]:
                     got = None if f0_hz is None else tuple(f0_hz.shape)
                     raise ValueError(
-                        f"TimbreEncoder(pitch_input=True): f0_hz of Shape {tuple(x.shape[:2])} "
-                        f"is needed, got {got}"
+                        f"TimbreEncoder(pitch_input={self.pitch_input}, harmonics="
+                        f"{self.harmonics}): f0_hz of Shape {tuple(x.shape[:2])} is needed, "
+                        f"got {got}"
                     )
-                pitch = hz_to_midi(f0_hz.float()) / 127.0
-                x = torch.cat([x, pitch.unsqueeze(-1)], dim=-1)
+                f0_hz = f0_hz.float()
+            if self.pitch_input:
+                x = torch.cat([x, (hz_to_midi(f0_hz) / 127.0).unsqueeze(-1)], dim=-1)
+            if self.harmonic_norm is not None:
+                levels = harmonic_levels(
+                    audio.float(),
+                    f0_hz,
+                    n_harmonics=self.harmonics,
+                    sample_rate=self.sample_rate,
+                    hop_length=self.hop_length,
+                )
+                x = torch.cat([x, self.harmonic_norm(levels / 20.0)], dim=-1)
             h, _ = self.gru(x)
             if self.pooled:
                 h = h.mean(dim=1, keepdim=True)
