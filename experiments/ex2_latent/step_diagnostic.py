@@ -51,7 +51,9 @@ def fluct(audio: np.ndarray) -> float:
 
 names = [n for n in clf.classes if n in cents and n in items]
 real = {n: fluct(np.stack([it["audio"].numpy() for it in items[n][:n_clips]])) for n in names}
-print("| from | to | margin | floor | features at α 0.3 / 0.5 / 0.7 | largest step | fluct α=1 (B real) |")
+print(
+    "| from | to | margin | floor | features at α 0.3 / 0.5 / 0.7 | largest step | fluct α=1 (B real) |"
+)
 print("|---|---|---|---|---|---|---|")
 for a in names:
     for b in names:
