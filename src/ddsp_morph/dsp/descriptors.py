@@ -101,6 +101,7 @@ def mfcc(
     dct_basis: torch.Tensor,
     hop_length: int,
     n_frames: int | None = None,
+    power: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MFCCs: centred Hann STFT -> power -> mel filterbank -> natural log (floored at 1e-10)
     -> DCT. With librosa's Slaney mel basis and an orthonormal DCT-II this equals
@@ -115,7 +116,10 @@ def mfcc(
         Shape [batch, n_frames, n_mfcc].
     """
     n_fft = (mel_basis.shape[-1] - 1) * 2
-    power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
+    if (
+        power is None
+    ):  # else the caller's STFT power of the same frames (Shape [batch, frames, bins])
+        power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
     log_mel = torch.log((power @ mel_basis.T).clamp_min(EPS))
     return log_mel @ dct_basis.T
 
@@ -129,6 +133,7 @@ def harmonic_levels(
     n_fft: int = 1024,
     hop_length: int = 128,
     floor_db: float = -80.0,
+    power: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The level of each of the first ``n_harmonics`` harmonics of f0 in every frame, in dB
     below the frame's strongest harmonic: the log STFT power (centred Hann) read at k * f0 by
@@ -144,7 +149,10 @@ def harmonic_levels(
         Shape [batch, n_frames, n_harmonics], dB in [floor_db, 0].
     """
     n_frames = f0_hz.shape[1]
-    power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
+    if (
+        power is None
+    ):  # else the caller's STFT power of the same frames (Shape [batch, frames, bins])
+        power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
     db = 10.0 * torch.log10(power.clamp_min(EPS))  # [batch, frames, bins]
     n_bins = db.shape[-1]
     k = torch.arange(1, n_harmonics + 1, dtype=db.dtype, device=db.device)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ddsp_morph.dsp.core import hz_to_midi
-from ddsp_morph.dsp.descriptors import harmonic_levels, mfcc
+from ddsp_morph.dsp.descriptors import frame_magnitudes, harmonic_levels, mfcc
 from ddsp_morph.dsp.filters import dct_matrix, mel_filterbank
 
 
@@ -38,14 +38,25 @@ class MFCC(nn.Module):
         self.register_buffer("mel", torch.from_numpy(mel), persistent=False)
         self.register_buffer("dct", torch.from_numpy(dct), persistent=False)
 
-    def forward(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
-        """Args: audio Shape [batch, n_samples]. Returns Shape [batch, n_frames, n_mfcc]."""
+    def power(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """The STFT power the MFCCs are made of. Shape [batch, n_frames, n_fft // 2 + 1]."""
+        return (
+            frame_magnitudes(audio, n_fft=self.n_fft, hop_length=self.hop_length, n_frames=n_frames)
+            ** 2
+        )
+
+    def forward(
+        self, audio: torch.Tensor, n_frames: int, power: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Args: audio Shape [batch, n_samples]; power: ``self.power(audio, n_frames)`` when the
+        caller has it already. Returns Shape [batch, n_frames, n_mfcc]."""
         return mfcc(
             audio,
             mel_basis=self.mel,
             dct_basis=self.dct,
             hop_length=self.hop_length,
             n_frames=n_frames,
+            power=power,
         )
 
 
@@ -130,7 +141,10 @@ class TimbreEncoder(nn.Module):
         # float32 under mixed precision too: the encoder is small, and its bf16 GRU measured
         # twice as slow as float32 on the CPU (the decoder is where bf16 pays)
         with torch.autocast(audio.device.type, enabled=False):
-            x = self.norm(self.mfcc(audio.float(), n_frames))
+            audio = audio.float()
+            # one STFT for the MFCCs and the harmonic levels
+            power = self.mfcc.power(audio, n_frames) if self.harmonics else None
+            x = self.norm(self.mfcc(audio, n_frames, power))
             if self.pitch_input or self.harmonics:
                 if f0_hz is None or f0_hz.shape[:2] != x.shape[:2]:
                     got = None if f0_hz is None else tuple(f0_hz.shape)
@@ -144,11 +158,13 @@ class TimbreEncoder(nn.Module):
                 x = torch.cat([x, (hz_to_midi(f0_hz) / 127.0).unsqueeze(-1)], dim=-1)
             if self.harmonic_norm is not None:
                 levels = harmonic_levels(
-                    audio.float(),
+                    audio,
                     f0_hz,
                     n_harmonics=self.harmonics,
                     sample_rate=self.sample_rate,
+                    n_fft=self.mfcc.n_fft,
                     hop_length=self.hop_length,
+                    power=power,
                 )
                 x = torch.cat([x, self.harmonic_norm(levels / 20.0)], dim=-1)
             h, _ = self.gru(x)
