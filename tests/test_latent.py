@@ -559,3 +559,52 @@ def test_harmonic_levels_read_the_harmonic_envelope_whatever_the_register():
         enc(odd_tone(250.0), 125)
     mu = enc(odd_tone(250.0), 125, torch.full((1, 125), 250.0))["mu"]
     assert torch.isfinite(mu).all()
+
+
+def test_lfo_inputs_are_oscillators_at_their_rates_shared_by_every_pass_over_a_batch(
+    tmp_path: Path,
+):
+    from ddsp_morph.errors import ConfigError
+    from ddsp_morph.realtime.engine import StreamingEngine
+    from ddsp_morph.training.build import build_model
+
+    cfg = cfg_for(tmp_path, tmp_path)
+    cfg.model.lfo_rates = [5.0, 2.5]
+    model = build_model(cfg, n_instruments=2)
+    assert model.decoder.input_mlps["lfo"][0].in_features == 4
+    n = 250  # 2 s at 125 frames per second
+    batch = two_instrument_batch(n)
+    lfo = model.lfo(batch, torch.Generator().manual_seed(0))
+    assert lfo.shape == (4, n, 4)
+    phase = batch["lfo_phase"]  # drawn once, stored in the batch
+    assert phase.shape == (4, 2) and not torch.allclose(phase[0], phase[1])
+    torch.testing.assert_close(model.lfo(batch), lfo)  # a second pass: the same oscillators
+    t = torch.arange(n) * 128 / 16000
+    torch.testing.assert_close(
+        lfo[2, :, 0], torch.sin(2 * torch.pi * (5.0 * t + phase[2, 0])), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(
+        lfo[1, :, 3], torch.cos(2 * torch.pi * (2.5 * t + phase[1, 1])), atol=1e-4, rtol=0
+    )
+    # the rate is what the spectrum says: 5 Hz -> bin 10 of a 2 s window
+    spec = torch.fft.rfft(lfo[0, :, 0]).abs()
+    assert int(spec.argmax()) == 10
+    # the decoder reads them: other phases, other output
+    batch2 = {k: v for k, v in two_instrument_batch(n).items()}
+    batch2["audio"] = batch["audio"]
+    batch2["lfo_phase"] = (phase + 0.5) % 1.0
+    model.eval()
+    for lin in model.decoder.input_mlps["lfo"][0:1]:
+        torch.nn.init.normal_(lin.weight)  # make the oscillators matter to an untrained decoder
+    a = model({**batch, "lfo_phase": phase})["audio"]
+    assert not torch.allclose(a, model(batch2)["audio"])
+    # eval without a generator: phase zero, deterministic
+    fresh = two_instrument_batch(n)
+    model.lfo(fresh)
+    assert torch.equal(fresh["lfo_phase"], torch.zeros(4, 2))
+    # the realtime synth does not play them; bad rates are refused
+    with pytest.raises(ValueError, match="lfo"):
+        StreamingEngine(model)
+    cfg.model.lfo_rates = [5.0, 0.0]
+    with pytest.raises(ConfigError, match="lfo_rates"):
+        build_model(cfg, n_instruments=2)

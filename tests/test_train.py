@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from ddsp_morph.data.datamodule import CorpusDataModule
-from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.errors import ConfigError, DDSPMorphError
 from ddsp_morph.training.train import train
 
 from .conftest import cfg_for
@@ -68,6 +68,58 @@ def test_datamodule_samples_instruments_in_balance(tiny_corpus: Path):
     assert abs(share[0] - 0.5) < 0.08
     item = ds[0]
     assert item["audio"].shape[0] == item["f0_hz"].shape[0] * 128 == int(0.5 * 16000) // 128 * 128
+
+
+def test_register_weights_even_out_registers_within_each_instrument():
+    from ddsp_morph.data.datamodule import sampling_weights
+
+    # instrument 0: 8 clips around MIDI 60, 2 around MIDI 80; instrument 1: 5 clips at MIDI 70
+    ids = np.array([0] * 10 + [1] * 5)
+    reg = np.array([60.5] * 8 + [80.5] * 2 + [70.0] * 5)
+    plain = sampling_weights(ids)
+    assert np.allclose(plain, np.r_[[1 / 20] * 10, [1 / 10] * 5])
+    for power, high_share in (
+        (0.0, 2 / 10),
+        (0.5, np.sqrt(2) / (np.sqrt(8) + np.sqrt(2))),
+        (1, 0.5),
+    ):
+        w = sampling_weights(ids, reg, power=power)
+        assert w[:10].sum() == pytest.approx(w[10:].sum()) == pytest.approx(0.5)
+        assert w[8:10].sum() / w[:10].sum() == pytest.approx(high_share)
+        assert np.allclose(w[10:], w[10])  # one register: as plain balance
+    # an example without pitch joins its instrument's most common bin
+    w = sampling_weights(ids, np.r_[reg[:9], np.nan, reg[10:]], power=1.0)
+    assert w[9] == pytest.approx(w[0]) and w[8] == pytest.approx(0.25)
+    with pytest.raises(ConfigError, match="register_power"):
+        sampling_weights(ids, reg, power=1.5)
+
+
+def test_register_balance_draws_the_rare_register_more_often(tiny_corpus: Path):
+    from ddsp_morph.data.datamodule import median_midi
+
+    dm = CorpusDataModule(
+        corpus_dir=tiny_corpus,
+        batch_size=1,
+        crop_seconds=0.5,
+        balance="register",
+        register_power=1.0,
+    )
+    dm.setup()
+    ds = dm.datasets["train"]
+    violin = [it for it in ds.items if int(it["instrument_id"]) == dm.instruments.index("violin")]
+    high = dict(violin[0], f0_hz=violin[0]["f0_hz"] * 4.0)  # two octaves up: its own bin
+    ds.items = violin * 6 + [high]
+    assert median_midi(high) == pytest.approx(median_midi(violin[0]) + 24.0, abs=0.01)
+    drawn_high = 0
+    n = 0
+    for _ in range(30):
+        for b in dm.train_dataloader():
+            drawn_high += int(b["f0_hz"].mean() > 2.0 * violin[0]["f0_hz"].mean())
+            n += 1
+    assert abs(drawn_high / n - 0.5) < 0.1  # 1 clip of 7, drawn half the time (plain: 1/7)
+    dm.balance = "most"
+    with pytest.raises(ConfigError, match="data.balance"):
+        dm.train_dataloader()
 
 
 def test_ddp_on_two_cpu_processes(tiny_corpus: Path, tmp_path: Path):

@@ -56,6 +56,58 @@ class FrameDataset(Dataset):
         return out
 
 
+def median_midi(item: dict[str, torch.Tensor], *, within_db: float = 30.0) -> float:
+    """An example's register: the median MIDI pitch over its sounding, pitched frames (loudness
+    within ``within_db`` of its loudest, f0 > 0, inside the mask where there is one); nan when
+    no frame qualifies."""
+    f0 = item["f0_hz"].numpy()
+    loud = item["loudness_db"].numpy()
+    ok = (f0 > 0) & (loud > loud.max() - within_db)
+    if "mask" in item:
+        ok &= item["mask"].numpy() > 0
+    if not ok.any():
+        return float("nan")
+    return float(np.median(12.0 * np.log2(f0[ok] / 440.0) + 69.0))
+
+
+def sampling_weights(
+    instrument_ids: np.ndarray,
+    registers: np.ndarray | None = None,
+    *,
+    bin_semitones: float = 4.0,
+    power: float = 0.5,
+) -> np.ndarray:
+    """Sampling weight per example: every instrument gets the same total. With ``registers``
+    (each example's median MIDI pitch), an instrument's total is shared among its register bins
+    (``bin_semitones`` wide) in proportion to count ** (1 - power): power 0 is proportional to
+    the data, 1 gives every occupied bin the same share, so a rare high or low register is seen
+    more often without being drawn as often as the bulk. An example with no register (nan)
+    joins its instrument's most common bin."""
+    ids = np.asarray(instrument_ids, int)
+    n_instruments = len(np.unique(ids))
+    w = 1.0 / np.bincount(ids)[ids] / n_instruments
+    if not 0.0 <= power <= 1.0:
+        raise ConfigError(f"data.register_power: expected a value in [0, 1], got {power}")
+    if registers is None or power == 0:
+        return w
+    reg = np.asarray(registers, float)
+    out = np.zeros(len(ids))
+    for k in np.unique(ids):
+        sel = np.flatnonzero(ids == k)
+        r = reg[sel]
+        bins = np.floor(r / bin_semitones)
+        if np.isnan(bins).all():
+            out[sel] = 1.0 / len(sel)
+            continue
+        values, counts = np.unique(bins[~np.isnan(bins)], return_counts=True)
+        bins[np.isnan(bins)] = values[counts.argmax()]
+        values, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
+        share = counts ** (1.0 - power)
+        share = share / share.sum()  # each bin's share of the instrument
+        out[sel] = share[inverse] / counts[inverse]
+    return out / n_instruments
+
+
 def sample_mask_frames(valid_samples: int, n_frames: int, hop_length: int) -> torch.Tensor:
     """[n_frames] float: 1 on the frames that hold audio, 0 on the padding after it."""
     mask = torch.zeros(n_frames)
@@ -77,7 +129,9 @@ class CorpusDataModule(L.LightningDataModule):
             it (stale caches fail).
         corpus_dir: the corpus folder.
         instruments: the instruments to train on, or "all".
-        balance: "equal" samples every instrument equally often (weights 1 / its count).
+        balance: "equal" samples every instrument equally often (weights 1 / its count);
+            "register" also evens out each instrument's registers (``sampling_weights``, with
+            ``register_power``); "none" samples examples uniformly.
     """
 
     def __init__(
@@ -91,6 +145,7 @@ class CorpusDataModule(L.LightningDataModule):
         crop_seconds: float | None = None,
         num_workers: int = 0,
         balance: str = "equal",
+        register_power: float = 0.5,
         seed: int = 0,
         feature_key: str | None = None,
         context_key: str | None = None,
@@ -106,6 +161,7 @@ class CorpusDataModule(L.LightningDataModule):
             balance,
             seed,
         )
+        self.register_power = float(register_power)
         self.crop_frames = (
             None if not crop_seconds else int(crop_seconds * sample_rate) // hop_length
         )
@@ -178,10 +234,13 @@ class CorpusDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
         sampler = None
-        if self.balance == "equal":
+        if self.balance in ("equal", "register"):
             ids = np.array([int(it["instrument_id"]) for it in ds.items])
-            counts = np.bincount(ids)
-            weights = torch.from_numpy(1.0 / counts[ids]).double()
+            registers = None
+            if self.balance == "register":
+                registers = np.array([median_midi(it) for it in ds.items])
+            w = sampling_weights(ids, registers, power=self.register_power)
+            weights = torch.from_numpy(w).double()
             sampler = WeightedRandomSampler(
                 weights,
                 num_samples=len(ds),
@@ -189,7 +248,9 @@ class CorpusDataModule(L.LightningDataModule):
                 generator=torch.Generator().manual_seed(self.seed),
             )
         elif self.balance != "none":
-            raise ConfigError(f"data.balance: expected 'equal' or 'none', got {self.balance!r}")
+            raise ConfigError(
+                f"data.balance: expected 'equal', 'register' or 'none', got {self.balance!r}"
+            )
         return DataLoader(
             ds,
             batch_size=self.batch_size,

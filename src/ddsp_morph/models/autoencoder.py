@@ -65,11 +65,18 @@ class DDSPAutoencoder(nn.Module):
         loudness_std: float = 15.0,
         encoder: TimbreEncoder | None = None,
         n_mfcc: int = 20,
+        lfo_rates: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         sizes = input_sizes_for(list(conditioning), n_mfcc=n_mfcc)
         self.decoder, self.synth, self.conditioning = decoder, synth, list(conditioning)
         self.encoder = encoder
+        # Free-running oscillators the decoder reads (sin, cos per rate, a random phase per
+        # clip): a source of periodic movement that z can switch on, for a timbre whose
+        # movement the performance does not carry (a steady clarinet line played as violin).
+        self.lfo_rates = tuple(float(r) for r in lfo_rates)
+        if self.lfo_rates and decoder.input_names.count("lfo") != 1:
+            raise ValueError("lfo_rates: the decoder needs an 'lfo' input of 2 per rate")
         self.register_buffer("loudness_mean", torch.tensor(float(loudness_mean)))
         self.register_buffer("loudness_std", torch.tensor(float(loudness_std)))
         # Context inputs: mean and std on the conditioning_transform scale, from stats.json.
@@ -101,9 +108,42 @@ class DDSPAutoencoder(nn.Module):
             norm.mean.copy_(torch.tensor(known[c]["mean"]))
             norm.std.copy_(torch.tensor(known[c]["std"]))
 
-    def decoder_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    @property
+    def extra_inputs(self) -> list[str]:
+        """Decoder inputs beyond f0, loudness and z (the realtime synth plays none of them)."""
+        return [*self.context_inputs, *(["lfo"] if self.lfo_rates else [])]
+
+    def lfo(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """sin and cos of 2 pi rate t + phase per rate. Shape [batch, n_frames, 2 * n_rates].
+        The phases (Shape [batch, n_rates], in turns) come from ``batch["lfo_phase"]``; when it
+        is missing they are drawn (from ``generator`` if given; zero in eval mode without one)
+        and stored there, so every decoder pass over one batch sees the same oscillators."""
+        f0 = batch["f0_hz"]
+        rates = torch.tensor(self.lfo_rates, device=f0.device)
+        if "lfo_phase" not in batch:
+            shape = (f0.shape[0], len(rates))
+            if generator is not None:
+                phase = torch.rand(shape, generator=generator).to(f0.device)
+            elif self.training:
+                phase = torch.rand(shape, device=f0.device)
+            else:
+                phase = torch.zeros(shape, device=f0.device)
+            batch["lfo_phase"] = phase
+        t = torch.arange(f0.shape[1], device=f0.device) * (
+            self.synth.hop_length / self.synth.sample_rate
+        )
+        angle = 2 * torch.pi * (t[None, :, None] * rates + batch["lfo_phase"][:, None, :])
+        return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+    def decoder_inputs(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Each conditioning input on the decoder's scale. Shape [batch, n_frames, channels]."""
         inputs = {}
+        if self.lfo_rates:
+            inputs["lfo"] = self.lfo(batch, generator)
         if "f0" in self.conditioning:
             inputs["f0"] = (hz_to_midi(batch["f0_hz"]) / 127.0).unsqueeze(-1)
         if "loudness" in self.conditioning:
@@ -138,7 +178,7 @@ class DDSPAutoencoder(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Args: batch with f0_hz, loudness_db Shape [batch, n_frames] (and audio, or z, when the
         model has a latent). Returns signals, controls, and the posterior (mu, logvar)."""
-        inputs = self.decoder_inputs(batch)
+        inputs = self.decoder_inputs(batch, generator)
         enc: dict[str, torch.Tensor] = {}
         if self.encoder is not None:
             enc = self.latent(batch, batch["f0_hz"].shape[1])

@@ -203,9 +203,9 @@ class StreamingEngine:
         instrument_id: int = 0,
         seed: int = 0,
     ) -> None:
-        if model.context_inputs:
+        if model.extra_inputs:
             raise ValueError(
-                f"conditioning: this model also reads {model.context_inputs}; the realtime "
+                f"conditioning: this model also reads {model.extra_inputs}; the realtime "
                 "synth plays f0 and loudness only (train with conditioning=f0_loud)"
             )
         self.model = model.eval()

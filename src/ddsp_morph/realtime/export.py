@@ -32,9 +32,9 @@ class StreamingSynth(nn.Module):
         self, model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0
     ) -> None:
         super().__init__()
-        if model.context_inputs:
+        if model.extra_inputs:
             raise ValueError(
-                f"conditioning: this model also reads {model.context_inputs}; the exported "
+                f"conditioning: this model also reads {model.extra_inputs}; the exported "
                 "synth takes f0 and loudness only (train with conditioning=f0_loud)"
             )
         model = model.eval()

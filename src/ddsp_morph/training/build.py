@@ -82,6 +82,7 @@ def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
         crop_seconds=d.crop_seconds,
         num_workers=int(d.num_workers),
         balance=str(d.balance),
+        register_power=float(d.get("register_power", 0.5)),
         seed=int(cfg.seed if cfg.seed is not None else 0),
         feature_key=feature_settings(cfg).key(),
         context_key=context_settings(cfg).key(),
@@ -110,6 +111,11 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
     inputs = list(cfg.conditioning.inputs)
     input_sizes = input_sizes_for(inputs, n_mfcc=int(cfg.data.context.n_mfcc))
     encoder = build_encoder(cfg, n_instruments=n_instruments)
+    lfo_rates = [float(r) for r in cfg.model.get("lfo_rates") or []]
+    if any(r <= 0 for r in lfo_rates):
+        raise ConfigError(f"model.lfo_rates: expected rates in Hz above 0, got {lfo_rates}")
+    if lfo_rates:
+        input_sizes["lfo"] = 2 * len(lfo_rates)
     if encoder is not None:
         input_sizes["z"] = encoder.z_dim
     decoder = Decoder(
@@ -126,6 +132,7 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         conditioning=inputs,
         encoder=encoder,
         n_mfcc=int(cfg.data.context.n_mfcc),
+        lfo_rates=tuple(lfo_rates),
     )
 
 
