@@ -11,18 +11,11 @@ import sys
 import numpy as np
 import torch
 
-from ddsp_morph.dsp.core import hz_to_midi
+from ddsp_morph.data.datamodule import median_midi
 from ddsp_morph.evaluation.latent_eval import centroids_of
 from ddsp_morph.evaluation.morph import test_items_by_instrument
 from ddsp_morph.training.build import build_datamodule
 from ddsp_morph.training.checkpoint import load_run
-
-
-def median_midi(item: dict) -> float:
-    loud = item["loudness_db"].numpy()
-    sounding = loud > loud.max() - 30
-    return float(np.median(hz_to_midi(item["f0_hz"]).numpy()[sounding]))
-
 
 torch.set_num_threads(1)
 run = load_run(sys.argv[1], checkpoint=sys.argv[2] if len(sys.argv) > 2 else "last")

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ddsp_morph.data.features import CONTEXT_FEATURES, context_path
 from ddsp_morph.data.io import load_npz, read_audio
+from ddsp_morph.dsp.core import hz_to_midi
 from ddsp_morph.errors import ConfigError, DDSPMorphError
 
 
@@ -60,14 +61,13 @@ def median_midi(item: dict[str, torch.Tensor], *, within_db: float = 30.0) -> fl
     """An example's register: the median MIDI pitch over its sounding, pitched frames (loudness
     within ``within_db`` of its loudest, f0 > 0, inside the mask where there is one); nan when
     no frame qualifies."""
-    f0 = item["f0_hz"].numpy()
-    loud = item["loudness_db"].numpy()
+    f0, loud = item["f0_hz"], item["loudness_db"]
     ok = (f0 > 0) & (loud > loud.max() - within_db)
     if "mask" in item:
-        ok &= item["mask"].numpy() > 0
+        ok &= item["mask"] > 0
     if not ok.any():
         return float("nan")
-    return float(np.median(12.0 * np.log2(f0[ok] / 440.0) + 69.0))
+    return float(np.median(hz_to_midi(f0[ok]).numpy()))
 
 
 def sampling_weights(
