@@ -116,9 +116,7 @@ def mfcc(
         Shape [batch, n_frames, n_mfcc].
     """
     n_fft = (mel_basis.shape[-1] - 1) * 2
-    if (
-        power is None
-    ):  # else the caller's STFT power of the same frames (Shape [batch, frames, bins])
+    if power is None:  # else: the caller's STFT power of these frames [batch, frames, bins]
         power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
     log_mel = torch.log((power @ mel_basis.T).clamp_min(EPS))
     return log_mel @ dct_basis.T
@@ -149,9 +147,7 @@ def harmonic_levels(
         Shape [batch, n_frames, n_harmonics], dB in [floor_db, 0].
     """
     n_frames = f0_hz.shape[1]
-    if (
-        power is None
-    ):  # else the caller's STFT power of the same frames (Shape [batch, frames, bins])
+    if power is None:  # else: the caller's STFT power of these frames [batch, frames, bins]
         power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
     db = 10.0 * torch.log10(power.clamp_min(EPS))  # [batch, frames, bins]
     n_bins = db.shape[-1]
