@@ -160,6 +160,7 @@ def test_ddp_trainer_and_slurm_launcher_compose():
             "data.source.balance=most",
             "config data.source.balance: must be 'equal' or 'cap', got 'most'",
         ),
+        ("data.features.f0_hop_length=0", "config data.features.f0_hop_length: must be > 0, got 0"),
     ],
 )
 def test_latent_and_import_values_are_checked(override: str, message: str):

@@ -8,7 +8,7 @@ import pretty_midi
 import pytest
 import torch
 
-from ddsp_morph.data.features import FeatureSettings, extract_f0, viterbi_bins
+from ddsp_morph.data.features import FeatureSettings, extract_f0, to_frame_rate, viterbi_bins
 from ddsp_morph.data.phrases import CONTROL_RATE, Note, Phrase
 from ddsp_morph.data.render import PhraseRenderer
 from ddsp_morph.dsp.pitch import harmonic_divisor
@@ -89,3 +89,40 @@ def test_low_instruments_get_their_octave(program: int, pitches: list[int]):
     assert max(abs(e) for e in err_checked) < 50, err_checked
     # the estimator alone reports a harmonic on every one of these notes
     assert min(err_unchecked) > 1100, err_unchecked
+
+
+def test_to_frame_rate_interpolates_between_analysis_frames_and_holds_the_ends():
+    track = torch.tensor([0.0, 2.0, 4.0, 10.0])  # frames at 0, 256, 512, 768 samples
+    out = to_frame_rate(track, hop=128, analysis_hop=256, n_frames=9)
+    assert torch.allclose(out, torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 7.0, 10.0, 10.0, 10.0]))
+    same = to_frame_rate(track, hop=128, analysis_hop=128, n_frames=3)
+    assert torch.equal(same, track[:3])
+
+
+def test_a_coarser_crepe_hop_keeps_a_glide_and_a_vibrato_in_cents():
+    # 2 s: a glide from 220 to 330 Hz, then 5.5 Hz vibrato of +-40 cents around 330 Hz
+    n = 2 * SR
+    t = np.arange(n) / SR
+    cents = np.where(t < 1.0, 1200 * np.log2(1.5) * t, 1200 * np.log2(1.5))
+    cents = cents + np.where(t >= 1.0, 40 * np.sin(2 * np.pi * 5.5 * (t - 1.0)), 0.0)
+    f = 220.0 * 2 ** (cents / 1200)
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    x = sum(0.8**k * np.sin(k * phase) for k in range(1, 12))
+    audio = (0.3 * x / np.abs(x).max()).astype(np.float32)
+    fine, p_fine = extract_f0(audio, FeatureSettings())
+    coarse, p_coarse = extract_f0(audio, FeatureSettings(f0_hop_length=256))
+    assert coarse.shape == fine.shape == (n // HOP,)
+    assert p_coarse.shape == p_fine.shape
+    true = f[::HOP][: n // HOP]
+    inner = slice(10, -10)
+    err_fine = np.abs(1200 * np.log2(fine[inner] / true[inner]))
+    err_coarse = np.abs(1200 * np.log2(coarse[inner] / true[inner]))
+    assert np.median(err_coarse) < 10, np.median(err_coarse)
+    assert np.median(err_coarse) < np.median(err_fine) + 3  # within 3 cents of every frame
+    assert FeatureSettings(f0_hop_length=256).key() != FeatureSettings().key()
+    assert FeatureSettings(f0_hop_length=128).key() == FeatureSettings().key()
+
+
+def test_a_bad_crepe_hop_is_refused():
+    with pytest.raises(ValueError, match="f0_hop_length"):
+        extract_f0(np.zeros(SR, np.float32), FeatureSettings(f0_hop_length=0))

@@ -71,7 +71,9 @@ def plot(df: pd.DataFrame, path: Path) -> None:
             ax.axhline(target, color="0.6", lw=0.8, ls="--")
         ax.set_xticks(range(len(settings)), settings, rotation=45, ha="right", fontsize=7)
         ax.set_title(label, fontsize=8)
-    fig.suptitle("20 minutes on one thread of a 2-core CPU per run (dots: seeds; bar: mean)", fontsize=9)
+    fig.suptitle(
+        "20 minutes on one thread of a 2-core CPU per run (dots: seeds; bar: mean)", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

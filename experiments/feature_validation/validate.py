@@ -90,6 +90,8 @@ ESTIMATORS = {
     "crepe tiny, torchcrepe viterbi (v2)": crepe(
         "tiny", f0_octave_check=False, f0_decoder="torchcrepe_viterbi"
     ),
+    "crepe tiny, hop 256": crepe("tiny", f0_hop_length=256),  # CREPE every 16 ms, interpolated
+    "crepe tiny, hop 320": crepe("tiny", f0_hop_length=320),
     "crepe full": crepe("full"),
     "pesto": pesto_estimator,
     "pyin": pyin,

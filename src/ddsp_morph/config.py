@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from ddsp_morph.errors import ConfigError
 
 # keys whose null means "off"
-NULLABLE = {"trainer.max_minutes", "data.crop_seconds"}
+NULLABLE = {"trainer.max_minutes", "data.crop_seconds", "data.features.f0_hop_length"}
 PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "bf16-mixed", "bf16-true", "16-mixed")
 MIN_CROP_SECONDS = 0.1  # a training crop shorter than this has too few frames for the losses
 # key -> (types, predicate description, predicate)
@@ -26,6 +26,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "data.corpus.soundfont": ((str,), _ANY),
     "data.features.f0_model": ((str,), ("'tiny' or 'full'", lambda v: v in ("tiny", "full"))),
     "data.features.f0_fmin": ((int, float), (">= 32 Hz (CREPE's lowest bin)", lambda v: v >= 32)),
+    "data.features.f0_hop_length": ((int,), _POSITIVE),
     "data.context.n_fft": ((int,), _POSITIVE),
     "data.context.n_mfcc": ((int,), _POSITIVE),
     "data.context.n_mels": ((int,), _POSITIVE),

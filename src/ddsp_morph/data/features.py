@@ -30,10 +30,19 @@ class FeatureSettings:
     f0_batch_size: int = 512
     f0_octave_check: bool = True  # correct f0 that is 2-6x the pitch the spectrum supports
     loudness_n_fft: int = 1024
+    # CREPE's hop in samples; None: every frame. A coarser hop costs proportionally less (the
+    # network is nearly all of the features' time); f0 (in cents) and periodicity are then
+    # interpolated linearly to the frame rate.
+    f0_hop_length: int | None = None
+
+    @property
+    def f0_hop(self) -> int:
+        return int(self.hop_length if self.f0_hop_length is None else self.f0_hop_length)
 
     def key(self) -> str:
         check = "|octave" if self.f0_octave_check else ""
-        return f"v{FEATURES_VERSION}|{self.sample_rate}|{self.hop_length}|{self.f0_model}|{self.f0_fmin}|{self.f0_fmax}|{self.f0_decoder}|{self.loudness_n_fft}{check}"
+        hop = f"|f0hop{self.f0_hop}" if self.f0_hop != self.hop_length else ""
+        return f"v{FEATURES_VERSION}|{self.sample_rate}|{self.hop_length}|{self.f0_model}|{self.f0_fmin}|{self.f0_fmax}|{self.f0_decoder}|{self.loudness_n_fft}{check}{hop}"
 
 
 def _local_average_hz(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
@@ -144,8 +153,21 @@ DECODERS = {
 }
 
 
+def to_frame_rate(values: torch.Tensor, hop: int, analysis_hop: int, n_frames: int) -> torch.Tensor:
+    """Linear interpolation of a track whose frame j is centred at j * analysis_hop onto
+    frames centred at m * hop, m < n_frames; held flat past either end. values [frames]."""
+    if analysis_hop == hop:
+        return values[:n_frames]
+    src = np.arange(len(values), dtype=np.float64) * analysis_hop
+    dst = np.arange(n_frames, dtype=np.float64) * hop
+    out = np.interp(dst, src, values.double().numpy())
+    return torch.from_numpy(out).to(values.dtype)
+
+
 def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.ndarray]:
     """f0 in Hz and periodicity per frame, frames centred at m * hop_length. Deterministic.
+    CREPE runs every ``s.f0_hop`` samples; a coarser hop is interpolated (f0 in log
+    frequency) to the frame rate before the octave check.
 
     Returns:
         Two arrays of shape [len(audio) // hop_length]; f0 is always within [fmin, fmax].
@@ -156,13 +178,15 @@ def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.nd
         raise ValueError(f"f0_fmin: {s.f0_fmin} Hz is below CREPE's lowest bin (32 Hz)")
     if s.f0_decoder not in DECODERS:
         raise ValueError(f"f0_decoder: expected one of {sorted(DECODERS)}, got {s.f0_decoder!r}")
+    if s.f0_hop < 1:
+        raise ValueError(f"f0_hop_length: expected a positive number of samples, got {s.f0_hop}")
     n_frames = len(audio) // s.hop_length
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
     with torch.inference_mode():
         f0, periodicity = torchcrepe.predict(
             x,
             s.sample_rate,
-            hop_length=s.hop_length,
+            hop_length=s.f0_hop,
             fmin=s.f0_fmin,
             fmax=s.f0_fmax,
             model=s.f0_model,
@@ -172,7 +196,9 @@ def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.nd
             device="cpu",
             pad=True,
         )
-    f0 = f0[0, :n_frames]
+    f0 = torch.exp2(to_frame_rate(torch.log2(f0[0]), s.hop_length, s.f0_hop, n_frames))
+    periodicity = torch.nan_to_num(periodicity[0], nan=0.0, neginf=0.0, posinf=1.0)
+    periodicity = to_frame_rate(periodicity, s.hop_length, s.f0_hop, n_frames)
     if s.f0_octave_check and n_frames:
         from ddsp_morph.dsp.pitch import harmonic_divisor
 
@@ -180,8 +206,7 @@ def extract_f0(audio: np.ndarray, s: FeatureSettings) -> tuple[np.ndarray, np.nd
             x[0], f0, sample_rate=s.sample_rate, hop_length=s.hop_length, fmin=s.f0_fmin
         )
     f0 = f0.numpy().astype(np.float32)
-    periodicity = periodicity[0, :n_frames].numpy().astype(np.float32)
-    periodicity = np.nan_to_num(periodicity, nan=0.0, neginf=0.0, posinf=1.0)
+    periodicity = periodicity.numpy().astype(np.float32)
     return np.clip(f0, s.f0_fmin, s.f0_fmax), periodicity
 
 

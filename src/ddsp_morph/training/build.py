@@ -52,6 +52,7 @@ def feature_settings(cfg: DictConfig) -> FeatureSettings:
         f0_batch_size=int(f.f0_batch_size),
         f0_octave_check=bool(f.get("f0_octave_check", True)),
         loudness_n_fft=int(f.loudness_n_fft),
+        f0_hop_length=None if f.get("f0_hop_length") is None else int(f.f0_hop_length),
     )
 
 
