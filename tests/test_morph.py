@@ -157,7 +157,11 @@ def test_morph_table_of_a_model_that_morphs(toy_classifier, tmp_path: Path):
         ("dark", "bright"),
     ]
     assert pairs["n_examples"].tolist() == [1, 2]  # bright has one test example, dark two
+    assert pairs["n_clips_all"].tolist() == [1, 2]
     assert s["p_b_start_max"] < 0.1 and s["p_b_end_min"] > 0.9
+    assert s["p_b_start_all_max"] < 0.1 and s["p_b_end_all_min"] > 0.9
+    # the path's ends are the conversions of classify_renders: the same P(B)
+    np.testing.assert_allclose(pairs["p_b_end_all"], pairs["p_b_end"], atol=0.02)
     assert s["spearman_min"] > 0.95 and s["max_step_max"] < 1.0
     assert s["conversion_accuracy"] == 1.0 and s["resynthesis_accuracy_min"] == 1.0
     # f0 is re-extracted from the output (the tone is at the performance's pitch)
@@ -377,3 +381,31 @@ def test_the_morph_cli_walks_evenly_in_timbre_and_measures_speeds_the_run_lacks(
         rows[even] = pd.read_csv(out / "morph.csv")
     np.testing.assert_allclose(rows["true"]["p_b_start"], rows["false"]["p_b_start"], atol=1e-6)
     np.testing.assert_allclose(rows["true"]["p_b_end"], rows["false"]["p_b_end"], atol=1e-6)
+
+
+def test_the_ends_are_read_over_every_test_clip_of_a():
+    import pandas as pd
+
+    from ddsp_morph.evaluation.morph import endpoints_over_all_clips
+
+    # three clips of A; one of them (the last) does not reach B
+    renders = pd.DataFrame(
+        [
+            {"source": "a", "target": "a", "p_target": 0.9, "p_a": 0.9, "p_b": 0.1},
+            {"source": "a", "target": "a", "p_target": 0.8, "p_a": 0.8, "p_b": 0.2},
+            {"source": "a", "target": "a", "p_target": 1.0, "p_a": 1.0, "p_b": 0.0},
+            {"source": "a", "target": "b", "p_target": 1.0, "p_a": 0.0, "p_b": 1.0},
+            {"source": "a", "target": "b", "p_target": 0.9, "p_a": 0.1, "p_b": 0.9},
+            {"source": "a", "target": "b", "p_target": 0.2, "p_a": 0.8, "p_b": 0.2},
+            {"source": "b", "target": "a", "p_target": 0.5, "p_a": 0.5, "p_b": 0.5},
+            {"source": "b", "target": "resynthesis", "p_target": 1.0, "p_a": 0.0, "p_b": 1.0},
+        ]
+    )
+    e = endpoints_over_all_clips(renders, "a", "b")
+    assert e["n_clips_all"] == 3
+    assert e["p_b_start_all"] == pytest.approx(0.1)
+    assert e["p_b_end_all"] == pytest.approx(0.7)
+    # B -> A: one conversion; B was never decoded with its own centroid here
+    back = endpoints_over_all_clips(renders, "b", "a")
+    assert back["n_clips_all"] == 1 and back["p_b_end_all"] == pytest.approx(0.5)
+    assert np.isnan(back["p_b_start_all"])

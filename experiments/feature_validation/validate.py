@@ -52,6 +52,7 @@ VOICING_THRESHOLD = 0.5
 
 
 def crepe(model: str, **kw):
+    kw.setdefault("f0_hop_length", None)  # CREPE on every frame unless a variant says otherwise
     s = FeatureSettings(f0_model=model, **kw)
 
     def run(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,12 +86,13 @@ def pesto_estimator(audio: np.ndarray, sr: int = 16000, hop: int = 128):
 
 
 ESTIMATORS = {
-    "crepe tiny": crepe("tiny"),  # the project's features (v3)
+    "crepe tiny": crepe("tiny"),  # features v3 on every frame
+    # the project's features since f0_hop_length=256: CREPE every 16 ms, interpolated
     "crepe tiny, no octave check": crepe("tiny", f0_octave_check=False),
     "crepe tiny, torchcrepe viterbi (v2)": crepe(
         "tiny", f0_octave_check=False, f0_decoder="torchcrepe_viterbi"
     ),
-    "crepe tiny, hop 256": crepe("tiny", f0_hop_length=256),  # CREPE every 16 ms, interpolated
+    "crepe tiny, hop 256": crepe("tiny", f0_hop_length=256),
     "crepe tiny, hop 320": crepe("tiny", f0_hop_length=320),
     "crepe full": crepe("full"),
     "pesto": pesto_estimator,

@@ -32,8 +32,9 @@ class FeatureSettings:
     loudness_n_fft: int = 1024
     # CREPE's hop in samples; None: every frame. A coarser hop costs proportionally less (the
     # network is nearly all of the features' time); f0 (in cents) and periodicity are then
-    # interpolated linearly to the frame rate.
-    f0_hop_length: int | None = None
+    # interpolated linearly to the frame rate. 256 = conf/data's default
+    # (experiments/feature_validation/REPORT.md).
+    f0_hop_length: int | None = 256
 
     @property
     def f0_hop(self) -> int:
