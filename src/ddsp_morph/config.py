@@ -9,7 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 from ddsp_morph.errors import ConfigError
 
 # keys whose null means "off"
-NULLABLE = {"trainer.max_minutes", "data.crop_seconds", "data.features.f0_hop_length"}
+NULLABLE = {
+    "trainer.max_minutes",
+    "data.crop_seconds",
+    "data.features.f0_hop_length",
+    "trainer.weight_average.decay",
+}
 PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "bf16-mixed", "bf16-true", "16-mixed")
 MIN_CROP_SECONDS = 0.1  # a training crop shorter than this has too few frames for the losses
 # key -> (types, predicate description, predicate)
@@ -42,6 +47,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "trainer.max_steps": ((int,), ("> 0 or -1", lambda v: v > 0 or v == -1)),
     "trainer.checkpoint_every_n_steps": ((int,), _POSITIVE),
     "trainer.max_minutes": ((float, int), _POSITIVE),
+    "trainer.weight_average.decay": ((float,), ("in (0, 1)", lambda v: 0 < v < 1)),
     "trainer.precision": (
         (str, int),
         (f"one of {list(PRECISIONS)}", lambda v: str(v) in PRECISIONS),

@@ -1,4 +1,4 @@
-"""``python -m ddsp_morph.morph run=<run dir> [checkpoint=last] [path=linear|slerp]``
+"""``python -m ddsp_morph.morph run=<run dir> [checkpoint=last] [path=linear|slerp] [weights=current]``
 
 Measures a trained run's morph (``evaluation.morph``): every ordered instrument pair on the
 test split, conversion and resynthesis accuracy. Writes morph.csv, morph_curves.csv,
@@ -26,14 +26,22 @@ def run_morph(cfg: DictConfig) -> dict:
     from ddsp_morph.evaluation.morph import MorphSettings, test_items_by_instrument, write_morph
     from ddsp_morph.training.build import build_datamodule, feature_settings
     from ddsp_morph.training.checkpoint import load_run
-    from ddsp_morph.training.latent import with_speeds
+    from ddsp_morph.training.latent import latent_summary, with_speeds
 
-    run = load_run(cfg.run, checkpoint=str(cfg.checkpoint))
+    run = load_run(
+        cfg.run, checkpoint=str(cfg.checkpoint), weights=str(cfg.get("weights", "average"))
+    )
     dm = build_datamodule(run.cfg)
     dm.setup("test")
     if len(dm.instruments) < 2:
         raise DDSPMorphError(
             f"{run.run_dir}: one instrument ({dm.instruments[0]}); nothing to morph"
+        )
+    if run.extra.get("latent") is None and run.model.encoder is not None:
+        # other weights than the ones the stored summary was made with: summarize these
+        dm.setup("fit")
+        run.extra["latent"] = latent_summary(
+            run.model, dm.datasets["train"], dm.instruments, step=run.global_step
         )
     centroids = {k: np.asarray(v, np.float32) for k, v in centroids_of(run).items()}
     settings = MorphSettings(

@@ -87,9 +87,19 @@ def load_state_checked(
 
 
 def load_run(
-    run_dir: str | Path, *, checkpoint: str = "best", overrides: list[str] | None = None
+    run_dir: str | Path,
+    *,
+    checkpoint: str = "best",
+    overrides: list[str] | None = None,
+    weights: str = "average",
 ) -> LoadedRun:
-    """Rebuild the model of a training run from its ``config.yaml`` and load its weights."""
+    """Rebuild the model of a training run from its ``config.yaml`` and load its weights.
+
+    ``weights``: what a run trained with ``trainer.weight_average`` kept: ``average`` (the
+    checkpoint's state_dict, the weights every tool uses), ``current`` (the weights being
+    trained) or a further decay (``0.995``). The latent summary stored with the checkpoint is
+    the average's, so for other weights ``extra`` has no ``latent``: recompute it."""
+    from ddsp_morph.training.averaging import weights_of
     from ddsp_morph.training.build import build_model
 
     run_dir = Path(run_dir)
@@ -104,8 +114,10 @@ def load_run(
     meta = ckpt.get("ddsp_morph", {})
     instruments = list(meta.get("instruments", []))
     model = build_model(cfg, n_instruments=max(1, len(instruments)))
-    load_state_checked(model, model_state(ckpt), path)
+    load_state_checked(model, model_state({"state_dict": weights_of(ckpt, weights)}), path)
     model.eval()
+    if weights != "average":
+        meta = {k: v for k, v in meta.items() if k != "latent"}
     return LoadedRun(
         run_dir=run_dir,
         cfg=cfg,

@@ -315,13 +315,7 @@ class DDSPModule(L.LightningModule):
         # Plain types only: the checkpoint must load with torch.load(weights_only=True).
         meta: dict = {"instruments": list(self.instruments)}
         if self.model.encoder is not None and self._trainer is not None:
-            from ddsp_morph.training.latent import latent_summary
-
-            dm = self.trainer.datamodule
-            if self.latent_summary is None or self.latent_summary["step"] != self.global_step:
-                self.latent_summary = latent_summary(
-                    self.model, dm.datasets["train"], self.instruments, step=int(self.global_step)
-                )
+            self.refresh_latent_summary()
         if self.latent_summary is not None:
             meta["latent"] = self.latent_summary
         # the histories so far: a resumed run continues them, and its summary covers the whole run
@@ -332,6 +326,19 @@ class DDSPModule(L.LightningModule):
             "wall_seconds": float(self.wall_before + time.time() - self._fit_start),
         }
         checkpoint["ddsp_morph"] = meta
+
+    def refresh_latent_summary(self) -> dict:
+        """The latent summary (centroids, PCA axes, path speeds) of the weights the model holds
+        now, over the training split; computed once per step. A weight average computes it with
+        the average swapped in, before this module's checkpoint hook reuses it."""
+        from ddsp_morph.training.latent import latent_summary
+
+        if self.latent_summary is None or self.latent_summary["step"] != self.global_step:
+            dm = self.trainer.datamodule
+            self.latent_summary = latent_summary(
+                self.model, dm.datasets["train"], self.instruments, step=int(self.global_step)
+            )
+        return self.latent_summary
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         hist = checkpoint.get("ddsp_morph", {}).get("history")

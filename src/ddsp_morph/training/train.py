@@ -258,6 +258,16 @@ def measure_morph(
     return summary
 
 
+def weight_average(cfg: DictConfig):
+    """The ``trainer.weight_average`` callback, or None when its decay is null (off)."""
+    from ddsp_morph.training.averaging import WeightAverage
+
+    wa = cfg.trainer.get("weight_average") or {}
+    if wa.get("decay") is None:
+        return None
+    return WeightAverage(float(wa["decay"]), also=[float(d) for d in wa.get("also") or []])
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one model; write checkpoints, resynthesized audio and a spectrogram PNG under
     ``cfg.paths.output_dir``. Returns the final metrics."""
@@ -319,7 +329,10 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
         save_top_k=0,
         save_last=True,
     )
-    callbacks: list[L.Callback] = [ckpt, last]
+    averaging = weight_average(cfg)
+    # the average first: the latent maps at validation ends and at the end are then its own
+    callbacks: list[L.Callback] = [averaging] if averaging is not None else []
+    callbacks += [ckpt, last]
     if model.encoder is not None:
         callbacks.append(
             LatentMonitor(output_dir / "latent", int(cfg.latent.get("monitor_every_n_epochs", 4)))
@@ -376,6 +389,13 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
         ),
     )
     metrics["nonfinite_steps_skipped"] = module.nonfinite_steps
+    if averaging is not None:
+        log.info(
+            "weights: the EMA of the trained weights (decay %g, %d updates); the weights trained "
+            "are kept in last.ckpt (morph CLI: weights=current)",
+            averaging.decays[0],
+            averaging.updates,
+        )
     log.info(
         "trained %d steps in %.1f s; metrics %s; stability %s",
         trainer.global_step,
