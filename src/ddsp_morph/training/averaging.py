@@ -102,8 +102,7 @@ class WeightAverage(L.Callback):
             self._swap(pl_module)
         self.current_at_end = [p.clone() for p in self._params(pl_module)]
         with torch.no_grad():
-            for p, s in zip(pl_module.parameters(), self.shadows[decay_key(self.decays[0])]):
-                p.copy_(s)
+            torch._foreach_copy_(self._params(pl_module), self.shadows[decay_key(self.decays[0])])
 
     def _state_with(self, pl_module, tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The module's state dict with its parameters replaced by ``tensors``."""
@@ -147,7 +146,7 @@ class WeightAverage(L.Callback):
         }
 
     def state_dict(self) -> dict:
-        return {"decays": list(self.decays), "updates": self.updates, "last_step": self._last_step}
+        return {"updates": self.updates, "last_step": self._last_step}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.updates = int(state_dict["updates"])
@@ -169,8 +168,7 @@ class WeightAverage(L.Callback):
             self.shadows[decay_key(d)] = (
                 [state[n].clone() for n in names] if state is not None else [t.clone() for t in start]
             )
-        pl_module.load_state_dict(saved["current"])
-        self.updates = int(saved.get("updates", 0))
+        pl_module.load_state_dict(saved["current"])  # the counts come back in load_state_dict
 
 
 def weights_of(checkpoint: dict, which: str) -> dict[str, torch.Tensor]:
