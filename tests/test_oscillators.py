@@ -214,3 +214,39 @@ def test_high_pitches_skip_silent_harmonics_without_changing_the_result(monkeypa
     g_ref = torch.autograd.grad(ref.square().sum(), (f0, amp, dist))
     for a, b in zip(g_fast, g_ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_frames_are_grouped_by_their_own_register_not_the_batchs_lowest():
+    from ddsp_morph.dsp.oscillators import GROUP_STEP, _frame_groups
+
+    # clip 0 low (every one of 40 harmonics below Nyquist), clip 1 high (only the first few)
+    f0 = torch.stack([torch.full((3, HOP), 20.0), torch.full((3, HOP), 1900.0)])
+    groups = dict(_frame_groups(f0, 40, SR / 2.0))
+    high = math.ceil(SR / 2.0 / 1900.0 / GROUP_STEP) * GROUP_STEP
+    assert sorted(groups) == [high, 40]
+    assert groups[40].tolist() == [0, 1, 2] and groups[high].tolist() == [3, 4, 5]
+
+
+def test_a_batch_of_registers_matches_the_reference_and_each_clip_alone(monkeypatch):
+    import ddsp_morph.dsp.oscillators as osc
+
+    monkeypatch.setattr(osc, "CHUNK_ELEMENTS", HOP * 40 * 3)  # several chunks per group
+    torch.manual_seed(5)
+    low = torch.rand(1, 12) * 30 + 60  # up to 40 harmonics below Nyquist
+    high = torch.rand(1, 12) * 900 + 1200  # 2-3 of them
+    glide = torch.linspace(80, 1900, 12).unsqueeze(0)  # crosses many group edges
+    f0 = torch.cat([low, high, glide]).double().requires_grad_()
+    amp = torch.rand(3, 12, 1, dtype=torch.float64, requires_grad=True)
+    dist = torch.rand(3, 12, 40, dtype=torch.float64, requires_grad=True)
+    fast = harmonic_synth(f0, amp, dist, sample_rate=SR, hop_length=HOP)
+    ref = harmonic_synth_reference(f0, amp, dist, sample_rate=SR, hop_length=HOP)
+    torch.testing.assert_close(fast, ref, atol=1e-9, rtol=0)
+    g_fast = torch.autograd.grad(fast.square().sum(), (f0, amp, dist))
+    g_ref = torch.autograd.grad(ref.square().sum(), (f0, amp, dist))
+    for a, b in zip(g_fast, g_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    for i in range(3):
+        alone = harmonic_synth(
+            f0[i : i + 1], amp[i : i + 1], dist[i : i + 1], sample_rate=SR, hop_length=HOP
+        )
+        torch.testing.assert_close(fast[i : i + 1], alone, atol=1e-12, rtol=0)
