@@ -6,7 +6,8 @@ Reads ``morph_summary.json``, ``morph.csv``, ``val_history.csv`` and ``train_his
 run (the end-of-run morph table; for a morph re-measured into a folder of the run, the run's
 histories) and prints steps, best validation loss, conversion, resynthesis and how many of the
 12 ordered pairs meet each per-pair target of issue 13 (P(B) at alpha = 1 both on the path's
-clips and over every test clip of A).
+clips and over every test clip of A), then P(B) at alpha = 1 over every test clip of A for each
+ordered pair, one row per run.
 """
 
 from __future__ import annotations
@@ -60,13 +61,31 @@ def row(name: str, run: Path) -> str:
     )
 
 
+def short(name: str) -> str:
+    return name[:2]
+
+
+def pair_rows(runs: list[tuple[str, Path]]) -> str:
+    """P(B) at alpha = 1 over every test clip of A, per ordered pair: a markdown table."""
+    ends = {name: end_over_every_clip(run) for name, run in runs}
+    keys = sorted({k for e in ends.values() for k in e.index})
+    head = "| arm | " + " | ".join(f"{short(a)}→{short(b)}" for a, b in keys) + " |"
+    lines = [head, "|---|" + "---|" * len(keys)]
+    for name, e in ends.items():
+        cells = (f"{e[k]:.2f}" if k in e.index else "–" for k in keys)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
+    runs = [(name, Path(path)) for name, _, path in (a.partition("=") for a in argv)]
     print(HEADER)
-    for arg in argv:
-        name, _, path = arg.partition("=")
-        print(row(name, Path(path)))
+    for name, run in runs:
+        print(row(name, run))
+    print()
+    print(pair_rows(runs))
 
 
 if __name__ == "__main__":
