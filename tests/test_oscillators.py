@@ -217,14 +217,20 @@ def test_high_pitches_skip_silent_harmonics_without_changing_the_result(monkeypa
 
 
 def test_frames_are_grouped_by_their_own_register_not_the_batchs_lowest():
-    from ddsp_morph.dsp.oscillators import GROUP_STEP, _frame_groups
+    from ddsp_morph.dsp.oscillators import GROUP_STEP, SMALL_ROWS, _frame_groups
 
     # clip 0 low (every one of 40 harmonics below Nyquist), clip 1 high (only the first few)
-    f0 = torch.stack([torch.full((3, HOP), 20.0), torch.full((3, HOP), 1900.0)])
+    n = SMALL_ROWS  # frames per clip: 2 * SMALL_ROWS rows, enough to be grouped
+    f0 = torch.stack([torch.full((n, HOP), 20.0), torch.full((n, HOP), 1900.0)])
     groups = dict(_frame_groups(f0, 40, SR / 2.0))
     high = math.ceil(SR / 2.0 / 1900.0 / GROUP_STEP) * GROUP_STEP
     assert sorted(groups) == [high, 40]
-    assert groups[40].tolist() == [0, 1, 2] and groups[high].tolist() == [3, 4, 5]
+    assert groups[40].tolist() == list(range(n))
+    assert groups[high].tolist() == list(range(n, 2 * n))
+    # a streaming block: one group of all rows, the lowest pitch's harmonics
+    block = f0[:, :2]
+    assert _frame_groups(block, 40, SR / 2.0) == [(40, None)]
+    assert _frame_groups(block[1:], 40, SR / 2.0) == [(math.ceil(SR / 2.0 / 1900.0), None)]
 
 
 def test_a_batch_of_registers_matches_the_reference_and_each_clip_alone(monkeypatch):

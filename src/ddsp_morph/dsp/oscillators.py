@@ -116,6 +116,8 @@ def accumulate_phase(
 
 # Frames are grouped by how many harmonics they need, rounded up to a multiple of this.
 GROUP_STEP = 8
+# Up to this many frames (a streaming block) are one group, of the lowest pitch's harmonics.
+SMALL_ROWS = 16
 
 
 def _sines(phase: torch.Tensor, limit: torch.Tensor, k: torch.Tensor, cos: bool) -> torch.Tensor:
@@ -131,26 +133,33 @@ def _sines(phase: torch.Tensor, limit: torch.Tensor, k: torch.Tensor, cos: bool)
 def _frame_groups(f0: torch.Tensor, n_harmonics: int, nyquist: float):
     """Frames grouped by the harmonics that can sound in them: [(kc, rows)], rows indexing the
     flattened [batch * n_frames] frames whose harmonics above ``kc`` are all at or above Nyquist
-    (kc = Nyquist over the frame's lowest f0, rounded up to ``GROUP_STEP``). A batch of clips
-    in different registers then computes each clip's own harmonics, not the lowest clip's.
-    Under torch.jit tracing one group of all harmonics: a data-dependent split would be frozen
-    into the graph."""
+    (kc = Nyquist over the frame's lowest f0, rounded up to ``GROUP_STEP``); rows None: every
+    frame. A batch of clips in different registers then computes each clip's own harmonics,
+    not the lowest clip's. A few frames (a streaming block) make one group: grouping would
+    cost more than it saves. Under torch.jit tracing one group of all harmonics: a
+    data-dependent split would be frozen into the graph."""
     n_rows = f0.shape[0] * f0.shape[1]
-    every = torch.arange(n_rows, device=f0.device)
     if torch.jit.is_tracing() or n_rows == 0:
-        return [(n_harmonics, every)]
+        return [(n_harmonics, None)]
+    if n_rows <= SMALL_ROWS:
+        lowest = max(float(f0.min()), 1e-3)
+        return [(max(1, min(n_harmonics, math.ceil(nyquist / lowest))), None)]
     lowest = f0.reshape(n_rows, -1).amin(dim=-1).clamp_min(1e-3)
     kc = torch.ceil(nyquist / lowest).clamp(1, n_harmonics)
     kc = (torch.ceil(kc / GROUP_STEP) * GROUP_STEP).clamp_max(n_harmonics).long()
     values = torch.unique(kc).tolist()
     if len(values) == 1:
-        return [(int(values[0]), every)]
+        return [(int(values[0]), None)]
     return [(int(v), torch.nonzero(kc == v).squeeze(1)) for v in values]
 
 
-def _row_chunks(rows: torch.Tensor, hop: int, kc: int):
-    """``rows`` in pieces of at most CHUNK_ELEMENTS sines."""
+def _row_chunks(rows: torch.Tensor | None, n_rows: int, hop: int, kc: int):
+    """``rows`` (None: all ``n_rows``, as slices) in pieces of at most CHUNK_ELEMENTS sines."""
     step = max(1, CHUNK_ELEMENTS // max(1, hop * kc))
+    if rows is None:
+        for i in range(0, n_rows, step):
+            yield slice(i, min(n_rows, i + step))
+        return
     for i in range(0, rows.shape[0], step):
         yield rows[i : i + step]
 
@@ -165,7 +174,7 @@ def _bank_forward(phase, f0, a_start, a_end, ramp, nyquist: float) -> torch.Tens
     ends = torch.stack([a_start, a_end], dim=-1).reshape(-1, n_harmonics, 2)  # [R, K, 2]
     out = phase.new_empty(batch * n_frames, hop)
     for kc, group in _frame_groups(f0, n_harmonics, nyquist):
-        for rows in _row_chunks(group, hop, kc):
+        for rows in _row_chunks(group, ph.shape[0], hop, kc):
             s = _sines(ph[rows], lim[rows], k[:kc], cos=False)  # [r, H, kc]
             y2 = torch.matmul(s, ends[rows, :kc])  # [r, H, 2]
             out[rows] = torch.lerp(y2[..., 0], y2[..., 1], ramp)
@@ -196,7 +205,7 @@ class _HarmonicBank(torch.autograd.Function):
         grad_ends = torch.zeros_like(ends) if need_start or need_end else None
         weights = torch.stack([1.0 - ramp, ramp], dim=-1)  # [H, 2]
         for kc, group in _frame_groups(f0, n_harmonics, ctx.nyquist):
-            for rows in _row_chunks(group, hop, kc):
+            for rows in _row_chunks(group, ph.shape[0], hop, kc):
                 g = g_all[rows]  # [r, H]
                 if grad_ends is not None:
                     s = _sines(ph[rows], lim[rows], k[:kc], cos=False)
