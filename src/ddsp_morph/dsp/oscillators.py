@@ -164,16 +164,18 @@ def _row_chunks(rows: torch.Tensor | None, n_rows: int, hop: int, kc: int):
         yield rows[i : i + step]
 
 
-def _bank_forward(phase, f0, a_start, a_end, ramp, nyquist: float) -> torch.Tensor:
-    """The harmonic sum, group by group and chunk by chunk. Shapes: phase, f0 [B, M, H];
-    a_* [B, M, K]; ramp [H]."""
+def _bank_forward(phase, f0, a_start, a_end, ramp, nyquist: float, groups=None) -> torch.Tensor:
+    """The harmonic sum, group by group (``_frame_groups``, computed here when not given) and
+    chunk by chunk. Shapes: phase, f0 [B, M, H]; a_* [B, M, K]; ramp [H]."""
     batch, n_frames, hop = phase.shape
     n_harmonics = a_start.shape[-1]
     k = torch.arange(1, n_harmonics + 1, dtype=phase.dtype, device=phase.device)
     ph, lim = phase.reshape(-1, hop), (nyquist / f0).reshape(-1, hop)
     ends = torch.stack([a_start, a_end], dim=-1).reshape(-1, n_harmonics, 2)  # [R, K, 2]
     out = phase.new_empty(batch * n_frames, hop)
-    for kc, group in _frame_groups(f0, n_harmonics, nyquist):
+    if groups is None:
+        groups = _frame_groups(f0, n_harmonics, nyquist)
+    for kc, group in groups:
         for rows in _row_chunks(group, ph.shape[0], hop, kc):
             s = _sines(ph[rows], lim[rows], k[:kc], cos=False)  # [r, H, kc]
             y2 = torch.matmul(s, ends[rows, :kc])  # [r, H, 2]
@@ -186,9 +188,10 @@ class _HarmonicBank(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, phase, f0, a_start, a_end, ramp, nyquist):  # type: ignore[override]
-        out = _bank_forward(phase, f0, a_start, a_end, ramp, nyquist)
+        groups = _frame_groups(f0, a_start.shape[-1], nyquist)
+        out = _bank_forward(phase, f0, a_start, a_end, ramp, nyquist, groups)
         ctx.save_for_backward(phase, f0, a_start, a_end, ramp)
-        ctx.nyquist = nyquist
+        ctx.nyquist, ctx.groups = nyquist, groups  # the backward pass reuses the grouping
         return out
 
     @staticmethod
@@ -204,7 +207,7 @@ class _HarmonicBank(torch.autograd.Function):
         grad_phase = torch.zeros_like(ph) if need_phase else None
         grad_ends = torch.zeros_like(ends) if need_start or need_end else None
         weights = torch.stack([1.0 - ramp, ramp], dim=-1)  # [H, 2]
-        for kc, group in _frame_groups(f0, n_harmonics, ctx.nyquist):
+        for kc, group in ctx.groups:
             for rows in _row_chunks(group, ph.shape[0], hop, kc):
                 g = g_all[rows]  # [r, H]
                 if grad_ends is not None:

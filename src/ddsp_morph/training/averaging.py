@@ -45,7 +45,9 @@ class WeightAverage(L.Callback):
         decays = [float(decay), *(float(d) for d in also)]
         for d in decays:
             if not 0.0 < d < 1.0:
-                raise ConfigError(f"config trainer.weight_average: a decay must be in (0, 1), got {d}")
+                raise ConfigError(
+                    f"config trainer.weight_average: a decay must be in (0, 1), got {d}"
+                )
         if len({decay_key(d) for d in decays}) != len(decays):
             raise ConfigError(f"config trainer.weight_average: decays repeat: {decays}")
         self.decays = decays
@@ -71,7 +73,9 @@ class WeightAverage(L.Callback):
             weight = 1.0 - warmed_decay(d, self.updates)
             shadow = self.shadows[decay_key(d)]
             with torch.no_grad():
-                torch._foreach_lerp_(shadow, [p.to(s.dtype) for p, s in zip(params, shadow)], weight)
+                torch._foreach_lerp_(
+                    shadow, [p.to(s.dtype) for p, s in zip(params, shadow, strict=True)], weight
+                )
         self.updates += 1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -82,7 +86,9 @@ class WeightAverage(L.Callback):
 
     def _swap(self, pl_module: L.LightningModule) -> None:
         with torch.no_grad():
-            for p, s in zip(pl_module.parameters(), self.shadows[decay_key(self.decays[0])]):
+            for p, s in zip(
+                pl_module.parameters(), self.shadows[decay_key(self.decays[0])], strict=True
+            ):
                 tmp = p.detach().clone()
                 p.copy_(s)
                 s.copy_(tmp)
@@ -121,7 +127,9 @@ class WeightAverage(L.Callback):
             current = first  # mid-validation the shadow holds the trained weights
         else:
             current = self._params(pl_module)
-        average = self._params(pl_module) if self.current_at_end is not None or self._swapped else first
+        average = (
+            self._params(pl_module) if self.current_at_end is not None or self._swapped else first
+        )
         # the latent summary stored with the checkpoint must be that of the weights it stores
         if getattr(pl_module.model, "encoder", None) is not None and hasattr(
             pl_module, "refresh_latent_summary"
@@ -166,7 +174,9 @@ class WeightAverage(L.Callback):
         for d in self.decays[1:]:
             state = saved["also"].get(decay_key(d))
             self.shadows[decay_key(d)] = (
-                [state[n].clone() for n in names] if state is not None else [t.clone() for t in start]
+                [state[n].clone() for n in names]
+                if state is not None
+                else [t.clone() for t in start]
             )
         pl_module.load_state_dict(saved["current"])  # the counts come back in load_state_dict
 
