@@ -130,11 +130,7 @@ def case(name: str, args: dict) -> dict:
         # lowest pitch
         import ddsp_morph.dsp.oscillators as osc
 
-        def one_group(f0_, n_harmonics, nyquist):
-            kc = max(1, min(n_harmonics, math.ceil(nyquist / float(f0_.min()))))
-            return [(kc, None)]
-
-        osc._frame_groups = one_group
+        osc._frame_groups = osc._one_group
     fn = fns[name]
     reps = args.get("reps", 3)
     times = []

@@ -130,6 +130,12 @@ def _sines(phase: torch.Tensor, limit: torch.Tensor, k: torch.Tensor, cos: bool)
     return torch.sin(kphase).masked_fill_(silent, 0.0)
 
 
+def _one_group(f0: torch.Tensor, n_harmonics: int, nyquist: float):
+    """Every frame in one group (rows None) of the harmonics the lowest f0 leaves below Nyquist."""
+    lowest = max(float(f0.min()), 1e-3)
+    return [(max(1, min(n_harmonics, math.ceil(nyquist / lowest))), None)]
+
+
 def _frame_groups(f0: torch.Tensor, n_harmonics: int, nyquist: float):
     """Frames grouped by the harmonics that can sound in them: [(kc, rows)], rows indexing the
     flattened [batch * n_frames] frames whose harmonics above ``kc`` are all at or above Nyquist
@@ -142,8 +148,7 @@ def _frame_groups(f0: torch.Tensor, n_harmonics: int, nyquist: float):
     if torch.jit.is_tracing() or n_rows == 0:
         return [(n_harmonics, None)]
     if n_rows <= SMALL_ROWS:
-        lowest = max(float(f0.min()), 1e-3)
-        return [(max(1, min(n_harmonics, math.ceil(nyquist / lowest))), None)]
+        return _one_group(f0, n_harmonics, nyquist)
     lowest = f0.reshape(n_rows, -1).amin(dim=-1).clamp_min(1e-3)
     kc = torch.ceil(nyquist / lowest).clamp(1, n_harmonics)
     kc = (torch.ceil(kc / GROUP_STEP) * GROUP_STEP).clamp_max(n_harmonics).long()
