@@ -76,6 +76,9 @@ class TimbreEncoder(nn.Module):
             f0, relative to the strongest (``dsp.descriptors.harmonic_levels``): the
             instrument's harmonic envelope, which the register does not shift; needs
             ``f0_hz`` too.
+        frame_stride: the encoder reads every ``frame_stride``-th frame of the model's frame
+            rate (MFCCs at ``hop_length * frame_stride``): its GRU runs that many times fewer
+            steps. A frame-wise z is held over the frames between.
     """
 
     def __init__(
@@ -95,10 +98,15 @@ class TimbreEncoder(nn.Module):
         prior_std: float = 1.0,
         pitch_input: bool = False,
         harmonics: int = 0,
+        frame_stride: int = 1,
     ) -> None:
         super().__init__()
         if prior not in PRIORS:
             raise ValueError(f"prior: expected one of {list(PRIORS)}, got {prior!r}")
+        if int(frame_stride) < 1:
+            raise ValueError(f"frame_stride: expected an integer >= 1, got {frame_stride!r}")
+        self.frame_stride = int(frame_stride)
+        hop_length = hop_length * self.frame_stride  # the encoder's own frame hop
         self.mfcc = MFCC(
             sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc
         )
@@ -140,20 +148,22 @@ class TimbreEncoder(nn.Module):
         the VAE mu and logvar (Shape [batch, 1 or n_frames, z_dim])."""
         # float32 under mixed precision too: the encoder is small, and its bf16 GRU measured
         # twice as slow as float32 on the CPU (the decoder is where bf16 pays)
+        stride = self.frame_stride
+        n_read = -(-n_frames // stride)  # frame j here is the model's frame j * stride
         with torch.autocast(audio.device.type, enabled=False):
             audio = audio.float()
             # one STFT for the MFCCs and the harmonic levels
-            power = self.mfcc.power(audio, n_frames) if self.harmonics else None
-            x = self.norm(self.mfcc(audio, n_frames, power))
+            power = self.mfcc.power(audio, n_read) if self.harmonics else None
+            x = self.norm(self.mfcc(audio, n_read, power))
             if self.pitch_input or self.harmonics:
-                if f0_hz is None or f0_hz.shape[:2] != x.shape[:2]:
+                if f0_hz is None or f0_hz.shape[:2] != (x.shape[0], n_frames):
                     got = None if f0_hz is None else tuple(f0_hz.shape)
                     raise ValueError(
                         f"TimbreEncoder(pitch_input={self.pitch_input}, harmonics="
-                        f"{self.harmonics}): f0_hz of Shape {tuple(x.shape[:2])} is needed, "
-                        f"got {got}"
+                        f"{self.harmonics}): f0_hz of Shape {(x.shape[0], n_frames)} is "
+                        f"needed, got {got}"
                     )
-                f0_hz = f0_hz.float()
+                f0_hz = f0_hz.float()[:, ::stride]
             if self.pitch_input:
                 x = torch.cat([x, (hz_to_midi(f0_hz) / 127.0).unsqueeze(-1)], dim=-1)
             if self.harmonic_norm is not None:
@@ -170,6 +180,8 @@ class TimbreEncoder(nn.Module):
             h, _ = self.gru(x)
             if self.pooled:
                 h = h.mean(dim=1, keepdim=True)
+            elif stride > 1:
+                h = h.repeat_interleave(stride, dim=1)[:, :n_frames]
             out = self.head(h)
         if not self.variational:
             return {"z": out.expand(-1, n_frames, -1), "mu": out}

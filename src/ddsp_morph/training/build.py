@@ -165,6 +165,7 @@ def build_encoder(cfg: DictConfig, *, n_instruments: int = 1) -> TimbreEncoder |
         prior_std=float(lat.get("prior_std", 1.0)),
         pitch_input=bool(lat.get("pitch_input", False)),
         harmonics=int(lat.get("harmonics", 0)),
+        frame_stride=int(lat.get("frame_stride", 1)),
     )
 
 
