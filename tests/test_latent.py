@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddsp_morph.dsp.core import hz_to_midi
 from ddsp_morph.models.encoder import MFCC, TimbreEncoder, beta_at, kl_loss, kl_per_dim
 from ddsp_morph.training.checkpoint import load_run
 
@@ -608,3 +609,34 @@ def test_lfo_inputs_are_oscillators_at_their_rates_shared_by_every_pass_over_a_b
     cfg.model.lfo_rates = [5.0, 0.0]
     with pytest.raises(ConfigError, match="lfo_rates"):
         build_model(cfg, n_instruments=2)
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_an_encoder_with_a_frame_stride_reads_every_nth_frame(pooled: bool):
+    torch.manual_seed(0)
+    n = 33  # not a multiple of the stride: the last frame read is the model's frame 32
+    audio = torch.randn(2, n * 128) * 0.1
+    f0 = torch.linspace(200.0, 800.0, n).expand(2, n)
+    every = TimbreEncoder(z_dim=4, gru_size=8, pooled=pooled, pitch_input=True).eval()
+    second = TimbreEncoder(z_dim=4, gru_size=8, pooled=pooled, pitch_input=True, frame_stride=2)
+    second.load_state_dict(every.state_dict())
+    second.eval()
+    # its MFCC frame j is the model's frame 2j, read at twice the hop
+    torch.testing.assert_close(second.mfcc(audio, 17), every.mfcc(audio, n)[:, ::2])
+    # the same weights on every second frame (audio and f0): the GRU ran over 17 frames
+    x = torch.cat(
+        [every.norm(every.mfcc(audio, n)), (hz_to_midi(f0) / 127.0).unsqueeze(-1)], dim=-1
+    )[:, ::2]
+    h, _ = every.gru(x)
+    out = second(audio, n, f0)
+    assert out["z"].shape == (2, n, 4)
+    if pooled:
+        want = every.head(h.mean(dim=1, keepdim=True)).chunk(2, dim=-1)[0]
+        torch.testing.assert_close(out["mu"], want)
+        assert not torch.allclose(out["mu"], every(audio, n, f0)["mu"])
+    else:
+        want = every.head(h).chunk(2, dim=-1)[0]  # held over the frame between
+        torch.testing.assert_close(out["z"][:, ::2], want)
+        torch.testing.assert_close(out["z"][:, 1::2], want[:, : n // 2])
+    with pytest.raises(ValueError, match="frame_stride"):
+        TimbreEncoder(frame_stride=0)
