@@ -194,6 +194,28 @@ def training_step_case(args: dict) -> dict:
     return {"time_s": statistics.median(times), "peak_process_mb": _rss_kb("VmHWM") / 1024}
 
 
+def encoder_stride_case(args: dict) -> dict:
+    """The default timbre encoder (30 MFCCs, GRU 256, pooled VAE) fwd+bwd on a batch of 1 s
+    crops, reading every frame and every second frame (``latent.frame_stride``): both in this
+    process, their repetitions interleaved. Median seconds per pass for each stride."""
+    torch.set_num_threads(args.get("threads", 1))
+    from ddsp_morph.models.encoder import TimbreEncoder
+
+    g = torch.Generator().manual_seed(0)
+    m = int(args["seconds"] * SR) // HOP
+    audio = torch.randn(args["batch"], m * HOP, generator=g) * 0.1
+    encoders = {s: TimbreEncoder(sample_rate=SR, hop_length=HOP, frame_stride=s) for s in (1, 2)}
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for i in range(args.get("reps", 5) + 1):
+        for stride, enc in encoders.items():
+            t = time.perf_counter()
+            out = enc(audio, m)
+            (out["mu"].square().sum() + out["logvar"].sum()).backward()
+            if i:
+                times[stride].append(time.perf_counter() - t)
+    return {f"stride{s}_s": statistics.median(v) for s, v in times.items()}
+
+
 def streaming_case(args: dict) -> dict:
     """One block of harmonic (100) + noise (65 bands) + 1 s reverb, one thread: the compiled
     kernels of realtime.kernels ("compiled", what the fast engine runs), the torch realtime
@@ -668,6 +690,13 @@ def main() -> None:
         f"harmonic fwd+bwd, clips in their own registers (MIDI 45-93): frames grouped by their own "
         f"audible harmonics {grouped['time_s']:.3f} s, one group (the batch's lowest pitch) "
         f"{one['time_s']:.3f} s: {one['time_s'] / grouped['time_s']:.1f}x"
+    )
+    enc = _run(encoder_stride_case, dict(batch=size["batch"], seconds=1.0, reps=5))
+    results["encoder/frame_stride"] = enc
+    print(
+        f"timbre encoder fwd+bwd ({size['batch']} x 1 s, GRU 256, one thread): every frame "
+        f"{enc['stride1_s']:.3f} s, every second frame (latent.frame_stride=2) "
+        f"{enc['stride2_s']:.3f} s: {enc['stride1_s'] / enc['stride2_s']:.1f}x"
     )
     print(
         "\nFull training step (GRU 512 decoder, 100 harmonics, 65 bands, forward + loss + backward + Adam); "
