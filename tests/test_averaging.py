@@ -176,9 +176,13 @@ def test_a_run_with_averaging_reports_and_stores_the_average(tiny_corpus: Path, 
     again = latent_summary(avg.model, dm.datasets["train"], dm.instruments, step=0)
     for name, c in avg.extra["latent"]["centroids"].items():
         np.testing.assert_allclose(c, again["centroids"][name], atol=1e-5)
+    # the final and the best checkpoint carry the timbre speeds of every ordered pair
+    names = sorted(avg.extra["latent"]["centroids"])
+    pairs = sorted(f"{a}>{b}" for a in names for b in names if a != b)
+    assert sorted(avg.extra["latent"]["path_speed"]["slerp"]) == pairs
     # and the best checkpoint, chosen on the average's validation loss, holds an average too
     best = load_run(tmp_path, checkpoint="best")
-    assert "latent" in best.extra
+    assert sorted(best.extra["latent"]["path_speed"]["slerp"]) == pairs
 
     current = load_run(tmp_path, checkpoint="last", weights="current")
     torch.testing.assert_close(

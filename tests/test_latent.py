@@ -499,10 +499,28 @@ def test_path_speeds_are_stored_with_the_latent_and_steer_the_realtime_morph(tmp
     names = ["cello", "flute", "oboe"]
     summary = latent_summary(model, Items(items), names, step=7)
     speeds = summary["path_speed"]["slerp"]
-    assert sorted(speeds) == ["cello>flute", "cello>oboe", "flute>oboe"]
+    assert sorted(speeds) == [f"{a}>{b}" for a in names for b in names if a != b]
     for u in speeds.values():
         assert len(u) == SPEED_POINTS and u[0] == 0.0 and u[-1] == pytest.approx(1.0)
         assert np.all(np.diff(u) >= 0)
+    # A -> B is walked by A's performances: flute's clip moves flute's paths only
+    moved = [dict(it) for it in items]
+    moved[1]["f0_hz"] = moved[1]["f0_hz"] * 1.7
+    again = path_speeds(model, Items(moved), names, summary["centroids"])
+    for key, u in again.items():
+        if key.startswith("flute>"):
+            assert not np.allclose(u, speeds[key], atol=1e-4), key
+        else:
+            np.testing.assert_allclose(u, speeds[key], atol=1e-6, err_msg=key)
+    # and by its first `clips` clips: a second cello clip counts with clips=2, not with 1
+    second = {**items[0], "f0_hz": items[0]["f0_hz"] * 2.3}
+    one = path_speeds(model, Items([*items, second]), names, summary["centroids"], clips=1)
+    two = path_speeds(model, Items([*items, second]), names, summary["centroids"], clips=2)
+    np.testing.assert_allclose(one["cello>oboe"], speeds["cello>oboe"], atol=1e-6)
+    assert not np.allclose(two["cello>oboe"], one["cello>oboe"], atol=1e-4)
+    np.testing.assert_allclose(two["oboe>cello"], one["oboe>cello"], atol=1e-6)
+    with pytest.raises(ValueError, match="clips"):
+        path_speeds(model, Items(items), names, summary["centroids"], clips=0)
     # a decoder blind to z: no timbre change anywhere, the straight ramp
     with torch.no_grad():
         for p in (*model.decoder.input_mlps["z"].parameters(), *model.decoder.timbre.parameters()):
@@ -640,3 +658,52 @@ def test_an_encoder_with_a_frame_stride_reads_every_nth_frame(pooled: bool):
         torch.testing.assert_close(out["z"][:, 1::2], want[:, : n // 2])
     with pytest.raises(ValueError, match="frame_stride"):
         TimbreEncoder(frame_stride=0)
+
+
+def test_resume_checkpoints_skip_the_path_speeds_and_the_others_measure_them(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from ddsp_morph.training.build import build_model
+    from ddsp_morph.training.latent import path_speeds
+    from ddsp_morph.training.module import DDSPModule
+
+    torch.manual_seed(0)
+    model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
+    with torch.no_grad():
+        model.decoder.timbre.weight.copy_(torch.randn_like(model.decoder.timbre.weight))
+    batch = two_instrument_batch(60)
+    items = [{k: v[i] for k, v in batch.items()} for i in range(4)]
+
+    class Items:
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+    train = Items(items)
+    module = DDSPModule(model, optimizer=lambda p: torch.optim.Adam(p), instruments=["a", "b"])
+    fake = SimpleNamespace(
+        training=True, global_step=5, datamodule=SimpleNamespace(datasets={"train": train})
+    )
+    module._trainer = fake
+    # every N training steps (a resume checkpoint): centroids and axes, no speeds
+    lean = module.refresh_latent_summary()
+    assert lean["step"] == 5 and sorted(lean["centroids"]) == ["a", "b"]
+    assert "path_speed" not in lean
+    # a validation's or the final checkpoint at the same step: the speeds are added to it
+    fake.training = False
+    full = module.refresh_latent_summary()
+    assert full["centroids"] == lean["centroids"]
+    want = path_speeds(model, train, ["a", "b"], lean["centroids"])
+    assert sorted(full["path_speed"]["slerp"]) == ["a>b", "b>a"]
+    for key, u in want.items():
+        np.testing.assert_allclose(full["path_speed"]["slerp"][key], u, atol=1e-9)
+    assert module.refresh_latent_summary() is full  # once per step
+    fake.global_step = 6  # a new step outside the training loop: measured with its speeds
+    assert "path_speed" in module.refresh_latent_summary()
+    fake.training, fake.global_step = True, 7  # in the loop, at a step just validated (the best)
+    module.val_history.append((7, 1.0))
+    assert "path_speed" in module.refresh_latent_summary()
+    fake.global_step = 8
+    assert "path_speed" not in module.refresh_latent_summary()

@@ -97,11 +97,12 @@ def chain_points(
 
 def speed_between(latent: dict | None, source: str, target: str, kind: str) -> list | None:
     """The stored timbre-speed table from ``source`` to ``target`` on a ``kind`` path (a run's
-    latent summary, ``training.latent.path_speeds``), or None where the run has none."""
+    latent summary, ``training.latent.path_speeds``: one per ordered pair, measured on the
+    source's performances), or None where the run has none."""
     table = ((latent or {}).get("path_speed") or {}).get(kind) or {}
     if f"{source}>{target}" in table:
         return list(table[f"{source}>{target}"])
-    if f"{target}>{source}" in table:  # the same path walked backwards
+    if f"{target}>{source}" in table:  # a run that stored one direction: walked backwards
         u = np.asarray(table[f"{target}>{source}"], np.float64)
         return (u[-1] - u[::-1]).tolist()
     return None

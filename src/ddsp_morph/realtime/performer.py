@@ -65,6 +65,12 @@ class LatentMap:
             speed_between(latent, a, b, s.path) if s.even else None
             for a, b in zip(stops[:-1], stops[1:], strict=True)
         ]
+        if s.even and any(sp is None for sp in speeds):
+            log.warning(
+                "no timbre-speed table stored for the path %s (a resume checkpoint, or a run "
+                "from before they were stored): CC1 moves evenly in z there",
+                " > ".join(stops),
+            )
         self.path = torch.from_numpy(
             chain_points(points, per_segment, s.path, speeds).astype(np.float32)
         )

@@ -67,10 +67,12 @@ def pca(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, vt[:k], std
 
 
-def latent_summary(model, dataset, instruments: list[str], *, step: int) -> dict:
+def latent_summary(
+    model, dataset, instruments: list[str], *, step: int, speeds: bool = True
+) -> dict:
     """Per-instrument centroids of the clip-level posterior means over ``dataset``, the first
-    two principal axes and the timbre speed along every centroid path (``path_speeds``); plain
-    lists, so a checkpoint holding it loads with weights_only=True."""
+    two principal axes and (``speeds``) the timbre speed along every centroid path
+    (``path_speeds``); plain lists, so a checkpoint holding it loads with weights_only=True."""
     enc = encode_dataset(model, dataset)
     mu, ids = enc["mu"], enc["instrument_id"]
     centroids = {
@@ -78,15 +80,17 @@ def latent_summary(model, dataset, instruments: list[str], *, step: int) -> dict
         for i in sorted(set(ids.tolist()))
     }
     mean, comps, std = pca(mu)
-    return {
+    out = {
         "step": step,
         "centroids": centroids,
         "pca_mean": mean.astype(float).tolist(),
         "pca_components": comps.astype(float).tolist(),
         "pca_std": std.astype(float).tolist(),
         "n_clips": int(len(mu)),
-        "path_speed": {"slerp": path_speeds(model, dataset, instruments, centroids)},
     }
+    if speeds:
+        out["path_speed"] = {"slerp": path_speeds(model, dataset, instruments, centroids)}
+    return out
 
 
 def with_speeds(latent: dict, model, dataset, instruments: list[str], kind: str) -> dict:
@@ -116,7 +120,8 @@ def dry_render(model, batch: dict[str, torch.Tensor], *, seed: int = 0) -> torch
 
 
 SPEED_POINTS = 17  # points per path where the timbre is described
-SPEED_SECONDS = 1.5  # of one clip per instrument
+SPEED_SECONDS = 1.5  # of each clip
+SPEED_CLIPS = 4  # clips of the source instrument per path (REPORT, study 13)
 SPEED_BANDS, SPEED_FFT = 40, 1024
 
 
@@ -130,17 +135,18 @@ def path_speeds(
     kind: str = "slerp",
     n_points: int = SPEED_POINTS,
     seconds: float = SPEED_SECONDS,
+    clips: int = SPEED_CLIPS,
 ) -> dict[str, list[float]]:
-    """How fast the timbre changes along the path between every two instruments' centroids, so
-    that a morph control can move it evenly (``evaluation.latent_eval.even_alphas``).
+    """How fast the timbre changes along the path from every instrument's centroid to every
+    other's, so that a morph control can move it evenly (``evaluation.latent_eval.even_alphas``).
 
-    The first ``seconds`` of the first clip of each of the two instruments are rendered at
-    ``n_points`` equally spaced alphas; each render is described by its spectral envelope (the
-    mean over its sounding frames of 40 mel bands, dB) and the change between neighbouring
-    points (Euclidean, summed over the two clips) is accumulated. Returns "A>B" (A before B
-    alphabetically) -> cumulative change, 0 at A and 1 at B, Shape [n_points]; the reverse
-    path reads it backwards (``latent_eval.speed_between``). A model whose envelope does not
-    move gets the straight ramp."""
+    The path A -> B is walked by A's performances, as the morph table and a conversion walk it:
+    the first ``seconds`` of the first ``clips`` clips of A are rendered at ``n_points``
+    equally spaced alphas; each render is described by its spectral envelope (the mean over its
+    sounding frames of 40 mel bands, dB) and the change between neighbouring points (Euclidean,
+    summed over the clips) is accumulated. Returns "A>B" for every ordered pair -> cumulative
+    change, 0 at A and 1 at B, Shape [n_points]. A model whose envelope does not move gets the
+    straight ramp."""
     from ddsp_morph.dsp.filters import mel_filterbank
     from ddsp_morph.dsp.spectral import mel_band_db
     from ddsp_morph.evaluation.latent_eval import path_points
@@ -148,10 +154,13 @@ def path_speeds(
     names = sorted(centroids)
     if len(names) < 2 or model.encoder is None:
         return {}
-    firsts: dict[str, dict[str, torch.Tensor]] = {}
+    if clips < 1:
+        raise ValueError(f"clips: need at least 1, got {clips}")
+    by_name: dict[str, list[dict[str, torch.Tensor]]] = {}
     for item in dataset.items:
-        name = instruments[int(item["instrument_id"])]
-        firsts.setdefault(name, item)
+        group = by_name.setdefault(instruments[int(item["instrument_id"])], [])
+        if len(group) < clips:
+            group.append(item)
     hop = model.synth.hop_length
     sr = model.synth.sample_rate
     basis = torch.as_tensor(
@@ -165,38 +174,46 @@ def path_speeds(
         w = (energy > energy.amax(dim=2, keepdim=True) - 50.0).float()
         return (db * w).sum(-1) / w.sum(-1).clamp_min(1.0)
 
-    def clip(item: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
-        frames = min(int(item["f0_hz"].shape[0]), int(seconds * sr / hop))
+    def performances(group: list[dict[str, torch.Tensor]], n: int) -> dict[str, torch.Tensor]:
+        """The clips of ``group``, cut to one length, each repeated ``n`` times: one batch."""
+        frames = min(int(seconds * sr / hop), *(int(it["f0_hz"].shape[0]) for it in group))
         out = {}
-        for k, v in item.items():
-            if k == "audio":
-                v = v[: frames * hop]
-            elif v.ndim >= 1 and v.shape[0] == item["f0_hz"].shape[0]:
-                v = v[:frames]
-            out[k] = v.unsqueeze(0).expand(n, *v.shape)
+        for k in group[0]:
+            rows = []
+            for it in group:
+                v = it[k]
+                if k == "audio":
+                    v = v[: frames * hop]
+                elif v.ndim >= 1 and v.shape[0] == it["f0_hz"].shape[0]:
+                    v = v[:frames]
+                rows.append(v.unsqueeze(0).expand(n, *v.shape))
+            out[k] = torch.cat(rows)
         return out
 
     was_training = model.training
     model.eval()
+    ramp = np.linspace(0.0, 1.0, n_points)
+    batches = {name: performances(group, n_points) for name, group in by_name.items()}
     out: dict[str, list[float]] = {}
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            zs = path_points(
-                np.asarray(centroids[a], np.float32),
-                np.asarray(centroids[b], np.float32),
-                n_points,
-                kind,
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            zs = torch.as_tensor(
+                path_points(
+                    np.asarray(centroids[a], np.float32),
+                    np.asarray(centroids[b], np.float32),
+                    n_points,
+                    kind,
+                ),
+                dtype=torch.float32,
             )
             change = np.zeros(n_points - 1)
-            for name in (a, b):
-                if name not in firsts:
-                    continue
-                batch = clip(firsts[name], n_points)
-                batch["z"] = torch.as_tensor(zs, dtype=torch.float32)
-                env = envelope(dry_render(model, batch))
-                change += torch.linalg.vector_norm(env[1:] - env[:-1], dim=-1).numpy()
+            if a in batches:
+                batch = {**batches[a], "z": zs.repeat(len(by_name[a]), 1)}
+                env = envelope(dry_render(model, batch)).reshape(-1, n_points, SPEED_BANDS)
+                change = torch.linalg.vector_norm(env[:, 1:] - env[:, :-1], dim=-1).sum(0).numpy()
             u = np.concatenate([[0.0], np.cumsum(change)])
-            ramp = np.linspace(0.0, 1.0, n_points)
             moved = u[-1] > 1e-3  # dB, summed over the path: below it the timbre is still
             out[f"{a}>{b}"] = (u / u[-1] if moved else ramp).astype(float).tolist()
     model.train(was_training)

@@ -330,13 +330,29 @@ class DDSPModule(L.LightningModule):
     def refresh_latent_summary(self) -> dict:
         """The latent summary (centroids, PCA axes, path speeds) of the weights the model holds
         now, over the training split; computed once per step. A weight average computes it with
-        the average swapped in, before this module's checkpoint hook reuses it."""
-        from ddsp_morph.training.latent import latent_summary
+        the average swapped in, before this module's checkpoint hook reuses it.
 
+        The path speeds (several seconds) are measured for the checkpoints the tools read: at a
+        step that was validated (the best) and outside the training loop (the final last.ckpt).
+        The resume checkpoints written every N training steps carry the centroids and axes only;
+        a tool that opens one measures the speeds itself (``latent.with_speeds``) or moves evenly
+        in z."""
+        from ddsp_morph.training.latent import latent_summary, with_speeds
+
+        dm = self.trainer.datamodule
+        validated = bool(self.val_history) and self.val_history[-1][0] == self.global_step
+        speeds = validated or not self.trainer.training
         if self.latent_summary is None or self.latent_summary["step"] != self.global_step:
-            dm = self.trainer.datamodule
             self.latent_summary = latent_summary(
-                self.model, dm.datasets["train"], self.instruments, step=int(self.global_step)
+                self.model,
+                dm.datasets["train"],
+                self.instruments,
+                step=int(self.global_step),
+                speeds=speeds,
+            )
+        elif speeds:  # a resume checkpoint's summary at this step: add the speeds
+            self.latent_summary = with_speeds(
+                self.latent_summary, self.model, dm.datasets["train"], self.instruments, "slerp"
             )
         return self.latent_summary
 
