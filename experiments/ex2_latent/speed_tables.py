@@ -14,7 +14,8 @@ Variants (default: stored source:4):
 
 Prints, per variant: the largest step over the 12 pairs (mean curve of the first 3 test clips
 of A), its mean over pairs, the worst single clip's step, the median centroid and HNR step
-ratios, and the three pairs with the largest steps. Noise seed: ``SEED`` (default 0).
+ratios, and the three pairs with the largest steps. Noise seed: ``SEED`` (default 0); clips
+per path: ``N_EXAMPLES`` (default 3, as ``make train``).
 """
 
 import os
@@ -106,6 +107,7 @@ def table(variant: str) -> dict | None:
 
 items = test_items_by_instrument(dm)
 seed = int(os.environ.get("SEED", "0"))
+n_examples = int(os.environ.get("N_EXAMPLES", "3"))  # test clips of A whose path is rendered
 for variant in variants:
     t = time.time()
     sp = table(variant)
@@ -116,7 +118,7 @@ for variant in variants:
         cen,
         classifier=clf,
         features=feature_settings(run.cfg),
-        settings=MorphSettings(path=KIND, even=sp is not None, seed=seed),
+        settings=MorphSettings(path=KIND, even=sp is not None, seed=seed, n_examples=n_examples),
         latent=latent,
     )
     worst = pairs.sort_values("max_step", ascending=False).iloc[:3]
