@@ -15,7 +15,7 @@ Variants (default: stored source:4):
 Prints, per variant: the largest step over the 12 pairs (mean curve of the first 3 test clips
 of A), its mean over pairs, the worst single clip's step, the median centroid and HNR step
 ratios, and the three pairs with the largest steps. Noise seed: ``SEED`` (default 0); clips
-per path: ``N_EXAMPLES`` (default 3, as ``make train``).
+per path: ``N_EXAMPLES`` (default 3, the tables of study 13; ``make train`` renders 12).
 """
 
 import os

@@ -64,7 +64,7 @@ TARGETS = {
 @dataclass(frozen=True)
 class MorphSettings:
     steps: int = 11  # alphas 0, 0.1, ... 1
-    n_examples: int = 3  # test examples of A per pair
+    n_examples: int = 12  # test examples of A per pair whose whole path is rendered
     f0_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)  # where f0/loudness are re-extracted
     path: str = "linear"
     even: bool = True  # alphas equally spaced in timbre change where the run stores the speeds

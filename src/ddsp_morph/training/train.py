@@ -236,7 +236,7 @@ def measure_morph(
     m = cfg.get("morph", {})
     settings = MorphSettings(
         steps=int(m.get("steps", 11)),
-        n_examples=int(m.get("n_examples", 3)),
+        n_examples=int(m.get("n_examples", 12)),
         path=str(m.get("path", "linear")),
         even=bool(m.get("even", True)),
         seed=int(cfg.seed if cfg.seed is not None else 0),
