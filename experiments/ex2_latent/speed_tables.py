@@ -31,7 +31,7 @@ from ddsp_morph.evaluation.latent_eval import centroids_of, path_points
 from ddsp_morph.evaluation.morph import MorphSettings, morph_study, test_items_by_instrument
 from ddsp_morph.training.build import build_datamodule, feature_settings
 from ddsp_morph.training.checkpoint import load_run
-from ddsp_morph.training.latent import dry_render, path_speeds
+from ddsp_morph.training.latent import dry_render, path_speeds, repeated_clips
 
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 KIND = "slerp"
@@ -62,15 +62,7 @@ def judge_table(k: int, n: int = 17, seconds: float = 1.5) -> dict:
             zs = torch.as_tensor(path_points(cen[a], cen[b], n, KIND), dtype=torch.float32)
             change = np.zeros(n - 1)
             for item in clips_of(a, k):
-                frames = min(int(item["f0_hz"].shape[0]), int(seconds * sr / hop))
-                batch = {}
-                for key, v in item.items():
-                    if key == "audio":
-                        v = v[: frames * hop]
-                    elif v.ndim >= 1 and v.shape[0] == item["f0_hz"].shape[0]:
-                        v = v[:frames]
-                    batch[key] = v.unsqueeze(0).expand(n, *v.shape)
-                batch["z"] = zs
+                batch = {**repeated_clips([item], n, int(seconds * sr / hop), hop), "z": zs}
                 audio = dry_render(model, batch).numpy()
                 p = clf.predict_proba(np.stack([clip_features(x, sr) for x in audio]))
                 q = p[:, clf.classes.index(b)] - p[:, clf.classes.index(a)]

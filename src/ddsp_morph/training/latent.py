@@ -119,6 +119,26 @@ def dry_render(model, batch: dict[str, torch.Tensor], *, seed: int = 0) -> torch
     return audio
 
 
+def repeated_clips(
+    group: list[dict[str, torch.Tensor]], n: int, max_frames: int, hop: int
+) -> dict[str, torch.Tensor]:
+    """The clips of ``group`` cut to one length (at most ``max_frames``), each repeated ``n``
+    times in a row: one batch of ``len(group) * n`` rows, to render each clip at n points."""
+    frames = min(max_frames, *(int(it["f0_hz"].shape[0]) for it in group))
+    out = {}
+    for k in group[0]:
+        rows = []
+        for it in group:
+            v = it[k]
+            if k == "audio":
+                v = v[: frames * hop]
+            elif v.ndim >= 1 and v.shape[0] == it["f0_hz"].shape[0]:
+                v = v[:frames]
+            rows.append(v.unsqueeze(0).expand(n, *v.shape))
+        out[k] = torch.cat(rows)
+    return out
+
+
 SPEED_POINTS = 17  # points per path where the timbre is described
 SPEED_SECONDS = 1.5  # of each clip
 SPEED_CLIPS = 4  # clips of the source instrument per path (REPORT, study 13)
@@ -174,26 +194,13 @@ def path_speeds(
         w = (energy > energy.amax(dim=2, keepdim=True) - 50.0).float()
         return (db * w).sum(-1) / w.sum(-1).clamp_min(1.0)
 
-    def performances(group: list[dict[str, torch.Tensor]], n: int) -> dict[str, torch.Tensor]:
-        """The clips of ``group``, cut to one length, each repeated ``n`` times: one batch."""
-        frames = min(int(seconds * sr / hop), *(int(it["f0_hz"].shape[0]) for it in group))
-        out = {}
-        for k in group[0]:
-            rows = []
-            for it in group:
-                v = it[k]
-                if k == "audio":
-                    v = v[: frames * hop]
-                elif v.ndim >= 1 and v.shape[0] == it["f0_hz"].shape[0]:
-                    v = v[:frames]
-                rows.append(v.unsqueeze(0).expand(n, *v.shape))
-            out[k] = torch.cat(rows)
-        return out
-
     was_training = model.training
     model.eval()
     ramp = np.linspace(0.0, 1.0, n_points)
-    batches = {name: performances(group, n_points) for name, group in by_name.items()}
+    frames = int(seconds * sr / hop)
+    batches = {
+        name: repeated_clips(group, n_points, frames, hop) for name, group in by_name.items()
+    }
     out: dict[str, list[float]] = {}
     for a in names:
         for b in names:
