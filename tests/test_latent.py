@@ -254,6 +254,41 @@ def test_film_decoder_cannot_ignore_z():
     assert film.timbre.weight.grad.abs().sum() > 0
 
 
+def test_a_held_z_and_tiled_rows_decode_as_the_inputs_written_out_frame_by_frame_and_row_by_row():
+    """The decoder runs a z that holds over the frames through its MLP once per clip, and tiles
+    an input given for fewer rows: the outputs and every gradient equal those of the same
+    inputs materialized (a contiguous z per frame, the performance repeated per row)."""
+    _, film = _film_pair()
+    with torch.no_grad():
+        for p in (*film.film.parameters(), *film.timbre.parameters()):
+            p.copy_(torch.randn_like(p) * 0.1)
+    base = _decoder_inputs()
+    z = torch.randn(6, 1, 4, requires_grad=True)  # three z per clip of the 2-row performance
+    short = {"f0": base["f0"], "loudness": base["loudness"], "z": z.expand(-1, 12, -1)}
+    full = {
+        "f0": base["f0"].repeat(3, 1, 1),
+        "loudness": base["loudness"].repeat(3, 1, 1),
+        "z": z.expand(-1, 12, -1).contiguous(),
+    }
+    grads, outputs = [], []
+    for inputs in (short, full):
+        film.zero_grad()
+        z.grad = None
+        out = film(inputs)
+        assert out["amplitude"].shape == (6, 12, 1)
+        sum(
+            (v * torch.arange(v.numel()).reshape(v.shape).sin()).sum() for v in out.values()
+        ).backward()
+        grads.append([z.grad.clone(), *(p.grad.clone() for p in film.parameters())])
+        outputs.append({k: v.detach() for k, v in out.items()})
+    for k, v in outputs[1].items():
+        torch.testing.assert_close(outputs[0][k], v, atol=1e-6, rtol=1e-5)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="rows"):
+        film({**short, "z": torch.randn(5, 1, 4)})  # 5 rows do not tile 2
+
+
 def test_z_mode_is_checked():
     from ddsp_morph.models.decoder import Decoder
 
@@ -283,8 +318,10 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
         model, optimizer=lambda p: torch.optim.Adam(p), path_weight=1.0, window_frames=window_frames
     )
     n = 40
-    seen: list[int] = []
-    model.decoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0]["f0"].shape[1]))
+    seen: list[tuple[int, int]] = []
+    model.decoder.register_forward_pre_hook(
+        lambda _m, args: seen.append((args[0]["f0"].shape[1], args[0]["z"].shape[0]))
+    )
     batch = two_instrument_batch(n)
     out = model(batch)
     # FiLM and the timbre path start at zero: the decoder hears z only through its input MLP,
@@ -304,10 +341,51 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
     seen.clear()
     value = module.path_evenness(out, batch, module._window(n))
     assert float(value) > 1e-6  # FiLM is affine in z, the network after it is not
-    # the whole crop: two more decoder passes; a window: three passes over that window only
-    assert seen == ([n, n] if window_frames == 0 else [window_frames] * 3)
+    # one more decoder pass, its rows stacked: the whole crop with the other clip's z and the
+    # midpoint (2 x 4 rows); a window: over that window only, with the clip's own z too (3 x 4)
+    assert seen == ([(n, 8)] if window_frames == 0 else [(window_frames, 12)])
     value.backward()
     assert model.decoder.film.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("window_frames", [0, 16])
+def test_the_stacked_window_pass_equals_one_decoder_pass_per_z(tmp_path: Path, window_frames: int):
+    """window_controls decodes the own / other / midpoint / conversion z in one pass; each part
+    equals the decoder run on that z alone, and only the conversion's z is held fixed."""
+    from ddsp_morph.training.build import build_model
+    from ddsp_morph.training.module import DDSPModule
+
+    torch.manual_seed(0)
+    model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
+    with torch.no_grad():
+        for p in (*model.decoder.film.parameters(), *model.decoder.timbre.parameters()):
+            p.copy_(torch.randn_like(p) * 0.3)
+    module = DDSPModule(model, optimizer=lambda p: torch.optim.Adam(p), window_frames=window_frames)
+    n = 40
+    batch = two_instrument_batch(n)
+    out = model(batch)
+    cut = module._window(n)
+    got = module.window_controls(out, batch, cut)
+    z = out["z"][:, :1]
+    other = z[[3, 0, 1, 2]]
+    want = {"other": other, "mid": 0.5 * (z + other), "conversion": other}
+    if cut is not None:
+        want["own"] = z
+    assert sorted(got) == sorted(want)
+    inputs = module._windowed_inputs(batch, cut)
+    frames = n if cut is None else window_frames
+    for name, zz in want.items():
+        raw = model.decoder({**inputs, "z": zz.expand(-1, frames, -1).contiguous()})
+        alone = model.synth.get_controls(raw)
+        for k, v in alone.items():
+            torch.testing.assert_close(got[name][k], v, atol=1e-6, rtol=1e-5)
+    assert got["conversion"]["amplitude"].requires_grad
+    g = torch.autograd.grad(
+        got["conversion"]["amplitude"].sum(), out["mu"], allow_unused=True, retain_graph=True
+    )[0]
+    assert g is None or float(g.abs().sum()) == 0.0  # the conversion's z is held fixed
+    g = torch.autograd.grad(got["other"]["amplitude"].sum(), out["mu"], allow_unused=True)[0]
+    assert g is not None and float(g.abs().sum()) > 0  # the path's z trains the encoder
 
 
 def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_encoder(

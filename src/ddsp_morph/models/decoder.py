@@ -93,13 +93,26 @@ class Decoder(nn.Module):
         hidden: torch.Tensor | None = None,
         return_hidden: bool = False,
     ):
-        """Args: inputs name -> Shape [batch, n_frames, channels]. Returns name -> raw head outputs."""
+        """Args: inputs name -> Shape [batch, n_frames, channels]. An input that holds over every
+        frame (given with one frame, or expanded over them: a clip's pooled z) goes through its
+        MLP once per clip, not once per frame. An input with fewer rows than the largest is
+        tiled to it (rows repeated as ``Tensor.repeat``): the same performance played with
+        several z in one pass, its MLP run once. Returns name -> raw head outputs."""
         missing = [k for k in self.input_names if k not in inputs]
         if missing:
             raise ValueError(
                 f"inputs: missing {missing}; the decoder was built for {self.input_names}"
             )
-        hs = [self.input_mlps[k](inputs[k]) for k in self.input_names]
+        given = {k: _held(inputs[k]) for k in self.input_names}
+        rows = max(v.shape[0] for v in given.values())
+        frames = max(v.shape[1] for v in given.values())
+        for k, v in given.items():
+            if rows % v.shape[0] or v.shape[1] not in (1, frames):
+                raise ValueError(
+                    f"inputs: {k} has {v.shape[0]} rows x {v.shape[1]} frames; expected rows "
+                    f"dividing {rows} and 1 or {frames} frames"
+                )
+        hs = [_tile(self.input_mlps[k](v), rows).expand(-1, frames, -1) for k, v in given.items()]
         x = torch.cat(hs, dim=-1)
         if torch.is_autocast_enabled(x.device.type) and not torch.is_grad_enabled():
             # Validation under bf16 autocast: torch's CPU GRU in inference mode took 2.3 GB more
@@ -108,7 +121,8 @@ class Decoder(nn.Module):
                 g, hidden = self.gru(x.float(), None if hidden is None else hidden.float())
         else:
             g, hidden = self.gru(x, hidden)
-        y = self._out_mlp(torch.cat([g, x], dim=-1), inputs.get("z"))
+        z = given.get("z")
+        y = self._out_mlp(torch.cat([g, x], dim=-1), None if z is None else _tile(z, rows))
         out = dict(
             zip(
                 self.output_sizes,
@@ -117,3 +131,12 @@ class Decoder(nn.Module):
             )
         )
         return (out, hidden) if return_hidden else out
+
+
+def _held(v: torch.Tensor) -> torch.Tensor:
+    """An input expanded over its frames (stride 0) as its one frame, else itself."""
+    return v[:, :1] if v.dim() == 3 and v.shape[1] > 1 and v.stride(1) == 0 else v
+
+
+def _tile(v: torch.Tensor, rows: int) -> torch.Tensor:
+    return v if v.shape[0] == rows else v.repeat(rows // v.shape[0], *[1] * (v.dim() - 1))

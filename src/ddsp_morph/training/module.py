@@ -113,14 +113,16 @@ class DDSPModule(L.LightningModule):
         )
         if stage == "train" and "z" in out and extra:
             cut = self._window(out["z"].shape[1])
+            cycle_on = self.cycle_weight > 0 and "mu" in out
+            convert = cycle_on or self.conversion_fluctuation_weight > 0
+            controls = self.window_controls(
+                out, batch, cut, path=self.path_weight > 0, conversion=convert
+            )
             if self.path_weight > 0:
-                path = self.path_evenness(out, batch, cut)
+                path = self.path_evenness(out, batch, cut, controls)
                 self.log(f"{stage}/path_evenness", path, batch_size=n)
                 spectral = spectral + self.path_weight * path
-            cycle_on = self.cycle_weight > 0 and "mu" in out
-            converted = None
-            if cycle_on or self.conversion_fluctuation_weight > 0:
-                converted = self.conversion_render(out, batch, cut)
+            converted = self.conversion_render(out, batch, cut, controls) if convert else None
             ramp = beta_at(int(self.global_step), 1.0, self.beta_warmup_steps)
             if cycle_on:
                 cycle = self.timbre_cycle(out, batch, cut, converted)
@@ -150,12 +152,45 @@ class DDSPModule(L.LightningModule):
         start = int(torch.randint(0, n_frames - self.window_frames + 1, ()))
         return slice(start, start + self.window_frames)
 
-    def _controls(
-        self, inputs: dict[str, torch.Tensor], z: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        raw = self.model.decoder({**inputs, "z": z})
+    def window_controls(
+        self,
+        out: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        cut: slice | None,
+        *,
+        path: bool = True,
+        conversion: bool = True,
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """The synth controls the extra terms need, every clip's f0 and loudness over the window
+        ``cut`` played with: its own z ("own", for the path with a window: the GRU starts at the
+        window), the next clip's z ("other"), their midpoint ("mid") — the path — and the next
+        clip's z held fixed ("conversion"). One decoder pass with those rows stacked: the CPU's
+        GRU steps through the window once for all of them, where its cost per frame, not the
+        batch, sets the time (REPORT, study 14). Returns name -> controls."""
+        z = out["z"]
+        if z.stride(1) == 0:  # a pooled z, expanded over the frames: one frame carries it
+            z = z[:, :1]
+        elif cut is not None:
+            z = z[:, cut]
+        other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
+        zs: dict[str, torch.Tensor] = {}
+        if path:
+            if cut is not None:
+                zs["own"] = z
+            zs["other"], zs["mid"] = z[other], 0.5 * (z + z[other])
+        if conversion:
+            zs["conversion"] = z[other].detach()
+        if not zs:
+            return {}
+        k = len(zs)
+        # the performance's inputs once: the decoder tiles their MLPs' output over the k z
+        raw = self.model.decoder(
+            {**self._windowed_inputs(batch, cut), "z": torch.cat(list(zs.values()))}
+        )
         with torch.autocast(z.device.type, enabled=False):
-            return self.model.synth.get_controls({k: v.float() for k, v in raw.items()})
+            controls = self.model.synth.get_controls({n: v.float() for n, v in raw.items()})
+        parts = {n: v.chunk(k) for n, v in controls.items()}
+        return {name: {n: v[i] for n, v in parts.items()} for i, name in enumerate(zs)}
 
     def _windowed_inputs(
         self, batch: dict[str, torch.Tensor], cut: slice | None
@@ -164,18 +199,22 @@ class DDSPModule(L.LightningModule):
         return inputs if cut is None else {k: v[:, cut] for k, v in inputs.items()}
 
     def path_evenness(
-        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cut: slice | None = None
+        self,
+        out: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        cut: slice | None = None,
+        controls: dict[str, dict[str, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """How far the synth controls at the midpoint between two clips' timbres are from the
         mean of their controls (log harmonic distribution, log noise bands, log amplitude),
         with the first clip's f0 and loudness: zero when the controls move evenly along a
         straight path in z, so a morph between instruments cannot switch halfway.
 
-        With a window ``cut`` the three decoder passes look at those frames of every clip only,
-        the GRU starting there, instead of two passes over the whole crop: a fraction of a step."""
-        z = out["z"]
-        other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
-        inputs = self._windowed_inputs(batch, cut)
+        With a window ``cut`` the decoder looks at those frames of every clip only, the GRU
+        starting there, instead of passes over the whole crop: a fraction of a step.
+        ``controls``: from ``window_controls`` (computed here when not given)."""
+        if controls is None:
+            controls = self.window_controls(out, batch, cut, conversion=False)
 
         def rep(c: dict[str, torch.Tensor]) -> torch.Tensor:
             return torch.cat([torch.log(c[k] + 1e-5) for k in sorted(c)], dim=-1)
@@ -183,29 +222,31 @@ class DDSPModule(L.LightningModule):
         if cut is None:
             a = rep({k: out[k] for k in self.model.synth.control_sizes})
         else:
-            z = z[:, cut]
-            a = rep(self._controls(inputs, z))
-        b = rep(self._controls(inputs, z[other]))
-        mid = rep(self._controls(inputs, 0.5 * (z + z[other])))
+            a = rep(controls["own"])
+        b, mid = rep(controls["other"]), rep(controls["mid"])
         return torch.mean((mid - 0.5 * (a + b)) ** 2)
 
     def conversion_render(
-        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cut: slice | None = None
+        self,
+        out: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        cut: slice | None = None,
+        controls: dict[str, dict[str, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The conversion: every clip's f0 and loudness (over the window ``cut``) played with the
         next clip's z, held fixed. Returns (audio Shape [batch, n_samples], other: the index of
-        the clip whose z each row was played with)."""
-        z = out["z"]
-        other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
-        inputs = self._windowed_inputs(batch, cut)
-        if cut is not None:
-            z = z[:, cut]
+        the clip whose z each row was played with). ``controls``: from ``window_controls``."""
+        if controls is None:
+            controls = self.window_controls(out, batch, cut, path=False)
+        n = out["z"].shape[0]
+        other = torch.roll(torch.arange(n, device=out["z"].device), 1)
         f0 = batch["f0_hz"] if cut is None else batch["f0_hz"][:, cut]
-        controls = self._controls(inputs, z[other].detach())
         with torch.autocast(f0.device.type, enabled=False):
             ids = batch.get("instrument_id")
             audio = self.model.synth(
-                f0.float(), controls, instrument_id=None if ids is None else ids[other]
+                f0.float(),
+                controls["conversion"],
+                instrument_id=None if ids is None else ids[other],
             )["audio"]
         return audio, other
 
