@@ -216,6 +216,60 @@ def encoder_stride_case(args: dict) -> dict:
     return {f"stride{s}_s": statistics.median(v) for s, v in times.items()}
 
 
+def decoder_passes_case(args: dict) -> dict:
+    """The default decoder's passes of one training step with a latent (128/128, FiLM, z 16;
+    16 clips x 1 s, the path and conversion terms on a 64-frame window), fwd+bwd, one thread,
+    both ways in this process, their repetitions interleaved:
+    - ``separate``: the main pass with z written out per frame, then one pass per z of the
+      window (own, other clip's, midpoint, conversion), as before the stacked pass;
+    - ``stacked``: the main pass with z held over the frames (its MLP once per clip), then the
+      window's four z in one pass, the performance's MLPs run once and tiled.
+    Median seconds per step's decoder work for each."""
+    torch.set_num_threads(args.get("threads", 1))
+    from ddsp_morph.models.decoder import Decoder
+    from ddsp_morph.synths.stack import SynthStack
+
+    synth = SynthStack(
+        sample_rate=SR, hop_length=HOP, n_harmonics=100, noise=True, n_noise_bands=65
+    )
+    torch.manual_seed(0)
+    dec = Decoder(
+        input_sizes={"f0": 1, "loudness": 1, "z": 16},
+        output_sizes=synth.control_sizes,
+        hidden_size=128,
+        gru_size=128,
+        z_mode="film",
+    )
+    b, m, w = args["batch"], int(args["seconds"] * SR) // HOP, 64
+    g = torch.Generator().manual_seed(0)
+    perf = {"f0": torch.rand(b, m, 1, generator=g), "loudness": torch.randn(b, m, 1, generator=g)}
+    window = {k: v[:, 10 : 10 + w] for k, v in perf.items()}
+    z = torch.randn(b, 1, 16, generator=g, requires_grad=True)
+    other = torch.roll(torch.arange(b), 1)
+
+    def window_zs():
+        return [z, z[other], 0.5 * (z + z[other]), z[other].detach()]
+
+    def separate() -> torch.Tensor:
+        outs = [dec({**perf, "z": z.expand(-1, m, -1).contiguous()})]
+        outs += [dec({**window, "z": zz.expand(-1, w, -1).contiguous()}) for zz in window_zs()]
+        return sum(v.square().mean() for o in outs for v in o.values())
+
+    def stacked() -> torch.Tensor:
+        outs = [dec({**perf, "z": z.expand(-1, m, -1)})]
+        outs += [dec({**window, "z": torch.cat(window_zs())})]
+        return sum(v.square().mean() for o in outs for v in o.values())
+
+    times: dict[str, list[float]] = {"separate": [], "stacked": []}
+    for i in range(args.get("reps", 7) + 1):
+        for name, fn in (("separate", separate), ("stacked", stacked)):
+            t = time.perf_counter()
+            fn().backward()
+            if i:
+                times[name].append(time.perf_counter() - t)
+    return {f"{k}_s": statistics.median(v) for k, v in times.items()}
+
+
 def streaming_case(args: dict) -> dict:
     """One block of harmonic (100) + noise (65 bands) + 1 s reverb, one thread: the compiled
     kernels of realtime.kernels ("compiled", what the fast engine runs), the torch realtime
@@ -697,6 +751,14 @@ def main() -> None:
         f"timbre encoder fwd+bwd ({size['batch']} x 1 s, GRU 256, one thread): every frame "
         f"{enc['stride1_s']:.3f} s, every second frame (latent.frame_stride=2) "
         f"{enc['stride2_s']:.3f} s: {enc['stride1_s'] / enc['stride2_s']:.1f}x"
+    )
+    dp = _run(decoder_passes_case, dict(batch=size["batch"], seconds=1.0, reps=7))
+    results["decoder/passes"] = dp
+    print(
+        f"decoder passes of one training step ({size['batch']} x 1 s + a 64-frame window with 4 z, "
+        f"128/128 FiLM, fwd+bwd, one thread): one pass per z, z per frame {dp['separate_s']:.3f} s, "
+        f"stacked window pass and z held per clip {dp['stacked_s']:.3f} s: "
+        f"{dp['separate_s'] / dp['stacked_s']:.2f}x"
     )
     print(
         "\nFull training step (GRU 512 decoder, 100 harmonics, 65 bands, forward + loss + backward + Adam); "
