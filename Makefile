@@ -36,8 +36,12 @@ data: $(STAMP) ## Render the default corpus (or import SOURCE=<folder>) and cach
 # than glibc's malloc for a training step (make bench measures both); optional.
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/*/libtcmalloc_minimal.so.4))
 
+# make train's clock starts when make reads this file, before the set-up: training stops in time
+# for the whole job to end within trainer.budget.minutes (25), however long the set-up took
+JOB_START := $(shell date +%s)
+
 train: data ## Set everything up, then train with the default config (ARGS="synth=harmonic ...")
-	$(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) )$(PY) train.py $(ARGS)
+	$(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) )$(PY) train.py trainer.budget.start=$(JOB_START) $(ARGS)
 
 eval: $(STAMP) ## Evaluate a run on its test split: make eval RUN=runs/<run> (default: the latest run)
 	@run="$(RUN)"; \

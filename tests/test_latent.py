@@ -780,8 +780,46 @@ def test_resume_checkpoints_skip_the_path_speeds_and_the_others_measure_them(tmp
     assert module.refresh_latent_summary() is full  # once per step
     fake.global_step = 6  # a new step outside the training loop: measured with its speeds
     assert "path_speed" in module.refresh_latent_summary()
-    fake.training, fake.global_step = True, 7  # in the loop, at a step just validated (the best)
+    # in the loop, at a step just validated (the best checkpoint): none either; the run adds
+    # them to the best checkpoint it keeps after the fit (add_path_speeds, below)
+    fake.training, fake.global_step = True, 7
     module.val_history.append((7, 1.0))
-    assert "path_speed" in module.refresh_latent_summary()
-    fake.global_step = 8
     assert "path_speed" not in module.refresh_latent_summary()
+
+
+def test_add_path_speeds_completes_a_checkpoint_with_its_own_weights(tmp_path: Path):
+    from ddsp_morph.training.build import build_model
+    from ddsp_morph.training.checkpoint import add_path_speeds, load_checkpoint
+    from ddsp_morph.training.latent import latent_summary, path_speeds
+
+    torch.manual_seed(0)
+    model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
+    with torch.no_grad():
+        model.decoder.timbre.weight.copy_(torch.randn_like(model.decoder.timbre.weight))
+    batch = two_instrument_batch(60)
+
+    class Items(list):
+        items = property(lambda self: self)
+
+    train = Items({k: v[i] for k, v in batch.items()} for i in range(4))
+    lean = latent_summary(model, train, ["a", "b"], step=3, speeds=False)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    path = tmp_path / "step000003.ckpt"
+    torch.save(
+        {"state_dict": state, "ddsp_morph": {"latent": lean, "instruments": ["a", "b"]}}, path
+    )
+    want = path_speeds(model, train, ["a", "b"], lean["centroids"])
+    # the model handed over has other weights: the checkpoint's own are measured
+    other = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    assert add_path_speeds(path, other, train, ["a", "b"]) is True
+    for k, v in other.state_dict().items():
+        assert torch.equal(v, before[k])  # left as it was
+    got = load_checkpoint(path)["ddsp_morph"]["latent"]
+    assert got["centroids"] == lean["centroids"]
+    for key, u in want.items():
+        np.testing.assert_allclose(got["path_speed"]["slerp"][key], u, atol=1e-9)
+    stamp = path.stat().st_mtime_ns
+    assert add_path_speeds(path, other, train, ["a", "b"]) is False  # already there: untouched
+    assert path.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []

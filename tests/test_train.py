@@ -323,3 +323,77 @@ def test_lightning_reloads_a_resumed_checkpoint_weights_only(
         train(cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}"))
     assert seen["weights_only"] is True and str(seen["ckpt_path"]).endswith("last.ckpt")
     assert not (run / "train.lock").exists()  # released on the way out
+
+
+def test_the_lr_cooldown_falls_linearly_to_zero_over_the_last_part_of_steps_or_minutes(
+    monkeypatch,
+):
+    """lr_factor: lr_decay ** step, times a linear fall to 0 over the last ``lr_cooldown`` of
+    the budget, which ends at max_steps or budget_minutes (the minutes of a run resumed
+    included), whichever comes first; without a cooldown the schedule is the exponential one."""
+    import types
+
+    from ddsp_morph.training import module as module_file
+    from ddsp_morph.training.module import DDSPModule
+
+    net = torch.nn.Linear(1, 1)
+    m = DDSPModule(net, optimizer=torch.optim.SGD, lr_decay=0.999, lr_cooldown=0.25)
+    m._trainer = types.SimpleNamespace(max_steps=1000)
+    for step, cool in ((0, 1.0), (750, 1.0), (800, 0.8), (900, 0.4), (1000, 0.0)):
+        assert m.lr_factor(step) == pytest.approx(0.999**step * cool)
+    # the minutes end it first: 30 of 40 minutes gone (10 before a resume) at step 100
+    m.budget_minutes, m.wall_before, m._fit_start = 40.0, 600.0, 1000.0
+    monkeypatch.setattr(module_file.time, "time", lambda: 1000.0 + 1200.0)
+    assert m.progress(100) == pytest.approx(0.75)
+    assert m.lr_factor(100) == pytest.approx(0.999**100)
+    monkeypatch.setattr(module_file.time, "time", lambda: 1000.0 + 1500.0)
+    assert m.lr_factor(100) == pytest.approx(0.999**100 * 0.5)
+    sched = m.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR)
+    plain = DDSPModule(net, optimizer=torch.optim.SGD, lr_decay=0.999)
+    assert isinstance(
+        plain.configure_optimizers()["lr_scheduler"]["scheduler"],
+        torch.optim.lr_scheduler.ExponentialLR,
+    )
+    with pytest.raises(ValueError, match="lr_cooldown"):
+        DDSPModule(net, optimizer=torch.optim.SGD, lr_cooldown=1.5)
+
+
+def test_the_job_clock_cuts_training_to_what_the_budget_leaves(tmp_path: Path, caplog):
+    """training_minutes: max_minutes without a job clock; with one (make train sets
+    trainer.budget.start), what is left of the budget less the reserve, at most max_minutes;
+    nothing left is one clear error. The clock is not part of what a resume compares."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from ddsp_morph.config import validate_config
+    from ddsp_morph.training.train import comparable, training_minutes
+
+    cfg = cfg_for(tmp_path, tmp_path, "trainer.max_minutes=17")
+    assert cfg.trainer.budget.start is None and training_minutes(cfg) == 17.0
+    cfg.trainer.budget.start = 1_000_000.0
+    with caplog.at_level(logging.INFO, logger="ddsp_morph.training.train"):
+        # 5 min of set-up: 25 - 3 - 5 = 17 left, the cap too; 7 min: 15
+        assert training_minutes(cfg, now=1_000_000.0 + 300) == pytest.approx(17.0)
+        assert training_minutes(cfg, now=1_000_000.0 + 420) == pytest.approx(15.0)
+    assert "7.0 min gone in set-up" in caplog.text
+    cfg.trainer.max_minutes = None
+    assert training_minutes(cfg, now=1_000_000.0 + 60) == pytest.approx(21.0)
+    with pytest.raises(DDSPMorphError, match=r"trainer.budget: 23.0 of the job's 25 minutes"):
+        training_minutes(cfg, now=1_000_000.0 + 23 * 60)
+    other = OmegaConf.merge(cfg, {"trainer": {"budget": {"start": 2_000_000.0}}})
+    assert comparable(other) == comparable(cfg)  # the same command resumes its run
+    assert comparable(OmegaConf.merge(cfg, {"trainer": {"max_steps": 7}})) != comparable(cfg)
+    cfg.trainer.budget.minutes = 0
+    with pytest.raises(ConfigError, match="trainer.budget.minutes"):
+        validate_config(cfg)
+
+
+def test_make_train_starts_the_job_clock_before_its_set_up():
+    """The Makefile takes the time when make reads it (before the venv and the corpus) and
+    hands it to train.py as trainer.budget.start."""
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "JOB_START := $(shell date +%s)" in text
+    recipe = text.split("\ntrain: data")[1].split("\n\n")[0]
+    assert "train.py trainer.budget.start=$(JOB_START)" in recipe

@@ -11,6 +11,7 @@ from ddsp_morph.errors import ConfigError
 # keys whose null means "off"
 NULLABLE = {
     "trainer.max_minutes",
+    "trainer.budget.start",
     "data.crop_seconds",
     "data.features.f0_hop_length",
     "trainer.weight_average.decay",
@@ -47,6 +48,9 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "trainer.max_steps": ((int,), ("> 0 or -1", lambda v: v > 0 or v == -1)),
     "trainer.checkpoint_every_n_steps": ((int,), _POSITIVE),
     "trainer.max_minutes": ((float, int), _POSITIVE),
+    "trainer.budget.start": ((float, int), (">= 0", lambda v: v >= 0)),
+    "trainer.budget.minutes": ((float, int), _POSITIVE),
+    "trainer.budget.reserve_minutes": ((float, int), (">= 0", lambda v: v >= 0)),
     "trainer.weight_average.decay": ((float,), ("in (0, 1)", lambda v: 0 < v < 1)),
     "trainer.precision": (
         (str, int),

@@ -170,9 +170,17 @@ def build_encoder(cfg: DictConfig, *, n_instruments: int = 1) -> TimbreEncoder |
 
 
 def build_module(
-    cfg: DictConfig, model: DDSPAutoencoder, *, instruments: list[str] | None = None
+    cfg: DictConfig,
+    model: DDSPAutoencoder,
+    *,
+    instruments: list[str] | None = None,
+    minutes: float | None = None,
 ) -> DDSPModule:
+    """``minutes``: the training budget (``training.train.training_minutes``; default
+    ``trainer.max_minutes``), which the learning-rate cooldown counts against."""
     m, loss = cfg.model, cfg.model.loss
+    if minutes is None:
+        minutes = cfg.get("trainer", {}).get("max_minutes")
     optimizer = functools.partial(torch.optim.Adam, lr=float(m.lr))
     return DDSPModule(
         model,
@@ -191,4 +199,6 @@ def build_module(
         window_frames=int(cfg.latent.get("window_frames", 0)),
         fluctuation_weight=float(loss.get("fluctuation_weight", 0.0)),
         conversion_fluctuation_weight=float(loss.get("conversion_fluctuation_weight", 0.0)),
+        lr_cooldown=float(m.get("lr_cooldown", 0.0)),
+        budget_minutes=None if minutes is None else float(minutes),
     )

@@ -127,3 +127,27 @@ def load_run(
         global_step=int(ckpt.get("global_step", 0)),
         extra={k: v for k, v in meta.items() if k != "instruments"},
     )
+
+
+def add_path_speeds(path: Path, model: DDSPAutoencoder, dataset, instruments: list[str]) -> bool:
+    """Measure and store the slerp path-speed tables in the checkpoint at ``path``, with its own
+    weights (``model``'s architecture; ``model`` itself is left as it is), where its latent
+    summary has none: a training run writes its best checkpoint at a validation without them
+    and completes it once after the fit (``training.train``). The file is rewritten atomically.
+    Returns whether it changed."""
+    import copy
+
+    from ddsp_morph.data.io import atomic_write_with
+    from ddsp_morph.training.latent import with_speeds
+
+    checkpoint = load_checkpoint(path)
+    meta = checkpoint.get("ddsp_morph", {})
+    latent = meta.get("latent")
+    if latent is None or (latent.get("path_speed") or {}).get("slerp") is not None:
+        return False
+    own = copy.deepcopy(model)
+    load_state_checked(own, model_state(checkpoint), path)
+    own.eval()
+    meta["latent"] = with_speeds(latent, own, dataset, instruments, "slerp")
+    atomic_write_with(path, lambda buffer: torch.save(checkpoint, buffer))
+    return True

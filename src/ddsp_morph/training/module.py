@@ -28,6 +28,10 @@ class DDSPModule(L.LightningModule):
         model: the autoencoder.
         optimizer: a partial taking the parameters (Hydra ``_partial_``).
         lr_decay: multiplicative learning-rate decay per step (1.0: constant).
+        lr_cooldown: the last fraction of the run over which the learning rate falls linearly
+            to 0 (0: none); the run's end is ``max_steps`` or ``budget_minutes`` of training,
+            whichever comes first.
+        budget_minutes: the run's wall-time budget (``trainer.max_minutes``), for the cooldown.
     """
 
     def __init__(
@@ -49,8 +53,13 @@ class DDSPModule(L.LightningModule):
         window_frames: int = 0,
         fluctuation_weight: float = 0.0,
         conversion_fluctuation_weight: float = 0.0,
+        lr_cooldown: float = 0.0,
+        budget_minutes: float | None = None,
     ) -> None:
         super().__init__()
+        if not 0.0 <= lr_cooldown <= 1.0:
+            raise ValueError(f"lr_cooldown: a fraction of the run in [0, 1], got {lr_cooldown}")
+        self.lr_cooldown, self.budget_minutes = float(lr_cooldown), budget_minutes
         self.model = model
         self.instruments = list(instruments)
         self.beta, self.beta_warmup_steps, self.free_bits = beta, beta_warmup_steps, free_bits
@@ -373,16 +382,16 @@ class DDSPModule(L.LightningModule):
         now, over the training split; computed once per step. A weight average computes it with
         the average swapped in, before this module's checkpoint hook reuses it.
 
-        The path speeds (several seconds) are measured for the checkpoints the tools read: at a
-        step that was validated (the best) and outside the training loop (the final last.ckpt).
-        The resume checkpoints written every N training steps carry the centroids and axes only;
-        a tool that opens one measures the speeds itself (``latent.with_speeds``) or moves evenly
-        in z."""
+        The path speeds (several seconds) are measured outside the training loop only (the
+        final last.ckpt). The checkpoints written inside it, every N steps for a resume and at a
+        validation for the best, carry the centroids and axes: the run adds the speeds to the
+        one best checkpoint it keeps after the fit (``checkpoint.add_path_speeds``), instead of
+        at every validation; a tool that opens one without them measures the speeds itself
+        (``latent.with_speeds``) or moves evenly in z."""
         from ddsp_morph.training.latent import latent_summary, with_speeds
 
         dm = self.trainer.datamodule
-        validated = bool(self.val_history) and self.val_history[-1][0] == self.global_step
-        speeds = validated or not self.trainer.training
+        speeds = not self.trainer.training
         if self.latent_summary is None or self.latent_summary["step"] != self.global_step:
             self.latent_summary = latent_summary(
                 self.model,
@@ -408,9 +417,32 @@ class DDSPModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self._fit_start = time.time()
 
+    def progress(self, step: int) -> float:
+        """How far the run is through its budget: steps of ``max_steps`` or seconds of
+        ``budget_minutes`` (the parts before a resume included), whichever is further."""
+        done = 0.0
+        max_steps = getattr(self._trainer, "max_steps", -1) if self._trainer is not None else -1
+        if max_steps and max_steps > 0:
+            done = step / max_steps
+        if self.budget_minutes:
+            elapsed = self.wall_before + time.time() - self._fit_start
+            done = max(done, elapsed / (60.0 * self.budget_minutes))
+        return min(done, 1.0)
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate's factor at ``step``: ``lr_decay ** step``, and over the last
+        ``lr_cooldown`` of the budget (``progress``) a linear fall to 0."""
+        factor = self.lr_decay**step
+        if self.lr_cooldown > 0:
+            factor *= min(1.0, (1.0 - self.progress(step)) / self.lr_cooldown)
+        return factor
+
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.parameters())
-        if self.lr_decay >= 1.0:
+        if self.lr_cooldown > 0:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor)
+        elif self.lr_decay < 1.0:
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.lr_decay)
+        else:
             return opt
-        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.lr_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

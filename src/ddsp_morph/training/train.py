@@ -18,6 +18,7 @@ from ddsp_morph.data.io import save_csv, save_json
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.artifacts import write_resynthesis
 from ddsp_morph.training.build import build_datamodule, build_model, build_module
+from ddsp_morph.training.checkpoint import add_path_speeds
 from ddsp_morph.training.latent import LatentMonitor
 from ddsp_morph.training.stability import stability_summary
 
@@ -103,7 +104,46 @@ def resolve_precision(precision, accelerator: str) -> str | int:
     return chosen
 
 
-IGNORED_FOR_RESUME = ("paths.output_dir", "resume", "num_threads", "trainer.enable_progress_bar")
+IGNORED_FOR_RESUME = (
+    "paths.output_dir",
+    "resume",
+    "num_threads",
+    "trainer.enable_progress_bar",
+    "trainer.budget",
+)
+
+
+def training_minutes(cfg: DictConfig, now: float | None = None) -> float | None:
+    """How long this process may train: ``trainer.max_minutes``, cut to what the job's clock
+    leaves (``trainer.budget``: ``minutes`` from ``start``, less ``reserve_minutes`` for the
+    end-of-run work), so that make train ends within its budget however long the set-up took.
+    None: no limit."""
+    t = cfg.trainer
+    cap = t.get("max_minutes")
+    budget = t.get("budget") or {}
+    if budget.get("start") is None:
+        return None if cap is None else float(cap)
+    now = time.time() if now is None else now
+    gone = (now - float(budget.start)) / 60.0
+    left = float(budget.minutes) - float(budget.reserve_minutes) - gone
+    if left <= 0:
+        raise DDSPMorphError(
+            f"trainer.budget: {gone:.1f} of the job's {float(budget.minutes):g} minutes are gone "
+            f"before training (with {float(budget.reserve_minutes):g} reserved for the end of "
+            "the run); nothing is left to train — raise trainer.budget.minutes, or set "
+            "trainer.budget.start=null"
+        )
+    minutes = left if cap is None else min(float(cap), left)
+    log.info(
+        "training for at most %.1f min: the job's %g-minute budget, %.1f min gone in set-up, "
+        "%g reserved for the end of the run (trainer.max_minutes %s)",
+        minutes,
+        float(budget.minutes),
+        gone,
+        float(budget.reserve_minutes),
+        cap,
+    )
+    return minutes
 
 
 def comparable(cfg: DictConfig) -> dict:
@@ -306,7 +346,8 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     dm.setup("fit")
     model = build_model(cfg, n_instruments=len(dm.instruments))
     model.set_stats(dm.stats)
-    module = build_module(cfg, model, instruments=dm.instruments)
+    minutes = training_minutes(cfg)
+    module = build_module(cfg, model, instruments=dm.instruments, minutes=minutes)
     # the checkpoint to resume is checked against this model before anything is written
     ckpt_path = resume_checkpoint(output_dir, model) if resume_from is not None else None
     saved = OmegaConf.to_container(cfg, resolve=True)
@@ -346,7 +387,7 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
         num_nodes=int(t.get("num_nodes", 1)),
         max_steps=int(t.max_steps),
         max_epochs=int(t.max_epochs),
-        max_time=None if t.get("max_minutes") is None else {"minutes": float(t.max_minutes)},
+        max_time=None if minutes is None else {"minutes": minutes},
         val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_val_batches=t.limit_val_batches,
@@ -369,6 +410,12 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     # last.ckpt = the final weights (ModelCheckpoint's last is from the last validation).
     # Every rank calls it: under DDP it holds a barrier.
     trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+    if trainer.is_global_zero and ckpt.best_model_path and model.encoder is not None:
+        # the best checkpoint was written inside the loop without the path speeds: add them
+        # once, with its own weights, rather than at every validation
+        add_path_speeds(
+            Path(ckpt.best_model_path), module.model, dm.datasets["train"], dm.instruments
+        )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not trainer.is_global_zero:
         return metrics  # under DDP, rank 0 alone writes the run's files
