@@ -738,28 +738,31 @@ def test_an_encoder_with_a_frame_stride_reads_every_nth_frame(pooled: bool):
         TimbreEncoder(frame_stride=0)
 
 
-def test_resume_checkpoints_skip_the_path_speeds_and_the_others_measure_them(tmp_path: Path):
-    from types import SimpleNamespace
+class _Items(list):
+    """A list of clips that reads as a dataset (``.items``)."""
 
+    items = property(lambda self: self)
+
+
+def _timbre_model_and_clips(tmp_path: Path):
+    """A tiny model whose timbre path moves the output, and four clips of two instruments."""
     from ddsp_morph.training.build import build_model
-    from ddsp_morph.training.latent import path_speeds
-    from ddsp_morph.training.module import DDSPModule
 
     torch.manual_seed(0)
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
     with torch.no_grad():
         model.decoder.timbre.weight.copy_(torch.randn_like(model.decoder.timbre.weight))
     batch = two_instrument_batch(60)
-    items = [{k: v[i] for k, v in batch.items()} for i in range(4)]
+    return model, _Items({k: v[i] for k, v in batch.items()} for i in range(4))
 
-    class Items:
-        def __init__(self, items):
-            self.items = items
 
-        def __len__(self):
-            return len(self.items)
+def test_resume_checkpoints_skip_the_path_speeds_and_the_others_measure_them(tmp_path: Path):
+    from types import SimpleNamespace
 
-    train = Items(items)
+    from ddsp_morph.training.latent import path_speeds
+    from ddsp_morph.training.module import DDSPModule
+
+    model, train = _timbre_model_and_clips(tmp_path)
     module = DDSPModule(model, optimizer=lambda p: torch.optim.Adam(p), instruments=["a", "b"])
     fake = SimpleNamespace(
         training=True, global_step=5, datamodule=SimpleNamespace(datasets={"train": train})
@@ -792,16 +795,7 @@ def test_add_path_speeds_completes_a_checkpoint_with_its_own_weights(tmp_path: P
     from ddsp_morph.training.checkpoint import add_path_speeds, load_checkpoint
     from ddsp_morph.training.latent import latent_summary, path_speeds
 
-    torch.manual_seed(0)
-    model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
-    with torch.no_grad():
-        model.decoder.timbre.weight.copy_(torch.randn_like(model.decoder.timbre.weight))
-    batch = two_instrument_batch(60)
-
-    class Items(list):
-        items = property(lambda self: self)
-
-    train = Items({k: v[i] for k, v in batch.items()} for i in range(4))
+    model, train = _timbre_model_and_clips(tmp_path)
     lean = latent_summary(model, train, ["a", "b"], step=3, speeds=False)
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     path = tmp_path / "step000003.ckpt"
