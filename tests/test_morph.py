@@ -174,6 +174,9 @@ def test_morph_table_of_a_model_that_morphs(toy_classifier, tmp_path: Path):
     assert (tmp_path / "morph.png").stat().st_size > 10_000
     line = summary_line(s)
     assert "2 pairs" in line and "targets met" in line
+    # a figure just under its target reads under it, not rounded onto it
+    near = dict(s, p_b_end_all_min=0.8983)
+    assert "at alpha=1 >= 0.898 " in summary_line(near)
 
 
 def test_morph_table_of_a_decoder_that_ignores_z(toy_classifier, tmp_path: Path):

@@ -323,12 +323,14 @@ def summary_line(s: dict) -> str:
     """One line for the log."""
     if not s.get("n_pairs"):
         return f"morph: no instrument pair; resynthesis accuracy {s['resynthesis_accuracy']:.2f}"
+    # three decimals where a target sits at the second: 0.898 must not read as 0.90 beside a
+    # target counted as missed
     return (
-        f"morph: {s['n_pairs']} pairs; P(B) at alpha=0 <= {s['p_b_start_all_max']:.2f}, "
-        f"at alpha=1 >= {s['p_b_end_all_min']:.2f} (every test clip; "
-        f"path clips {s['p_b_start_max']:.2f}, {s['p_b_end_min']:.2f}); "
-        f"Spearman >= {s['spearman_min']:.2f}; "
-        f"largest step {s['max_step_max']:.2f}; conversion {s['conversion_accuracy']:.2f}; "
+        f"morph: {s['n_pairs']} pairs; P(B) at alpha=0 <= {s['p_b_start_all_max']:.3f}, "
+        f"at alpha=1 >= {s['p_b_end_all_min']:.3f} (every test clip; "
+        f"path clips {s['p_b_start_max']:.3f}, {s['p_b_end_min']:.3f}); "
+        f"Spearman >= {s['spearman_min']:.3f}; "
+        f"largest step {s['max_step_max']:.3f}; conversion {s['conversion_accuracy']:.2f}; "
         f"resynthesis {s['resynthesis_accuracy']:.2f} (worst instrument "
         f"{s['resynthesis_accuracy_min']:.2f}); f0 worst {s['f0_cents_median_worst']:.1f} cents; "
         f"targets met {s['targets_met']}/{s['targets_checked']}"
