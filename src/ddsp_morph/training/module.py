@@ -21,6 +21,12 @@ from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
 FLUCTUATION_FFT, FLUCTUATION_BANDS = 512, 40
 
 
+def next_clip(z: torch.Tensor) -> torch.Tensor:
+    """For each clip of the batch (rows of ``z``), the index of the clip whose z the path and
+    conversion terms play it with: the previous row, the first taking the last."""
+    return torch.roll(torch.arange(z.shape[0], device=z.device), 1)
+
+
 class DDSPModule(L.LightningModule):
     """Trains a DDSPAutoencoder on the multi-scale spectral loss.
 
@@ -181,7 +187,7 @@ class DDSPModule(L.LightningModule):
             z = z[:, :1]
         elif cut is not None:
             z = z[:, cut]
-        other = torch.roll(torch.arange(z.shape[0], device=z.device), 1)
+        other = next_clip(z)
         zs: dict[str, torch.Tensor] = {}
         if path:
             if cut is not None:
@@ -247,8 +253,7 @@ class DDSPModule(L.LightningModule):
         the clip whose z each row was played with). ``controls``: from ``window_controls``."""
         if controls is None:
             controls = self.window_controls(out, batch, cut, path=False)
-        n = out["z"].shape[0]
-        other = torch.roll(torch.arange(n, device=out["z"].device), 1)
+        other = next_clip(out["z"])
         f0 = batch["f0_hz"] if cut is None else batch["f0_hz"][:, cut]
         with torch.autocast(f0.device.type, enabled=False):
             ids = batch.get("instrument_id")
