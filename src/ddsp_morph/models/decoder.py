@@ -103,7 +103,7 @@ class Decoder(nn.Module):
             raise ValueError(
                 f"inputs: missing {missing}; the decoder was built for {self.input_names}"
             )
-        given = {k: _held(inputs[k]) for k in self.input_names}
+        given = {k: held_over_frames(inputs[k]) for k in self.input_names}
         rows = max(v.shape[0] for v in given.values())
         frames = max(v.shape[1] for v in given.values())
         for k, v in given.items():
@@ -133,7 +133,7 @@ class Decoder(nn.Module):
         return (out, hidden) if return_hidden else out
 
 
-def _held(v: torch.Tensor) -> torch.Tensor:
+def held_over_frames(v: torch.Tensor) -> torch.Tensor:
     """An input expanded over its frames (stride 0) as its one frame, else itself."""
     return v[:, :1] if v.dim() == 3 and v.shape[1] > 1 and v.stride(1) == 0 else v
 

@@ -15,6 +15,7 @@ from ddsp_morph.dsp.spectral import (
     multiscale_spectral_loss,
 )
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
+from ddsp_morph.models.decoder import held_over_frames
 from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
 
 # The fluctuation term's bands (a 32 ms Hann STFT, 8 ms hop, 40 mel bands from 30 Hz).
@@ -182,10 +183,8 @@ class DDSPModule(L.LightningModule):
         clip's z held fixed ("conversion"). One decoder pass with those rows stacked: the CPU's
         GRU steps through the window once for all of them, where its cost per frame, not the
         batch, sets the time (REPORT, study 14). Returns name -> controls."""
-        z = out["z"]
-        if z.stride(1) == 0:  # a pooled z, expanded over the frames: one frame carries it
-            z = z[:, :1]
-        elif cut is not None:
+        z = held_over_frames(out["z"])  # a pooled z: one frame carries it
+        if z.shape[1] > 1 and cut is not None:
             z = z[:, cut]
         other = next_clip(z)
         zs: dict[str, torch.Tensor] = {}
