@@ -74,6 +74,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "latent.prior_radius": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.prior_std": ((float, int), _POSITIVE),
     "latent.mode": ((str,), ("'pooled' or 'frame'", lambda v: v in ("pooled", "frame"))),
+    "data.pitch_shift.semitones": ((float, int), ("in [0, 12]", lambda v: 0 <= v <= 12)),
+    "data.pitch_shift.probability": ((float, int), ("in [0, 1]", lambda v: 0 <= v <= 1)),
     "data.source.balance": ((str,), ("'equal' or 'cap'", lambda v: v in ("equal", "cap"))),
     "data.source.min_voiced_fraction": ((float, int), ("in [0, 1]", lambda v: 0 <= v <= 1)),
 }

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from ddsp_morph.data.augment import PitchShift, shifted_crop
 from ddsp_morph.data.features import CONTEXT_FEATURES, context_path
 from ddsp_morph.data.io import load_npz, read_audio
 from ddsp_morph.dsp.core import hz_to_midi
@@ -25,6 +26,8 @@ class FrameDataset(Dataset):
     ``crop_frames``: when set, each item is a random crop of that many frames (training).
     ``mask`` [n_frames] (imported corpora): 1 where the example holds audio, 0 over the silence
     that pads a recording's last piece; a crop starts where it covers as much audio as it can.
+    ``pitch_shift``: crops played faster or slower (``data.augment``); an example too short
+    for a crop's shift is cropped unshifted.
     """
 
     def __init__(
@@ -34,9 +37,11 @@ class FrameDataset(Dataset):
         hop_length: int,
         crop_frames: int | None = None,
         seed: int = 0,
+        pitch_shift: PitchShift | None = None,
     ):
         self.items, self.hop_length, self.crop_frames = items, hop_length, crop_frames
         self.rng = np.random.default_rng(seed)
+        self.pitch_shift = pitch_shift
 
     def __len__(self) -> int:
         return len(self.items)
@@ -47,6 +52,15 @@ class FrameDataset(Dataset):
         if self.crop_frames is None or self.crop_frames >= n_frames:
             return item
         n_valid = int(item["mask"].sum()) if "mask" in item else n_frames
+        shift = self.pitch_shift
+        if shift is not None and shift.active:
+            ratio = shift.draw_ratio(self.rng)
+            span = shift.source_frames(self.crop_frames, ratio)
+            if ratio != 1.0 and span <= n_frames:
+                start = int(self.rng.integers(0, max(1, n_valid - span + 1)))
+                return shifted_crop(
+                    item, start, self.crop_frames, ratio, hop_length=self.hop_length, shift=shift
+                )
         start = int(self.rng.integers(0, max(1, n_valid - self.crop_frames + 1)))
         out = {k: v for k, v in item.items() if v.ndim == 0}
         for k, v in item.items():
@@ -149,8 +163,10 @@ class CorpusDataModule(L.LightningDataModule):
         seed: int = 0,
         feature_key: str | None = None,
         context_key: str | None = None,
+        pitch_shift: PitchShift | None = None,
     ) -> None:
         super().__init__()
+        self.pitch_shift = pitch_shift
         self.corpus_dir = Path(corpus_dir)
         self.feature_key, self.context_key = feature_key, context_key
         self.requested = instruments
@@ -193,9 +209,13 @@ class CorpusDataModule(L.LightningDataModule):
             rows = manifest[manifest["split"] == split]
             self.manifests[split] = rows.reset_index(drop=True)
             items = [self._load(r) for r in rows.itertuples()]
-            crop = self.crop_frames if split == "train" else None
+            train = split == "train"
             self.datasets[split] = FrameDataset(
-                items, hop_length=self.hop_length, crop_frames=crop, seed=self.seed
+                items,
+                hop_length=self.hop_length,
+                crop_frames=self.crop_frames if train else None,
+                seed=self.seed,
+                pitch_shift=self.pitch_shift if train else None,
             )
         if not len(self.datasets["train"]):
             raise DDSPMorphError(f"{self.corpus_dir}: no training example for {wanted}")

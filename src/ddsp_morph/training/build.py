@@ -6,8 +6,9 @@ import functools
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from ddsp_morph.data.augment import PitchShift
 from ddsp_morph.data.corpus import CorpusSettings
 from ddsp_morph.data.datamodule import CorpusDataModule
 from ddsp_morph.data.features import ContextSettings, FeatureSettings
@@ -87,6 +88,12 @@ def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
         seed=int(cfg.seed if cfg.seed is not None else 0),
         feature_key=feature_settings(cfg).key(),
         context_key=context_settings(cfg).key(),
+        pitch_shift=PitchShift(
+            semitones=float(OmegaConf.select(d, "pitch_shift.semitones", default=0.0)),
+            probability=float(OmegaConf.select(d, "pitch_shift.probability", default=0.5)),
+            sample_rate=int(d.sample_rate),
+            loudness_n_fft=int(d.features.loudness_n_fft),
+        ),
     )
 
 
