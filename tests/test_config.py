@@ -73,6 +73,11 @@ def test_every_synth_builds_a_model_from_config_alone(synth):
         ("trainer.precision=foo", "config trainer.precision: must be one of ['auto', '32'"),
         ("model.z_mode=add", "config model.z_mode: must be 'concat' or 'film', got 'add'"),
         ("trainer.max_minutes=0", "config trainer.max_minutes: must be > 0, got 0"),
+        ("data.pitch_shift.semitones=20", "config data.pitch_shift.semitones: must be in [0, 12]"),
+        (
+            "data.pitch_shift.probability=2",
+            "config data.pitch_shift.probability: must be in [0, 1]",
+        ),
     ],
 )
 def test_wrong_kind_of_value_names_the_key(override, message):

@@ -35,9 +35,7 @@ class PitchShift:
         if not 0 <= self.semitones <= 12:
             raise ValueError(f"pitch shift: semitones must be in [0, 12], got {self.semitones}")
         if not 0 <= self.probability <= 1:
-            raise ValueError(
-                f"pitch shift: probability must be in [0, 1], got {self.probability}"
-            )
+            raise ValueError(f"pitch shift: probability must be in [0, 1], got {self.probability}")
 
     @property
     def active(self) -> bool:
