@@ -76,6 +76,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "latent.mode": ((str,), ("'pooled' or 'frame'", lambda v: v in ("pooled", "frame"))),
     "data.pitch_shift.semitones": ((float, int), ("in [0, 12]", lambda v: 0 <= v <= 12)),
     "data.pitch_shift.probability": ((float, int), ("in [0, 1]", lambda v: 0 <= v <= 1)),
+    "data.gain.db": ((float, int), ("in [0, 24]", lambda v: 0 <= v <= 24)),
+    "data.gain.probability": ((float, int), ("in [0, 1]", lambda v: 0 <= v <= 1)),
     "data.source.balance": ((str,), ("'equal' or 'cap'", lambda v: v in ("equal", "cap"))),
     "data.source.min_voiced_fraction": ((float, int), ("in [0, 1]", lambda v: 0 <= v <= 1)),
 }

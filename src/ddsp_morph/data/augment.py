@@ -1,12 +1,19 @@
-"""Pitch-shift augmentation of training crops: a crop played faster or slower, as a sampler
-plays one recorded note over a range of keys.
+"""Augmentations of training crops that change the performance and keep the instrument, so
+that the decoder cannot read the instrument from the register or the level it is played at.
+
+Pitch shift: a crop played faster or slower, as a sampler plays one recorded note over a
+range of keys.
 
 A shift by ``ratio`` reads the example at ``ratio`` source samples per output sample
 (soxr, band-limited). Every partial and the spectral envelope move by ``ratio``; so do the
 frame-rate signals' times. f0 (and the spectral centroid) are scaled by ``ratio``, loudness
 is measured again on the shifted audio (the A-weighting depends on frequency), the other
 frame signals are read at the shifted times. It gives the decoder every instrument in
-registers the corpus holds little of, the way a SoundFont itself makes them."""
+registers the corpus holds little of, the way a SoundFont itself makes them.
+
+Gain: a crop played louder or softer by a constant; its loudness moves by the same dB (the
+A-weighted level is a power). Another corpus, recording or SoundFont sets its levels
+differently: the instrument should not be heard in them."""
 
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddsp_morph.dsp.loudness import a_weighted_loudness_db
+from ddsp_morph.dsp.loudness import POWER_FLOOR, a_weighted_loudness_db
 
 # frame signals in Hz: scaled by the shift's ratio
 HZ_SIGNALS = ("f0_hz", "centroid_hz")
@@ -114,4 +121,41 @@ def shifted_crop(
         if k == "mask":
             read = (read > 0.5).astype(np.float32)
         out[k] = torch.from_numpy(read).to(v.dtype)
+    return out
+
+
+@dataclass(frozen=True)
+class GainChange:
+    """Gains drawn uniformly from [-db, +db] for a ``probability`` of crops."""
+
+    db: float = 0.0
+    probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.db <= 24:
+            raise ValueError(f"gain change: db must be in [0, 24], got {self.db}")
+        if not 0 <= self.probability <= 1:
+            raise ValueError(f"gain change: probability must be in [0, 1], got {self.probability}")
+
+    @property
+    def active(self) -> bool:
+        return self.db > 0 and self.probability > 0
+
+    def draw_db(self, rng: np.random.Generator) -> float:
+        """0.0 for an unchanged crop, else a gain uniform in ±db."""
+        if not self.active or rng.random() >= self.probability:
+            return 0.0
+        return float(rng.uniform(-self.db, self.db))
+
+
+def with_gain(crop: dict[str, torch.Tensor], gain_db: float) -> dict[str, torch.Tensor]:
+    """``crop`` played ``gain_db`` louder: audio scaled, loudness moved by ``gain_db`` (frames
+    at the silence floor stay there). Returns a new dict; the other signals are shared."""
+    if gain_db == 0.0:
+        return crop
+    out = dict(crop)
+    out["audio"] = crop["audio"] * float(10.0 ** (gain_db / 20.0))
+    floor = 10.0 * float(np.log10(POWER_FLOOR))
+    loud = crop["loudness_db"]
+    out["loudness_db"] = torch.where(loud > floor, (loud + gain_db).clamp_min(floor), loud)
     return out

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from ddsp_morph.data.augment import PitchShift, shifted_crop
+from ddsp_morph.data.augment import GainChange, PitchShift, shifted_crop, with_gain
 from ddsp_morph.data.features import CONTEXT_FEATURES, context_path
 from ddsp_morph.data.io import load_npz, read_audio
 from ddsp_morph.dsp.core import hz_to_midi
@@ -27,7 +27,7 @@ class FrameDataset(Dataset):
     ``mask`` [n_frames] (imported corpora): 1 where the example holds audio, 0 over the silence
     that pads a recording's last piece; a crop starts where it covers as much audio as it can.
     ``pitch_shift``: crops played faster or slower (``data.augment``); an example too short
-    for a crop's shift is cropped unshifted.
+    for a crop's shift is cropped unshifted. ``gain``: crops played louder or softer.
     """
 
     def __init__(
@@ -38,16 +38,22 @@ class FrameDataset(Dataset):
         crop_frames: int | None = None,
         seed: int = 0,
         pitch_shift: PitchShift | None = None,
+        gain: GainChange | None = None,
     ):
         self.items, self.hop_length, self.crop_frames = items, hop_length, crop_frames
         self.rng = np.random.default_rng(seed)
-        self.pitch_shift = pitch_shift
+        self.pitch_shift, self.gain = pitch_shift, gain
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        crop = self._crop(self.items[i])
+        if self.gain is not None and self.gain.active:
+            crop = with_gain(crop, self.gain.draw_db(self.rng))
+        return crop
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = self.items[i]
+    def _crop(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         n_frames = item["f0_hz"].shape[0]
         if self.crop_frames is None or self.crop_frames >= n_frames:
             return item
@@ -164,9 +170,10 @@ class CorpusDataModule(L.LightningDataModule):
         feature_key: str | None = None,
         context_key: str | None = None,
         pitch_shift: PitchShift | None = None,
+        gain: GainChange | None = None,
     ) -> None:
         super().__init__()
-        self.pitch_shift = pitch_shift
+        self.pitch_shift, self.gain = pitch_shift, gain
         self.corpus_dir = Path(corpus_dir)
         self.feature_key, self.context_key = feature_key, context_key
         self.requested = instruments
@@ -216,6 +223,7 @@ class CorpusDataModule(L.LightningDataModule):
                 crop_frames=self.crop_frames if train else None,
                 seed=self.seed,
                 pitch_shift=self.pitch_shift if train else None,
+                gain=self.gain if train else None,
             )
         if not len(self.datasets["train"]):
             raise DDSPMorphError(f"{self.corpus_dir}: no training example for {wanted}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ddsp_morph.data.augment import PitchShift
+from ddsp_morph.data.augment import GainChange, PitchShift
 from ddsp_morph.data.corpus import CorpusSettings
 from ddsp_morph.data.datamodule import CorpusDataModule
 from ddsp_morph.data.features import ContextSettings, FeatureSettings
@@ -93,6 +93,10 @@ def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
             probability=float(OmegaConf.select(d, "pitch_shift.probability", default=0.5)),
             sample_rate=int(d.sample_rate),
             loudness_n_fft=int(d.features.loudness_n_fft),
+        ),
+        gain=GainChange(
+            db=float(OmegaConf.select(d, "gain.db", default=0.0)),
+            probability=float(OmegaConf.select(d, "gain.probability", default=0.5)),
         ),
     )
 
