@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddsp_morph.data.augment import PitchShift, shifted_crop
+from ddsp_morph.data.augment import GainChange, PitchShift, shifted_crop, with_gain
 from ddsp_morph.data.datamodule import FrameDataset
 from ddsp_morph.dsp.loudness import a_weighted_loudness_db
 
@@ -108,6 +108,39 @@ def test_an_example_too_short_for_the_shift_is_cropped_unshifted():
             assert float(crop["f0_hz"][0]) < 440.0
 
 
+def test_a_gain_scales_the_audio_and_moves_the_loudness_by_as_many_db():
+    item = sine_item()
+    item["audio"][: 4 * HOP] = 0.0
+    item["loudness_db"] = loudness(item["audio"].numpy())
+    crop = with_gain(item, 6.0)
+    assert torch.allclose(crop["audio"], item["audio"] * 10 ** (6 / 20))
+    measured = loudness(crop["audio"].numpy())
+    sounding = item["loudness_db"] > -99.0
+    assert not sounding[0] and sounding[20:].all()
+    np.testing.assert_allclose(
+        crop["loudness_db"][sounding].numpy(), measured[sounding].numpy(), atol=1e-3
+    )
+    assert torch.equal(crop["loudness_db"][~sounding], item["loudness_db"][~sounding])
+    assert torch.equal(crop["f0_hz"], item["f0_hz"])
+    assert torch.equal(item["audio"][4 * HOP :], sine_item()["audio"][4 * HOP :])  # untouched
+    assert with_gain(item, 0.0) is item
+
+
+def test_the_dataset_draws_gains_within_the_range_it_is_given():
+    item = sine_item()
+    ds = FrameDataset(
+        [item], hop_length=HOP, crop_frames=100, seed=0, gain=GainChange(db=6.0, probability=0.5)
+    )
+    gains = []
+    for _ in range(400):
+        crop = ds[0]
+        gains.append(20 * np.log10(float(crop["audio"].abs().max()) / 0.5))
+    gains = np.array(gains)
+    assert gains.min() >= -6.01 and gains.max() <= 6.01
+    assert gains.min() < -5.0 and gains.max() > 5.0
+    assert 0.4 < np.mean(np.abs(gains) < 1e-3) < 0.6  # half the crops unchanged
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"semitones": 13.0}, "semitones"), ({"semitones": 2.0, "probability": 1.5}, "probability")],
@@ -115,6 +148,8 @@ def test_an_example_too_short_for_the_shift_is_cropped_unshifted():
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PitchShift(**kwargs)
+    with pytest.raises(ValueError, match="gain change: db"):
+        GainChange(db=30.0)
 
 
 def test_the_config_shifts_the_training_crops_only(tiny_corpus, tmp_path):
@@ -122,11 +157,17 @@ def test_the_config_shifts_the_training_crops_only(tiny_corpus, tmp_path):
     from tests.conftest import cfg_for
 
     cfg = cfg_for(
-        tiny_corpus, tmp_path, "data.pitch_shift.semitones=2.5", "data.pitch_shift.probability=1"
+        tiny_corpus,
+        tmp_path,
+        "data.pitch_shift.semitones=2.5",
+        "data.pitch_shift.probability=1",
+        "data.gain.db=4",
     )
     dm = build_datamodule(cfg)
     dm.setup("fit")
     assert dm.datasets["train"].pitch_shift == PitchShift(2.5, 1.0, SR, N_FFT)
-    assert dm.datasets["valid"].pitch_shift is None and dm.datasets["test"].pitch_shift is None
+    assert dm.datasets["train"].gain == GainChange(4.0, 0.5)
+    for split in ("valid", "test"):
+        assert dm.datasets[split].pitch_shift is None and dm.datasets[split].gain is None
     batch = next(iter(dm.train_dataloader()))
     assert batch["audio"].shape == (4, SR) and batch["loudness_db"].shape == (4, SR // HOP)

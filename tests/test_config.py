@@ -86,6 +86,17 @@ def test_wrong_kind_of_value_names_the_key(override, message):
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.parametrize("augment", ["data.pitch_shift.semitones=2", "data.gain.db=6"])
+def test_an_augmentation_with_cached_context_features_is_refused(augment):
+    from ddsp_morph.config import validate_training_config
+
+    validate_training_config(compose_cfg(augment))  # f0 and loudness: augmented with the audio
+    with pytest.raises(ConfigError) as err:
+        validate_training_config(compose_cfg(augment, "conditioning=mfcc"))
+    msg = str(err.value)
+    assert msg.startswith(f"config {augment.split('=')[0]}:") and "['mfcc']" in msg
+
+
 def test_a_crop_longer_than_an_example_is_refused_for_training_only():
     from ddsp_morph.config import validate_training_config
 
