@@ -29,6 +29,21 @@ from ddsp_morph.dsp.loudness import POWER_FLOOR, a_weighted_loudness_db
 HZ_SIGNALS = ("f0_hz", "centroid_hz")
 
 
+def _check_limits(what: str, name: str, limit: float, top: float, probability: float) -> None:
+    if not 0 <= limit <= top:
+        raise ValueError(f"{what}: {name} must be in [0, {top:g}], got {limit}")
+    if not 0 <= probability <= 1:
+        raise ValueError(f"{what}: probability must be in [0, 1], got {probability}")
+
+
+def draw_amount(rng: np.random.Generator, limit: float, probability: float) -> float:
+    """0.0 (the crop unchanged) unless a draw falls below ``probability``; then uniform in
+    ±``limit``."""
+    if limit <= 0 or probability <= 0 or rng.random() >= probability:
+        return 0.0
+    return float(rng.uniform(-limit, limit))
+
+
 @dataclass(frozen=True)
 class PitchShift:
     """Shifts drawn uniformly from [-semitones, +semitones] for a ``probability`` of crops."""
@@ -39,10 +54,7 @@ class PitchShift:
     loudness_n_fft: int = 1024
 
     def __post_init__(self) -> None:
-        if not 0 <= self.semitones <= 12:
-            raise ValueError(f"pitch shift: semitones must be in [0, 12], got {self.semitones}")
-        if not 0 <= self.probability <= 1:
-            raise ValueError(f"pitch shift: probability must be in [0, 1], got {self.probability}")
+        _check_limits("pitch shift", "semitones", self.semitones, 12, self.probability)
 
     @property
     def active(self) -> bool:
@@ -50,9 +62,8 @@ class PitchShift:
 
     def draw_ratio(self, rng: np.random.Generator) -> float:
         """1.0 for an unshifted crop, else 2 ** (s / 12) with s uniform in ±semitones."""
-        if not self.active or rng.random() >= self.probability:
-            return 1.0
-        return float(2.0 ** (rng.uniform(-self.semitones, self.semitones) / 12.0))
+        semitones = draw_amount(rng, self.semitones, self.probability)
+        return 1.0 if semitones == 0.0 else float(2.0 ** (semitones / 12.0))
 
     def source_frames(self, n_frames: int, ratio: float) -> int:
         """Source frames a crop of ``n_frames`` output frames reads at ``ratio``."""
@@ -132,10 +143,7 @@ class GainChange:
     probability: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0 <= self.db <= 24:
-            raise ValueError(f"gain change: db must be in [0, 24], got {self.db}")
-        if not 0 <= self.probability <= 1:
-            raise ValueError(f"gain change: probability must be in [0, 1], got {self.probability}")
+        _check_limits("gain change", "db", self.db, 24, self.probability)
 
     @property
     def active(self) -> bool:
@@ -143,9 +151,7 @@ class GainChange:
 
     def draw_db(self, rng: np.random.Generator) -> float:
         """0.0 for an unchanged crop, else a gain uniform in ±db."""
-        if not self.active or rng.random() >= self.probability:
-            return 0.0
-        return float(rng.uniform(-self.db, self.db))
+        return draw_amount(rng, self.db, self.probability)
 
 
 def with_gain(crop: dict[str, torch.Tensor], gain_db: float) -> dict[str, torch.Tensor]:
