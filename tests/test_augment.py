@@ -126,6 +126,28 @@ def test_a_gain_scales_the_audio_and_moves_the_loudness_by_as_many_db():
     assert with_gain(item, 0.0) is item
 
 
+def test_the_context_features_follow_the_gain_as_measured_again():
+    from ddsp_morph.data.features import ContextSettings, compute_context
+
+    rng = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+    audio = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 8)) * 0.2
+    audio = audio * (1 + 0.3 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(SR)
+    audio = audio.astype(np.float32)
+    s = ContextSettings()
+    item = {k: torch.from_numpy(v) for k, v in compute_context(audio, s).items()}
+    item["audio"] = torch.from_numpy(audio)
+    item["loudness_db"] = loudness(audio)
+    crop = with_gain(item, -6.0, n_mels=s.n_mels)
+    again = compute_context(crop["audio"].numpy(), s)
+    for key, tol in (("mfcc", 1e-3), ("roughness", 1e-4), ("centroid_hz", 0.05)):
+        np.testing.assert_allclose(crop[key].numpy(), again[key], atol=tol, rtol=1e-4)
+    np.testing.assert_allclose(crop["flatness_db"].numpy(), again["flatness_db"], atol=1e-2)
+    # what the moves undo: the unmoved features are off by far more
+    assert np.abs(item["mfcc"].numpy() - again["mfcc"]).max() > 1.0
+    assert np.abs(item["roughness"].numpy() - again["roughness"]).max() > 1e-3
+
+
 def test_the_dataset_draws_gains_within_the_range_it_is_given():
     item = sine_item()
     ds = FrameDataset(

@@ -119,17 +119,13 @@ def validate_training_config(cfg: DictConfig) -> None:
             f"config data.crop_seconds: {crop} s is longer than an example "
             f"(data.example_seconds={example}); use at most {example}, or null for whole examples"
         )
-    augmented = [
-        key
-        for key in ("data.pitch_shift.semitones", "data.gain.db")
-        if (OmegaConf.select(cfg, key, default=0.0) or 0.0) > 0
-    ]
+    shift = OmegaConf.select(cfg, "data.pitch_shift.semitones", default=0.0) or 0.0
     inputs = OmegaConf.select(cfg, "conditioning.inputs", default=None) or []
     context = [name for name in inputs if name not in ("f0", "loudness")]
-    if augmented and context:
+    if shift > 0 and context:
         raise ConfigError(
-            f"config {augmented[0]}: the augmentations change the audio, f0 and loudness of a "
-            f"crop but not its cached context features {context} (conditioning="
+            f"config data.pitch_shift.semitones: a pitch shift changes the audio, f0 and loudness "
+            f"of a crop but not its cached context features {context} (conditioning="
             f"{OmegaConf.select(cfg, 'conditioning.name', default='?')}); use conditioning=f0_loud "
             "or set it to 0"
         )

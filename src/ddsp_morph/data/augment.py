@@ -13,7 +13,11 @@ registers the corpus holds little of, the way a SoundFont itself makes them.
 
 Gain: a crop played louder or softer by a constant; its loudness moves by the same dB (the
 A-weighted level is a power). Another corpus, recording or SoundFont sets its levels
-differently: the instrument should not be heard in them."""
+differently: the instrument should not be heard in them. The cached context features follow
+exactly where no band sits at the log floor: centroid and flatness do not depend on the level,
+the MFCCs move by the DCT of a constant log-mel offset, and Vassilakis roughness (amplitude
+product to the power 0.1) scales by 10 ** (g / 100). A pitch shift changes all of them, so
+it is refused with a context conditioning (``config.validate_training_config``)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ddsp_morph.dsp.filters import dct_matrix
 from ddsp_morph.dsp.loudness import POWER_FLOOR, a_weighted_loudness_db
 
 # frame signals in Hz: scaled by the shift's ratio
@@ -141,6 +146,7 @@ class GainChange:
 
     db: float = 0.0
     probability: float = 0.5
+    n_mels: int = 64  # the mel bands under the cached MFCCs (data.context.n_mels)
 
     def __post_init__(self) -> None:
         _check_limits("gain change", "db", self.db, 24, self.probability)
@@ -154,14 +160,27 @@ class GainChange:
         return draw_amount(rng, self.db, self.probability)
 
 
-def with_gain(crop: dict[str, torch.Tensor], gain_db: float) -> dict[str, torch.Tensor]:
-    """``crop`` played ``gain_db`` louder: audio scaled, loudness moved by ``gain_db`` (frames
-    at the silence floor stay there). Returns a new dict; the other signals are shared."""
+def with_gain(
+    crop: dict[str, torch.Tensor], gain_db: float, *, n_mels: int = 64
+) -> dict[str, torch.Tensor]:
+    """``crop`` played ``gain_db`` louder: audio scaled, loudness moved by ``gain_db``, and the
+    context features it carries (``data.features.CONTEXT_FEATURES``) moved with it; frames at
+    the silence floor stay as they are. ``n_mels``: the mel bands under the cached MFCCs.
+    Returns a new dict; the other signals are shared."""
     if gain_db == 0.0:
         return crop
     out = dict(crop)
     out["audio"] = crop["audio"] * float(10.0 ** (gain_db / 20.0))
     floor = 10.0 * float(np.log10(POWER_FLOOR))
     loud = crop["loudness_db"]
-    out["loudness_db"] = torch.where(loud > floor, (loud + gain_db).clamp_min(floor), loud)
+    sounding = loud > floor
+    out["loudness_db"] = torch.where(sounding, (loud + gain_db).clamp_min(floor), loud)
+    if "mfcc" in crop:  # natural-log mel power moves by g ln(10) / 10 in every band
+        mfcc = crop["mfcc"]
+        per_band = gain_db * math.log(10.0) / 10.0
+        shift = per_band * dct_matrix(n_mels, mfcc.shape[-1]).sum(axis=1)
+        moved = mfcc + torch.from_numpy(shift).to(mfcc.dtype)
+        out["mfcc"] = torch.where(sounding[:, None], moved, mfcc)
+    if "roughness" in crop:
+        out["roughness"] = crop["roughness"] * float(10.0 ** (gain_db / 100.0))
     return out

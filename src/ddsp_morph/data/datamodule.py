@@ -47,7 +47,7 @@ class FrameDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         crop = self._crop(self.items[i])
         if self.gain is not None and self.gain.active:
-            crop = with_gain(crop, self.gain.draw_db(self.rng))
+            crop = with_gain(crop, self.gain.draw_db(self.rng), n_mels=self.gain.n_mels)
         return crop
 
     def __len__(self) -> int:

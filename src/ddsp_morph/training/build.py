@@ -97,6 +97,7 @@ def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
         gain=GainChange(
             db=float(OmegaConf.select(d, "gain.db", default=0.0)),
             probability=float(OmegaConf.select(d, "gain.probability", default=0.5)),
+            n_mels=int(d.context.n_mels),
         ),
     )
 
