@@ -21,6 +21,7 @@ it is refused with a context conditioning (``config.validate_training_config``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -160,6 +161,13 @@ class GainChange:
         return draw_amount(rng, self.db, self.probability)
 
 
+@functools.cache
+def _mfcc_shift_per_db(n_mels: int, n_mfcc: int) -> torch.Tensor:
+    """What 1 dB more does to the MFCCs: natural-log mel power moves by ln(10) / 10 in every
+    band, and the DCT takes that constant to its coefficients."""
+    return torch.from_numpy(math.log(10.0) / 10.0 * dct_matrix(n_mels, n_mfcc).sum(axis=1))
+
+
 def with_gain(
     crop: dict[str, torch.Tensor], gain_db: float, *, n_mels: int = 64
 ) -> dict[str, torch.Tensor]:
@@ -175,11 +183,9 @@ def with_gain(
     loud = crop["loudness_db"]
     sounding = loud > floor
     out["loudness_db"] = torch.where(sounding, (loud + gain_db).clamp_min(floor), loud)
-    if "mfcc" in crop:  # natural-log mel power moves by g ln(10) / 10 in every band
+    if "mfcc" in crop:
         mfcc = crop["mfcc"]
-        per_band = gain_db * math.log(10.0) / 10.0
-        shift = per_band * dct_matrix(n_mels, mfcc.shape[-1]).sum(axis=1)
-        moved = mfcc + torch.from_numpy(shift).to(mfcc.dtype)
+        moved = mfcc + gain_db * _mfcc_shift_per_db(n_mels, mfcc.shape[-1]).to(mfcc.dtype)
         out["mfcc"] = torch.where(sounding[:, None], moved, mfcc)
     if "roughness" in crop:
         out["roughness"] = crop["roughness"] * float(10.0 ** (gain_db / 100.0))
