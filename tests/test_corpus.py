@@ -78,7 +78,7 @@ def test_rebuild_reuses_and_refuses_other_settings(tmp_path: Path, tiny_corpus: 
     build_corpus(TINY, copy, progress=False)
     assert wav.stat().st_mtime_ns == before
     other = CorpusSettings(**{**TINY.__dict__, "seed": 1})
-    with pytest.raises(DDSPMorphError, match="built with other settings \\(seed\\)"):
+    with pytest.raises(DDSPMorphError, match="made with other settings \\(seed\\)"):
         build_corpus(other, copy, progress=False)
 
 

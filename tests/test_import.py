@@ -210,9 +210,10 @@ def test_identical_audio_stays_in_one_split_and_other_files_do_not_move(tmp_path
     assert set(splits.values()) == {"train", "valid", "test"}
     assert duplicate_groups(shas) == [["copy_of_take7.wav", "take7.wav"]]
     more = dict(shas, **{f"new{i}.wav": f"{1000 + i:064x}" for i in range(5)})
-    after = assign_file_splits(more, {"valid": 0.1, "test": 0.1}, "violin")
+    earlier = {shas[f]: name for f, name in splits.items()}  # what an import records
+    after = assign_file_splits(more, {"valid": 0.1, "test": 0.1}, "violin", fixed=earlier)
     assert {f: after[f] for f in shas} == splits  # adding files moved none of the others
-    # a copy under another name, imported: one split for both, reported in import.json
+    # a copy under another name, imported: one split for both, reported in corpus.json
     src = tmp_path / "recs" / "violin"
     src.mkdir(parents=True)
     for i, f0 in enumerate((392.0, 440.0, 494.0, 523.0)):
@@ -223,7 +224,7 @@ def test_identical_audio_stays_in_one_split_and_other_files_do_not_move(tmp_path
     by_file = manifest.groupby(manifest["source_file"].map(lambda p: Path(p).name))["split"]
     assert by_file.nunique().max() == 1
     assert by_file.first()["2.wav"] == by_file.first()["2_copy.wav"]
-    dup = json.loads((out / "import.json").read_text())["duplicates"]
+    dup = json.loads((out / "corpus.json").read_text())["duplicates"]
     assert [Path(f).name for f in dup[0]["files"]] == ["2.wav", "2_copy.wav"]
 
 
@@ -267,7 +268,7 @@ def test_folder_names_people_use_import_through_make_data(tmp_path: Path):
     out = tmp_path / "data" / "corpus" / src.name
     assert (out / "manifest.csv").exists()
     assert f"as the corpus {src.name!r}" in done.stdout and "data.corpus.name=" in done.stdout
-    assert json.loads((out / "import.json").read_text())["source"] == str(src)
+    assert json.loads((out / "corpus.json").read_text())["source"] == str(src)
 
 
 def take_with_rests(rng: np.random.Generator, seconds: float, rate: int = 16000) -> np.ndarray:

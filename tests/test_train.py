@@ -249,10 +249,24 @@ def test_a_resume_that_does_not_fit_writes_nothing(tiny_corpus: Path, tmp_path: 
     run = _finished_run(tiny_corpus, tmp_path / "run")
     (run / "stability.json").unlink()  # as if killed after its last checkpoint
     config = (run / "config.yaml").read_bytes()
-    with pytest.raises(DDSPMorphError, match="does not fit"):
+    with pytest.raises(DDSPMorphError, match="differs from the run's") as e:
         train(
             cfg_for(
                 tiny_corpus, tmp_path / "o", "latent=none", "model.hidden_size=48", f"resume={run}"
+            )
+        )
+    assert "model.hidden_size 32 -> 48" in str(e.value) and "\n" not in str(e.value)
+    # allowed, the change still has to fit the checkpoint's weights
+    with pytest.raises(DDSPMorphError, match="does not fit"):
+        train(
+            cfg_for(
+                tiny_corpus,
+                tmp_path / "o",
+                "latent=none",
+                "model.hidden_size=48",
+                "trainer.max_steps=3",
+                f"resume={run}",
+                "resume_allow=[model.hidden_size]",
             )
         )
     assert (run / "config.yaml").read_bytes() == config
@@ -271,18 +285,37 @@ def test_a_running_training_is_locked_and_a_stale_lock_is_taken_over(
     try:
         (run / "train.lock").write_text(f"{live.pid}\n")
         with pytest.raises(DDSPMorphError, match=f"pid {live.pid}") as e:
-            train(cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}"))
+            train(
+                cfg_for(
+                    tiny_corpus,
+                    tmp_path / "o",
+                    "latent=none",
+                    f"resume={run}",
+                    "trainer.max_steps=3",
+                )
+            )
         assert "\n" not in str(e.value)
         assert not (run / "stability.json").exists()
     finally:
         live.kill()
         live.wait()
     # the process is gone: its lock is stale, the run resumes and the lock is released after
+    # a longer run than it started as: allowed by name, and recorded in the run
     train(
-        cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}", "trainer.max_steps=5")
+        cfg_for(
+            tiny_corpus,
+            tmp_path / "o",
+            "latent=none",
+            f"resume={run}",
+            "trainer.max_steps=5",
+            "resume_allow=[trainer.max_steps]",
+        )
     )
     assert json.loads((run / "stability.json").read_text())["train_steps"] == 5
     assert not (run / "train.lock").exists()
+    (resumed,) = json.loads((run / "resumes.json").read_text())
+    assert resumed["from_step"] == 3
+    assert resumed["changed"] == {"trainer.max_steps": {"before": 3, "after": 5}}
 
 
 def test_bf16_mixed_training_runs(tiny_corpus: Path, tmp_path: Path):
@@ -320,7 +353,11 @@ def test_lightning_reloads_a_resumed_checkpoint_weights_only(
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     monkeypatch.setattr(L.Trainer, "fit", fit)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg_for(tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}"))
+        train(
+            cfg_for(
+                tiny_corpus, tmp_path / "o", "latent=none", f"resume={run}", "trainer.max_steps=3"
+            )
+        )
     assert seen["weights_only"] is True and str(seen["ckpt_path"]).endswith("last.ckpt")
     assert not (run / "train.lock").exists()  # released on the way out
 

@@ -11,7 +11,8 @@ from omegaconf import DictConfig
 
 from ddsp_morph.config import validate_config
 from ddsp_morph.data.corpus import build_corpus, extract_corpus_features
-from ddsp_morph.data.importer import ImportSettings, import_folder
+from ddsp_morph.data.importer import ImportSettings, check_import, import_folder
+from ddsp_morph.data.origin import IMPORTED, read_origin
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.build import (
     context_settings,
@@ -32,21 +33,26 @@ def import_settings(cfg: DictConfig) -> ImportSettings:
         example_seconds=float(d.example_seconds),
         silence_db=float(src.silence_db),
         min_silence_seconds=float(src.min_silence_seconds),
-        max_rest_seconds=float(src.get("max_rest_seconds", 0.5)),
-        min_piece_seconds=float(src.get("min_piece_seconds", 0.5)),
+        max_rest_seconds=float(src.max_rest_seconds),
+        min_piece_seconds=float(src.min_piece_seconds),
         clip_level=float(src.clip_level),
         max_clipped_fraction=float(src.max_clipped_fraction),
         min_voiced_fraction=float(src.min_voiced_fraction),
         balance=str(src.balance),
         min_minutes_warning=float(src.min_minutes_warning),
         split_fractions=dict(d.corpus.split_fractions),
+        test_takes=[str(p) for p in src.test_takes],
+        valid_takes=[str(p) for p in src.valid_takes],
     )
 
 
 def prepare(cfg: DictConfig) -> Path:
     validate_config(cfg)
     out = corpus_dir(cfg)
-    source = cfg.data.get("source", {}).get("dir")
+    source = cfg.data.source.dir
+    origin = read_origin(out)
+    if not source and origin is not None and origin["kind"] == IMPORTED:
+        return check_or_resume_import(cfg, out, origin)
     if source:
         print(
             f"importing {source} as the corpus {cfg.data.corpus.name!r} ({out}); "
@@ -71,6 +77,35 @@ def prepare(cfg: DictConfig) -> Path:
     )
     for name, m in minutes.items():
         print(f"  {name:12s} {m:6.2f} min")
+    return out
+
+
+def check_or_resume_import(cfg: DictConfig, out: Path, origin: dict) -> Path:
+    """``prepare`` with no source on an imported corpus renders nothing: it checks that the
+    finished import is whole, or resumes the import from the folder it recorded, and says which
+    in one line."""
+    name, folder = cfg.data.corpus.name, Path(origin["source"])
+    problem = check_import(out, origin, feature_settings(cfg), context_settings(cfg))
+    if problem is None:
+        n = sum(1 for _ in (out / "manifest.csv").open()) - 1
+        print(
+            f"corpus {name!r}: the import of {folder}, checked: {n} examples, whole (nothing "
+            f"rendered; to add recordings: make data SOURCE=<that folder>)"
+        )
+        return out
+    if not folder.is_dir():
+        raise DDSPMorphError(
+            f"{out}: the import of {folder} is not whole ({problem}) and that folder is gone; "
+            "bring it back and run `make data` again, or import into a new name"
+        )
+    print(
+        f"corpus {name!r}: the import of {folder} is not whole ({problem}); resuming it from "
+        "that folder (nothing rendered)"
+    )
+    usable, skipped = import_folder(
+        folder, out, import_settings(cfg), feature_settings(cfg), context=context_settings(cfg)
+    )
+    print(f"corpus ready at {out}: {len(usable)} examples usable, {len(skipped)} skipped")
     return out
 
 

@@ -17,7 +17,6 @@ re-run renders only what is missing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from ddsp_morph.data.io import (
     save_wav,
     sha256_file,
 )
+from ddsp_morph.data.origin import RENDERED, describe, read_origin, write_origin
 from ddsp_morph.data.phrases import INSTRUMENTS, generate_phrase
 from ddsp_morph.data.render import PhraseRenderer, resolve_soundfont
 from ddsp_morph.dsp.descriptors import CONDITIONING_KEYS, conditioning_transform
@@ -146,20 +146,27 @@ def build_corpus(
     sf_sha = sha256_file(soundfont)
     identity = settings.identity(sf_sha)
     manifest_path = corpus_dir / "manifest.csv"
-    identity_path = corpus_dir / "corpus.json"
-    if identity_path.exists():
-        previous = json.loads(identity_path.read_text())
-        if previous != identity:
-            differ = sorted(k for k in identity if previous.get(k) != identity[k])
+    origin = read_origin(corpus_dir)
+    wanted = f"a render of {soundfont.name}"
+    if origin is not None and origin["kind"] != RENDERED:
+        raise DDSPMorphError(
+            f"{corpus_dir}: holds {describe(origin)}; {wanted} is not written into it — "
+            "choose another data.corpus.name (for an imported corpus, `make data` needs no "
+            "SOURCE: it checks or resumes that import)"
+        )
+    if origin is not None:
+        differ = [k for k in identity if origin.get(k) != identity[k]]
+        if differ:
             raise DDSPMorphError(
-                f"{corpus_dir}: holds a corpus built with other settings ({', '.join(differ)}); "
-                "choose another data.corpus.name or delete that folder"
+                f"{corpus_dir}: holds {describe(origin)} made with other settings "
+                f"({', '.join(differ)}) than {wanted} asked for now; choose another "
+                "data.corpus.name or delete that folder"
             )
         if manifest_path.exists():
             log.info("corpus exists at %s, reusing it", corpus_dir)
             return pd.read_csv(manifest_path)
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    save_json(identity_path, identity)
+    write_origin(corpus_dir, {"kind": RENDERED, "soundfont": soundfont.name, **identity})
     per_phrase = int(round(settings.phrase_seconds / settings.example_seconds))
     example_samples = int(round(settings.example_seconds * settings.sample_rate))
     example_samples -= example_samples % settings.hop_length

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from ddsp_morph.data.augment import GainChange, PitchShift, shifted_crop, with_gain
 from ddsp_morph.data.features import CONTEXT_FEATURES, context_path
 from ddsp_morph.data.io import load_npz, read_audio
+from ddsp_morph.data.origin import IMPORTED, read_origin
 from ddsp_morph.dsp.core import hz_to_midi
 from ddsp_morph.errors import ConfigError, DDSPMorphError
 
@@ -199,6 +200,12 @@ class CorpusDataModule(L.LightningDataModule):
         manifest_path = self.corpus_dir / "manifest.csv"
         if not manifest_path.exists():
             raise DDSPMorphError(f"{manifest_path}: no corpus here; run `make data` first")
+        origin = read_origin(self.corpus_dir)
+        if origin is not None and origin["kind"] == IMPORTED and not origin.get("complete"):
+            raise DDSPMorphError(
+                f"{self.corpus_dir}: the import of {origin.get('source')} did not finish; run "
+                "`make data` again (it resumes) before training on it"
+            )
         manifest = pd.read_csv(manifest_path)
         self.instruments = sorted(manifest["instrument"].unique())
         wanted = self.instruments if self.requested == "all" else list(self.requested)
@@ -227,6 +234,11 @@ class CorpusDataModule(L.LightningDataModule):
             )
         if not len(self.datasets["train"]):
             raise DDSPMorphError(f"{self.corpus_dir}: no training example for {wanted}")
+
+    def examples(self) -> pd.DataFrame:
+        """The examples served, one row each: example_id, instrument, split."""
+        cols = ["example_id", "instrument", "split"]
+        return pd.concat([self.manifests[s][cols] for s in ("train", "valid", "test")])
 
     def _load(self, row) -> dict[str, torch.Tensor]:
         audio, _ = read_audio(self.corpus_dir / row.audio_path, expected_rate=self.sample_rate)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ddsp_morph.data.corpus import extract_corpus_features, write_stats  # noqa: E402
+from ddsp_morph.data.corpus import SPLITS, extract_corpus_features, write_stats  # noqa: E402
 from ddsp_morph.data.features import ContextSettings, FeatureSettings, context_path  # noqa: E402
 from ddsp_morph.data.io import (  # noqa: E402
     load_npz,
@@ -37,6 +37,14 @@ from ddsp_morph.data.io import (  # noqa: E402
     save_json,
     save_wav,
     sha256_file,
+)
+from ddsp_morph.data.origin import (  # noqa: E402
+    IMPORTED,
+    describe,
+    differing_keys,
+    manifest_sha256,
+    read_origin,
+    write_origin,
 )
 from ddsp_morph.errors import AudioFileError, ConfigError, DDSPMorphError  # noqa: E402
 
@@ -64,6 +72,17 @@ class ImportSettings:
     split_fractions: dict[str, float] = field(
         default_factory=lambda: {"train": 0.8, "valid": 0.1, "test": 0.1}
     )
+    # takes the user holds out by name: glob patterns on <instrument>/<path in its folder>, or
+    # on the file name alone when the pattern has no '/'
+    test_takes: list[str] = field(default_factory=list)
+    valid_takes: list[str] = field(default_factory=list)
+
+    def identity(self) -> dict:
+        """The settings that decide what the import writes: a corpus imported with others is
+        another corpus (the warning threshold only changes a report)."""
+        out = asdict(self)
+        out.pop("min_minutes_warning")
+        return out
 
     def validate(self) -> None:
         if self.balance not in ("equal", "cap"):
@@ -83,48 +102,75 @@ class ImportSettings:
             )
 
 
-def scan_source(source: Path) -> dict[str, list[Path]]:
-    """instrument -> its audio files (sorted), linked sub-folders followed. Other files are
-    ignored; links that lead nowhere are listed by ``broken_links``."""
+def scan_source(source: Path) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
+    """instrument -> its audio files (sorted), with linked sub-folders followed once and only
+    where they stay the instrument's own: a link back to the folder itself or above it (a
+    loop), into another instrument's folder, or to a folder already walked is not followed,
+    and neither is a linked file from another instrument's folder. Returns (files, skipped
+    links as (path, reason)), links that lead nowhere among them."""
     if not source.is_dir():
         raise DDSPMorphError(f"{source}: no such folder (expected <folder>/<instrument>/*.wav ...)")
-    found = {}
-    for sub in sorted(p for p in source.iterdir() if p.is_dir()):
-        files = sorted(
-            f for f in _walk(sub) if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-        )
+    subs = sorted(p for p in source.iterdir() if p.is_dir())
+    real_subs = {sub.name: Path(os.path.realpath(sub)) for sub in subs}
+    found, skipped = {}, []
+    for sub in subs:
+        others = [r for name, r in real_subs.items() if name != sub.name]
+        paths, skip = _walk(sub, others)
+        skipped += skip
+        files = sorted(f for f in paths if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
         if files:
             found[sub.name] = files
     if not found:
         raise DDSPMorphError(
             f"{source}: no audio files in instrument sub-folders ({', '.join(AUDIO_EXTENSIONS)})"
         )
-    return found
+    return found, skipped
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Every file under ``folder``, following linked folders (each real folder once)."""
-    out, seen = [], set()
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _walk(folder: Path, others: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Every file under ``folder``, following linked folders that stay its own (see
+    ``scan_source``); (files, [(link, why it was not followed), ...])."""
+    own = Path(os.path.realpath(folder))
+    out, skipped, seen = [], [], {own}
     for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        out += [Path(root) / f for f in files]
-    return out
-
-
-def broken_links(source: Path) -> list[tuple[str, str]]:
-    """(path, reason) for every link under ``source`` whose target is missing."""
-    out = []
-    for sub in sorted(p for p in source.iterdir() if p.is_dir()):
-        for root, dirs, files in os.walk(sub, followlinks=True):
-            for name in sorted(dirs + files):
-                p = Path(root) / name
-                if p.is_symlink() and not p.exists():
-                    out.append((str(p), f"link to a missing target ({os.readlink(p)})"))
-    return out
+        keep = []
+        for d in sorted(dirs):
+            p = Path(root) / d
+            if not p.is_symlink():
+                keep.append(d)
+                continue
+            if not p.exists():
+                skipped.append((str(p), f"link to a missing target ({os.readlink(p)})"))
+                continue
+            real = Path(os.path.realpath(p))
+            why = None
+            if _inside(own, real):
+                why = f"a link back to {real} (a loop): not followed"
+            elif any(_inside(real, o) or _inside(o, real) for o in others):
+                why = f"a link into another instrument's folder ({real}): not followed"
+            elif real in seen:
+                why = f"a second link to {real}: followed once"
+            if why is None:
+                seen.add(real)
+                keep.append(d)
+            else:
+                skipped.append((str(p), why))
+        dirs[:] = keep
+        for f in sorted(files):
+            p = Path(root) / f
+            if p.is_symlink() and not p.exists():
+                skipped.append((str(p), f"link to a missing target ({os.readlink(p)})"))
+                continue
+            real = Path(os.path.realpath(p))
+            if p.is_symlink() and any(_inside(real, o) for o in others):
+                skipped.append((str(p), f"a link to another instrument's file ({real}): skipped"))
+                continue
+            out.append(p)
+    return out, skipped
 
 
 def sounding_regions(audio: np.ndarray, s: ImportSettings) -> list[tuple[int, int]]:
@@ -286,32 +332,107 @@ def _unit_hash(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16) / 16**15
 
 
+SPLIT_RESOLUTION_SECONDS = 0.05  # durations are matched to this step when splits are filled
+
+
+def closest_subset(seconds: list[float], target: float) -> list[int]:
+    """Indices of items whose durations sum closest to ``target`` (0/1 subset sum at
+    ``SPLIT_RESOLUTION_SECONDS``); the items earlier in the list are used first, so the order
+    given (a hash) decides among equally good subsets. Ties go to the smaller sum."""
+    w = np.maximum(1, np.round(np.asarray(seconds, float) / SPLIT_RESOLUTION_SECONDS)).astype(int)
+    t = int(round(target / SPLIT_RESOLUTION_SECONDS))
+    if t <= 0 or not len(w):
+        return []
+    cap = 2 * t  # a sum of 2t or more is no closer than the empty set
+    reach = np.zeros(cap + 1, bool)
+    reach[0] = True
+    last_item = np.full(cap + 1, -1)
+    for i, wi in enumerate(w):
+        if wi > cap:
+            continue
+        new = np.zeros_like(reach)
+        new[wi:] = reach[: cap + 1 - wi]
+        new &= ~reach
+        last_item[new] = i
+        reach |= new
+    sums = np.flatnonzero(reach)
+    best = int(sums[np.argmin(np.abs(sums - t))])
+    out = []
+    while best > 0:
+        i = int(last_item[best])
+        out.append(i)
+        best -= int(w[i])
+    return sorted(out)
+
+
 def assign_file_splits(
-    checksums: dict[str, str], fractions: dict[str, float], seed: str
+    checksums: dict[str, str],
+    fractions: dict[str, float],
+    seed: str,
+    *,
+    seconds: dict[str, float] | None = None,
+    fixed: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Whole files to splits by their audio's checksum: each file's split follows from a hash
-    of (seed, its SHA-256) alone, so identical audio under two names lands in one split, and
-    adding or removing other files moves no file. With 3 or more distinct recordings, valid
-    and test get at least one each (the train files that hash closest to them move over).
+    """Whole files to splits, so that each split's share of the instrument's audio (in
+    seconds) comes as close to its fraction as whole files allow. Identical audio (same
+    SHA-256) is one unit and lands in one split.
+
+    Files are taken in the order of a hash of (seed, their SHA-256), and for test, then valid,
+    the subset of the free files whose seconds come closest to what the split still needs is
+    chosen (``closest_subset``); the rest trains. ``fixed`` (SHA-256 -> split) is kept as it
+    is: the takes a user names, and the splits of an earlier import, so adding files never
+    moves a file imported before; the new files fill what each split lacks. With 3 or more
+    distinct recordings, valid and test get at least one each.
 
     Args:
         checksums: file -> SHA-256 of its content.
+        seconds: file -> seconds of audio it gives the corpus (default: 1 per file).
+        fixed: SHA-256 -> split, for the units whose split is already decided.
     """
-    unique = sorted(set(checksums.values()))
-    if len(unique) < 3:
-        return {f: "train" for f in checksums}
-    p_valid = fractions.get("valid", 0.1)
-    p_test = fractions.get("test", 0.1)
-    score = {sha: _unit_hash(f"{seed}/{sha}") for sha in unique}
-    split = {
-        sha: "valid" if u < p_valid else "test" if u < p_valid + p_test else "train"
-        for sha, u in score.items()
-    }
-    for name in ("valid", "test"):
-        if name not in split.values():
-            train = sorted((u, sha) for sha, u in score.items() if split[sha] == "train")
-            split[train[0][1] if name == "valid" else train[-1][1]] = name
+    seconds = seconds or dict.fromkeys(checksums, 1.0)
+    unit_s: dict[str, float] = {}
+    for f, sha in checksums.items():
+        unit_s[sha] = unit_s.get(sha, 0.0) + float(seconds[f])
+    split = {sha: name for sha, name in (fixed or {}).items() if sha in unit_s}
+    if len(unit_s) < 3 and not split:
+        return dict.fromkeys(checksums, "train")
+    total = sum(unit_s.values())
+    have = {name: sum(unit_s[sha] for sha, n in split.items() if n == name) for name in SPLITS}
+    free = sorted(
+        (sha for sha in unit_s if sha not in split), key=lambda h: _unit_hash(f"{seed}/{h}")
+    )
+    for name in ("test", "valid"):
+        need = float(fractions.get(name, 0.1)) * total - have[name]
+        chosen = closest_subset([unit_s[sha] for sha in free], need) if need > 0 else []
+        if not chosen and have[name] == 0 and len(free) >= 2 and fractions.get(name, 0.1) > 0:
+            chosen = [int(np.argmin([abs(unit_s[sha] - need) for sha in free]))]
+        if len(chosen) == len(free):  # leave one unit to train on
+            chosen = chosen[:-1]
+        for i in chosen:
+            split[free[i]] = name
+            have[name] += unit_s[free[i]]
+        free = [sha for i, sha in enumerate(free) if i not in set(chosen)]
+    split.update(dict.fromkeys(free, "train"))
     return {f: split[sha] for f, sha in checksums.items()}
+
+
+def named_takes(files: list[Path], folder: Path, instrument: str, s: ImportSettings) -> dict:
+    """file -> the split the user named for it (``data.source.test_takes`` / ``valid_takes``:
+    glob patterns on ``<instrument>/<path in its folder>``, or on the file name alone when a
+    pattern has no '/'). A file named for both is refused in one line."""
+    from fnmatch import fnmatch
+
+    out: dict[str, str] = {}
+    for path in files:
+        rel = f"{instrument}/{path.relative_to(folder).as_posix()}"
+        for name, patterns in (("test", s.test_takes), ("valid", s.valid_takes)):
+            if any(fnmatch(rel if "/" in p else path.name, p) for p in patterns):
+                if out.get(str(path), name) != name:
+                    raise ConfigError(
+                        f"{path}: named in both data.source.test_takes and valid_takes"
+                    )
+                out[str(path)] = name
+    return out
 
 
 def duplicate_groups(checksums: dict[str, str]) -> list[list[str]]:
@@ -322,24 +443,43 @@ def duplicate_groups(checksums: dict[str, str]) -> list[list[str]]:
     return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
-def check_same_source(corpus_dir: Path, source: Path) -> None:
-    """A corpus directory holds one source folder's import: another folder under the same
-    corpus name is refused (its recordings would replace the first's under runs trained on
-    them)."""
-    import json
-
-    previous = corpus_dir / "import.json"
-    if not previous.exists():
-        return
-    try:
-        before = Path(json.loads(previous.read_text())["source"])
-    except (OSError, ValueError, KeyError):
-        return
+def check_origin(corpus_dir: Path, source: Path, settings: ImportSettings) -> dict | None:
+    """A corpus folder holds one source folder's import, made with one set of settings: a
+    render, an import of another folder, or this folder imported with other settings is
+    refused in one line, before anything is written (the examples would mix under runs trained
+    on the first). Returns the earlier import's record, if any."""
+    origin = read_origin(corpus_dir)
+    if origin is None:
+        return None
+    if origin["kind"] != IMPORTED:
+        raise DDSPMorphError(
+            f"{corpus_dir}: holds {describe(origin)}; the import of {source} is not written into "
+            "it — give this folder its own corpus name (data.corpus.name=<name>)"
+        )
+    before = Path(origin["source"])
     if before.resolve() != Path(source).resolve():
         raise DDSPMorphError(
             f"{corpus_dir} holds the import of {before}, not {source}; give this folder another "
             f"corpus name (data.corpus.name=<name>), or remove {corpus_dir} to replace it"
         )
+    recorded = dict(origin.get("settings") or {})
+    recorded.pop("min_minutes_warning", None)
+    now = settings.identity()
+    differ = [k for k in differing_keys(recorded, now) if k.split(".")[0] in recorded]
+    if differ:
+        parts = ", ".join(f"{k} {_dotted(recorded, k)!r} -> {_dotted(now, k)!r}" for k in differ)
+        raise DDSPMorphError(
+            f"{corpus_dir}: imported from {before} with other settings ({parts}); importing "
+            "again would mix examples of both — keep those settings, or import into a new "
+            "name (data.corpus.name=<name>)"
+        )
+    return origin
+
+
+def _dotted(d: dict, key: str):
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def import_folder(
@@ -352,15 +492,24 @@ def import_folder(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Import ``source`` into ``corpus_dir`` (resuming); write manifest.csv, skipped.csv,
-    balance.csv, balance.png. Returns (manifest, [(file, reason), ...] skipped)."""
+    balance.csv, balance.png and the corpus record (``data.origin``). Returns (manifest,
+    [(file, reason), ...] skipped)."""
     settings.validate()
     context = context or ContextSettings(
         sample_rate=features.sample_rate, hop_length=features.hop_length
     )
-    check_same_source(corpus_dir, Path(source))
-    found = scan_source(Path(source))
+    source = Path(source)
+    previous = check_origin(corpus_dir, source, settings) or {}
+    found, skipped = scan_source(source)
+    named: dict[str, str] = {}
+    for instrument, files in found.items():
+        named.update(named_takes(files, source / instrument, instrument, settings))
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    save_json(corpus_dir / "import.json", {"source": str(source), "settings": asdict(settings)})
+    record_base = {"kind": IMPORTED, "source": str(source), "settings": asdict(settings)}
+    # the earlier import's splits stay in the record while this one runs
+    write_origin(
+        corpus_dir, {**record_base, "complete": False, "splits": previous.get("splits", {})}
+    )
     records = []
     total = sum(len(v) for v in found.values())
     bar = tqdm(total=total, desc="import", unit="file", disable=not progress)
@@ -375,15 +524,26 @@ def import_folder(
             records.append(record)
             bar.update(1)
     bar.close()
-    skipped = [(r["source"], r["reason"]) for r in records if r["status"] != "ok"]
-    for path, why in broken_links(Path(source)):
+    for path, why in skipped:
         log.warning("skipped %s: %s", path, why)
-        skipped.append((path, why))
-    rows, duplicates = [], []
+    skipped = [(r["source"], r["reason"]) for r in records if r["status"] != "ok"] + skipped
+    rows, duplicates, splits_record = [], [], {}
     for instrument in found:
         ok = [r for r in records if r["instrument"] == instrument and r["status"] == "ok"]
         checksums = {r["source"]: r["sha256"] for r in ok}
-        splits = assign_file_splits(checksums, settings.split_fractions, instrument)
+        fixed = dict(previous.get("splits", {}).get(instrument, {}))
+        fixed.update({checksums[f]: name for f, name in named.items() if f in checksums})
+        splits = assign_file_splits(
+            checksums,
+            settings.split_fractions,
+            instrument,
+            seconds={
+                r["source"]: sum(e["valid_samples"] for e in r["examples"]) / settings.sample_rate
+                for r in ok
+            },
+            fixed=fixed,
+        )
+        splits_record[instrument] = {checksums[f]: name for f, name in sorted(splits.items())}
         for group in duplicate_groups(checksums):
             names = ", ".join(Path(f).name for f in group)
             log.warning(
@@ -393,11 +553,11 @@ def import_folder(
                 splits[group[0]],
             )
             duplicates.append({"instrument": instrument, "files": group, "split": splits[group[0]]})
-        if len(ok) < 3:
+        if len(set(checksums.values())) < 3:
             log.warning(
-                "%s: %d usable file(s); valid/test need 3 or more, so all go to train",
+                "%s: %d usable recording(s); valid/test need 3 or more, so all go to train",
                 instrument,
-                len(ok),
+                len(set(checksums.values())),
             )
         for r in ok:
             for e in r["examples"]:
@@ -474,9 +634,18 @@ def import_folder(
         )
     write_stats(corpus_dir, train, features, context)
     save_csv(corpus_dir / "skipped.csv", pd.DataFrame(skipped, columns=["file", "reason"]))
-    save_json(
-        corpus_dir / "import.json",
-        {"source": str(source), "settings": asdict(settings), "duplicates": duplicates},
+    write_origin(
+        corpus_dir,
+        {
+            **record_base,
+            "complete": True,
+            "files": {
+                Path(r["source"]).relative_to(source).as_posix(): r["sha256"] for r in records
+            },
+            "splits": splits_record,
+            "duplicates": duplicates,
+            "manifest_sha256": manifest_sha256(corpus_dir),
+        },
     )
     sound = {}
     for r in records:
@@ -485,6 +654,34 @@ def import_folder(
     save_csv(corpus_dir / "balance.csv", balance)
     print_summary(balance, skipped, settings)
     return usable, skipped
+
+
+def check_import(
+    corpus_dir: Path, origin: dict, features: FeatureSettings, context: ContextSettings
+) -> str | None:
+    """None when the finished import in ``corpus_dir`` is whole: its manifest is the one the
+    import wrote and every example has its audio and features for these settings; else what
+    is wrong, in a few words. Reads only; writes nothing."""
+    if not origin.get("complete"):
+        return "the import did not finish"
+    sha = manifest_sha256(corpus_dir)
+    if sha is None:
+        return "manifest.csv is missing"
+    if origin.get("manifest_sha256") not in (None, sha):
+        return "manifest.csv is not the one the import wrote"
+    manifest = pd.read_csv(corpus_dir / "manifest.csv")
+    for r in manifest.itertuples():
+        feats = load_npz(corpus_dir / r.feature_path)
+        ctx = load_npz(context_path(corpus_dir / r.feature_path))
+        if not (corpus_dir / r.audio_path).exists():
+            return f"{r.audio_path} is missing"
+        if feats is None or str(feats.get("settings")) != features.key():
+            return f"the features of {r.example_id} are missing or were made with other settings"
+        if ctx is None or str(ctx.get("settings")) != context.key():
+            return f"the context features of {r.example_id} are missing or other"
+    if not (corpus_dir / "stats.json").exists():
+        return "stats.json is missing"
+    return None
 
 
 def valid_frames(valid_samples: int, hop_length: int) -> int:

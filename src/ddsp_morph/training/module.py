@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import torch
 
 from ddsp_morph.data.datamodule import audio_mask
+from ddsp_morph.data.io import save_csv
 from ddsp_morph.dsp.spectral import (
     band_fluctuation,
     fluctuation_loss,
@@ -92,6 +95,9 @@ class DDSPModule(L.LightningModule):
         self._nonfinite_counted = False
         self.train_history: list[float] = []
         self.val_history: list[tuple[int, float]] = []
+        # the run's val_history.csv, rewritten at every validation (``train`` sets it): a row
+        # validated after the last resume checkpoint survives a kill there
+        self.val_log_path: Path | None = None
         self.wall_before = 0.0  # training seconds of the run before this process resumed it
         self._fit_start = time.time()
         self._val_sum, self._val_count = 0.0, 0
@@ -363,6 +369,8 @@ class DDSPModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._val_count and not self.trainer.sanity_checking:
             self.val_history.append((int(self.global_step), self._val_sum / self._val_count))
+            if self.val_log_path is not None and self.trainer.is_global_zero:
+                save_csv(self.val_log_path, val_history_frame(self.val_history))
         self._val_sum, self._val_count = 0.0, 0
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -415,6 +423,9 @@ class DDSPModule(L.LightningModule):
         if hist is not None:
             self.train_history = [float(v) for v in hist["train"]]
             self.val_history = [(int(s), float(v)) for s, v in hist["val"]]
+            self.val_history = merged_val_history(
+                self.val_history, self.val_log_path, int(checkpoint.get("global_step", 0))
+            )
             self.nonfinite_steps = int(hist["nonfinite_steps"])
             self.wall_before = float(hist.get("wall_seconds", 0.0))
 
@@ -450,3 +461,27 @@ class DDSPModule(L.LightningModule):
         else:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def val_history_frame(history: list[tuple[int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(history, columns=["step", "val_loss"])
+
+
+def merged_val_history(
+    history: list[tuple[int, float]], log_path: Path | None, step: int
+) -> list[tuple[int, float]]:
+    """A checkpoint's validation history, with the rows of the run's ``val_history.csv`` up to
+    its ``step`` that it lacks: a validation that ran after the checkpoint at the same step
+    (a kill before the next checkpoint) is not lost. Rows after ``step`` are dropped: the
+    resumed run validates them again."""
+    if log_path is None or not log_path.exists():
+        return history
+    try:
+        logged = pd.read_csv(log_path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return history
+    rows = dict(history)
+    for s, v in zip(logged["step"], logged["val_loss"], strict=True):
+        if int(s) <= step and int(s) not in rows:
+            rows[int(s)] = float(v)
+    return sorted(rows.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -15,11 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddsp_morph.config import validate_training_config
 from ddsp_morph.data.io import save_csv, save_json
+from ddsp_morph.data.origin import differing_keys
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.artifacts import write_resynthesis
 from ddsp_morph.training.build import build_datamodule, build_model, build_module
+from ddsp_morph.training.callbacks import RunCheckpoint
 from ddsp_morph.training.checkpoint import add_path_speeds
 from ddsp_morph.training.latent import LatentMonitor
+from ddsp_morph.training.module import val_history_frame
 from ddsp_morph.training.stability import stability_summary
 
 log = logging.getLogger(__name__)
@@ -107,6 +111,7 @@ def resolve_precision(precision, accelerator: str) -> str | int:
 IGNORED_FOR_RESUME = (
     "paths.output_dir",
     "resume",
+    "resume_allow",
     "num_threads",
     "trainer.enable_progress_bar",
     "trainer.budget",
@@ -176,6 +181,7 @@ def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
                 f"resume={run}: that run finished (its stability.json is written); nothing to "
                 "resume — train a new run (resume=never), or raise trainer.max_steps in a new one"
             )
+        check_resume_config(cfg, run)
         return run
     want = comparable(cfg)
     runs_dir = Path(cfg.paths.runs_dir)
@@ -190,6 +196,70 @@ def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
         if comparable(saved) == want:
             return run
     return None
+
+
+def resume_changes(cfg: DictConfig, run: Path) -> dict[str, list]:
+    """key -> [the run's value, this config's value] for every key that differs from the
+    run's saved config (the keys in IGNORED_FOR_RESUME aside)."""
+    try:
+        saved = OmegaConf.load(run / "config.yaml")
+    except OSError:
+        raise DDSPMorphError(f"resume={run}: no config.yaml there; not a training run") from None
+    before, now = comparable(saved), comparable(cfg)
+    return {k: [_select(before, k), _select(now, k)] for k in differing_keys(before, now)}
+
+
+def _select(data: dict, key: str):
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def check_resume_config(cfg: DictConfig, run: Path) -> dict[str, list]:
+    """A resumed run keeps the config it started with: any change is refused in one line that
+    lists the keys, unless each is named in ``resume_allow`` (then the run records it in
+    ``resumes.json``). Returns the allowed changes."""
+    changes = resume_changes(cfg, run)
+    allowed = {str(k) for k in (cfg.get("resume_allow") or [])}
+    refused = {k: v for k, v in changes.items() if k not in allowed}
+    if refused:
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(refused.items())[:6])
+        more = f" (+{len(refused) - 6} more)" if len(refused) > 6 else ""
+        raise DDSPMorphError(
+            f"resume={run}: this config differs from the run's ({listed}{more}); a run keeps "
+            f"one config — drop the changes, start a new run (resume=never), or allow them: "
+            f"resume_allow=[{','.join(refused)}]"
+        )
+    return changes
+
+
+def record_resume(run: Path, changes: dict[str, list], step: int | None) -> None:
+    """Append the changes a resume was allowed to make to the run's ``resumes.json``."""
+    path = run / "resumes.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append(
+        {
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "from_step": step,
+            "changed": {k: {"before": a, "after": b} for k, (a, b) in changes.items()},
+        }
+    )
+    save_json(path, history)
+
+
+def check_run_examples(run: Path, examples: pd.DataFrame) -> None:
+    """A resumed run trains on the corpus it started with: the examples (ids, instruments,
+    splits) of ``examples.csv`` must be what the corpus serves now."""
+    path = run / "examples.csv"
+    if not path.exists():
+        return
+    before = pd.read_csv(path)
+    if not before.reset_index(drop=True).equals(examples.reset_index(drop=True)):
+        raise DDSPMorphError(
+            f"{run}: the corpus changed since this run started ({len(before)} examples then, "
+            f"{len(examples)} now, or other ids or splits); a run keeps one corpus — train a new "
+            "run (resume=never)"
+        )
 
 
 LOCK_NAME = "train.lock"
@@ -348,13 +418,23 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     model.set_stats(dm.stats)
     minutes = training_minutes(cfg)
     module = build_module(cfg, model, instruments=dm.instruments, minutes=minutes)
-    # the checkpoint to resume is checked against this model before anything is written
+    # the checkpoint and the corpus of a resume are checked before anything is written
     ckpt_path = resume_checkpoint(output_dir, model) if resume_from is not None else None
+    examples = dm.examples()
+    changes: dict[str, list] = {}
+    if resume_from is not None:
+        check_run_examples(output_dir, examples)
+        changes = resume_changes(cfg, output_dir) if (output_dir / "config.yaml").exists() else {}
+    if changes:
+        step = torch.load(ckpt_path, weights_only=True)["global_step"] if ckpt_path else None
+        record_resume(output_dir, changes, step)
     saved = OmegaConf.to_container(cfg, resolve=True)
     saved["paths"]["output_dir"] = str(output_dir)
     OmegaConf.save(OmegaConf.create(saved), output_dir / "config.yaml")
+    save_csv(output_dir / "examples.csv", examples)
+    module.val_log_path = output_dir / "val_history.csv"
 
-    ckpt = L.pytorch.callbacks.ModelCheckpoint(
+    ckpt = RunCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step:06d}",
         auto_insert_metric_name=False,
@@ -364,7 +444,7 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
         save_top_k=1,
     )
     # last.ckpt every N steps (written atomically by Lightning): what an interrupted run resumes.
-    last = L.pytorch.callbacks.ModelCheckpoint(
+    last = RunCheckpoint(
         dirpath=output_dir / "checkpoints",
         every_n_train_steps=int(cfg.trainer.get("checkpoint_every_n_steps", 100)),
         save_top_k=0,
@@ -410,12 +490,14 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     # last.ckpt = the final weights (ModelCheckpoint's last is from the last validation).
     # Every rank calls it: under DDP it holds a barrier.
     trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
-    if trainer.is_global_zero and ckpt.best_model_path and model.encoder is not None:
+    best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
+    if best is not None and not best.exists():
+        log.warning("%s: the best checkpoint is gone; tools fall back to last.ckpt", best)
+        best = None
+    if trainer.is_global_zero and best is not None and model.encoder is not None:
         # the best checkpoint was written inside the loop without the path speeds: add them
         # once, with its own weights, rather than at every validation
-        add_path_speeds(
-            Path(ckpt.best_model_path), module.model, dm.datasets["train"], dm.instruments
-        )
+        add_path_speeds(best, module.model, dm.datasets["train"], dm.instruments)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not trainer.is_global_zero:
         return metrics  # under DDP, rank 0 alone writes the run's files
@@ -425,10 +507,12 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     stability = stability_summary(module.train_history, steps, values, module.nonfinite_steps)
     stability["train_wall_seconds"] = wall
     save_json(output_dir / "stability.json", stability)
-    save_csv(
-        output_dir / "val_history.csv",
-        pd.DataFrame(module.val_history, columns=["step", "val_loss"]),
-    )
+    if trainer.global_step > 0 and module.nonfinite_steps >= trainer.global_step:
+        raise DDSPMorphError(
+            f"{output_dir}: trained no step — all {trainer.global_step} had a non-finite loss or "
+            "gradient and were skipped; lower latent.beta, model.lr or the loss weights"
+        )
+    save_csv(output_dir / "val_history.csv", val_history_frame(module.val_history))
     save_csv(
         output_dir / "train_history.csv",
         pd.DataFrame(
