@@ -29,8 +29,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv and install the project (reused when up to date)
 	@echo ".venv is up to date"
 
+# SOURCE reaches the shell as written (single-quoted, not expanded by make): spaces, quotes
+# and '$' in a folder name pass through
+SOURCE_ARG = $(if $(value SOURCE),--source '$(subst ','\'',$(value SOURCE))',)
+
 data: $(STAMP) ## Render the default corpus (or import SOURCE=<folder>) and cache features; resumes
-	$(PY) -m ddsp_morph.prepare $(if $(SOURCE),--source "$(SOURCE)",) $(ARGS)
+	$(PY) -m ddsp_morph.prepare $(SOURCE_ARG) $(ARGS)
 
 # tcmalloc where installed (apt install libtcmalloc-minimal4): a lower peak and faster steps
 # than glibc's malloc for a training step (make bench measures both); optional.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -10,6 +13,11 @@ from ddsp_morph.errors import ConfigError
 
 # keys whose null means "off"
 NULLABLE = {
+    "seed",
+    "num_threads",
+    "trainer.check_val_every_n_epoch",
+    "trainer.val_check_interval",
+    "trainer.gradient_clip_val",
     "trainer.max_minutes",
     "trainer.budget.start",
     "data.crop_seconds",
@@ -42,6 +50,21 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "synth.n_noise_bands": ((int,), ("> 1", lambda v: v > 1)),
     "synth.noise": ((bool,), _ANY),
     "synth.reverb": ((bool,), _ANY),
+    "seed": ((int,), (">= 0", lambda v: v >= 0)),
+    "num_threads": ((int,), _POSITIVE),
+    "n_audio_examples": ((int,), (">= 0", lambda v: v >= 0)),
+    "data.num_workers": ((int,), (">= 0", lambda v: v >= 0)),
+    "trainer.log_every_n_steps": ((int,), _POSITIVE),
+    "trainer.check_val_every_n_epoch": ((int,), _POSITIVE),
+    "trainer.val_check_interval": ((int, float), _POSITIVE),
+    "trainer.max_epochs": ((int,), ("> 0 or -1", lambda v: v > 0 or v == -1)),
+    "trainer.limit_val_batches": ((int, float), ("> 0", lambda v: v > 0)),
+    "trainer.gradient_clip_val": ((int, float), (">= 0", lambda v: v >= 0)),
+    "model.n_mlp_layers": ((int,), _POSITIVE),
+    "latent.frame_stride": ((int,), _POSITIVE),
+    "latent.monitor_every_n_epochs": ((int,), _POSITIVE),
+    "morph.steps": ((int,), (">= 2", lambda v: v >= 2)),
+    "morph.n_examples": ((int,), _POSITIVE),
     "model.hidden_size": ((int,), _POSITIVE),
     "model.gru_size": ((int,), _POSITIVE),
     "model.lr": ((float, int), _POSITIVE),
@@ -83,8 +106,60 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
 }
 
 
+# groups whose keys are checked against every option's yaml: a typo there is refused, not ignored
+CHECKED_GROUPS = ("trainer", "model", "data")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _leaf_keys(node: Any, prefix: str) -> set[str]:
+    if not isinstance(node, dict):
+        return {prefix}
+    out = {prefix} if prefix else set()
+    for k, v in node.items():
+        out |= _leaf_keys(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+@functools.cache
+def known_keys(group: str) -> frozenset[str]:
+    """Every key (dotted, under ``group``) that one of the group's yaml options or an
+    experiment/debug file sets."""
+    keys: set[str] = set()
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        keys |= _leaf_keys(data, group)
+    for extra in ("experiment", "debug"):
+        for path in sorted((CONF_DIR / extra).glob("*.yaml")):
+            data = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+            keys |= _leaf_keys(data.get(group, {}), group) if group in data else set()
+    return frozenset(keys)
+
+
+def check_unknown_keys(cfg: DictConfig) -> None:
+    """A key under trainer/model/data that no option of the group knows (a typo such as
+    ``+trainer.max_step=5``) is refused in one line, with the closest known key."""
+    for group in CHECKED_GROUPS:
+        node = OmegaConf.select(cfg, group, default=None)
+        if node is None or not (CONF_DIR / group).is_dir():
+            continue
+        known = known_keys(group)
+        data = OmegaConf.to_container(node, resolve=False)
+        for key in sorted(_leaf_keys(data, group)):
+            if key in known or any(key.startswith(k + ".") for k in known if _is_open(k)):
+                continue
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"config {key}: unknown key{hint}; it would be ignored")
+
+
+def _is_open(key: str) -> bool:
+    """Keys whose values are free-form mappings."""
+    return key.endswith("split_fractions")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value has the wrong kind or range."""
+    check_unknown_keys(cfg)
     for key, (types, (desc, ok)) in SCHEMA.items():
         value = OmegaConf.select(cfg, key, default="__absent__")
         if (isinstance(value, str) and value == "__absent__") or (

@@ -119,9 +119,9 @@ def main(cfg: DictConfig) -> None:
 
 
 def hydra_quote(value: str) -> str:
-    """A value as a quoted Hydra override string: spaces, commas, brackets, '=' and any
-    alphabet pass through as they are."""
-    return "'" + value.replace("'", "\\'") + "'"
+    """A value as a quoted Hydra override string: spaces, commas, brackets, '=', quotes, '$',
+    '${...}' (escaped, not an interpolation) and any alphabet pass through as they are."""
+    return "'" + value.replace("'", "\\'").replace("${", "\\${") + "'"
 
 
 def source_argv(argv: list[str]) -> list[str]:

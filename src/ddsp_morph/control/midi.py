@@ -56,11 +56,19 @@ def read_midi(path: Path):
     import mido
 
     try:
-        return mido.MidiFile(str(path))
+        mid = mido.MidiFile(str(path))
     except FileNotFoundError as e:
         raise DDSPMorphError(f"{path}: no such MIDI file") from e
     except (OSError, EOFError, ValueError, KeyError, IndexError) as e:
-        raise DDSPMorphError(f"{path}: not a readable MIDI file ({e})") from e
+        why = str(e) or f"{type(e).__name__}: the file ends inside a chunk"
+        raise DDSPMorphError(f"{path}: not a readable MIDI file ({why})") from e
+    # mido skips chunks it does not know: bytes after a header parse as no track at all
+    if mid.type not in (0, 1, 2) or not mid.tracks:
+        raise DDSPMorphError(
+            f"{path}: not a readable MIDI file (header type {mid.type}, {len(mid.tracks)} "
+            "track chunks)"
+        )
+    return mid
 
 
 class MidiController:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ddsp_morph.data.features import FeatureSettings, compute_features
 from ddsp_morph.data.io import load_npz, save_csv, save_json, save_wav
 from ddsp_morph.dsp.spectral import multiscale_spectral_loss
-from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.errors import DDSPMorphError, positive_int
 from ddsp_morph.evaluation import metrics
 from ddsp_morph.training.artifacts import spectrogram_grid
 from ddsp_morph.training.checkpoint import load_run
@@ -84,6 +84,8 @@ def evaluate_run(
     ``out_dir`` (default ``<run>/eval_<split>``)."""
     from ddsp_morph.training.build import build_datamodule, feature_settings
 
+    if max_examples is not None:
+        max_examples = positive_int(max_examples, "max_examples")
     overrides = [f"data.corpus_dir={corpus_dir}"] if corpus_dir else []
     run = load_run(run_dir, checkpoint=checkpoint, overrides=overrides)
     cfg = run.cfg
@@ -108,7 +110,7 @@ def evaluate_run(
         log_weight=float(loss.log_weight),
     )
     sr = int(cfg.data.sample_rate)
-    n = len(dataset) if max_examples is None else min(len(dataset), int(max_examples))
+    n = len(dataset) if max_examples is None else min(len(dataset), max_examples)
     picked = list(range(n)) if indices is None else [int(i) for i in indices]
     bad = [i for i in picked if not 0 <= i < len(dataset)]
     if bad:

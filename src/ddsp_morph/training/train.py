@@ -262,6 +262,41 @@ def check_run_examples(run: Path, examples: pd.DataFrame) -> None:
         )
 
 
+# bytes per parameter while training: weights, gradients, Adam's two moments and the weight
+# average, in float32
+TRAINING_BYTES_PER_PARAMETER = 5 * 4
+
+
+def machine_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_model_fits(cfg: DictConfig, memory_bytes: int | None = None) -> int:
+    """The model built from ``cfg`` (on the meta device: nothing allocated) must fit this
+    machine's memory while it trains: refused in one line naming the size keys, before
+    anything is written. Returns its parameter count."""
+    with torch.device("meta"):
+        model = build_model(cfg, n_instruments=len(cfg.data.corpus.instruments))
+    n = sum(p.numel() for p in model.parameters())
+    need = n * TRAINING_BYTES_PER_PARAMETER
+    have = machine_memory_bytes() if memory_bytes is None else memory_bytes
+    if have is not None and need > 0.8 * have:
+        sizes = ", ".join(
+            f"{k}={OmegaConf.select(cfg, k)}"
+            for k in ("model.hidden_size", "model.gru_size", "model.n_mlp_layers", "latent.z_dim")
+            if OmegaConf.select(cfg, k, default=None) is not None
+        )
+        raise DDSPMorphError(
+            f"config {sizes}: a model of {n / 1e6:,.0f} M parameters needs about "
+            f"{need / 2**30:,.1f} GiB to train (weights, gradients, Adam, the weight average), "
+            f"more than this machine's {have / 2**30:,.1f} GiB allows; choose smaller sizes"
+        )
+    return n
+
+
 LOCK_NAME = "train.lock"
 
 
@@ -382,6 +417,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train one model; write checkpoints, resynthesized audio and a spectrogram PNG under
     ``cfg.paths.output_dir``. Returns the final metrics."""
     validate_training_config(cfg)
+    check_model_fits(cfg)
     output_dir = Path(cfg.paths.output_dir)
     resume_from = find_resumable(cfg, output_dir)
     if resume_from is not None and resume_from.resolve() != output_dir.resolve():
