@@ -198,3 +198,42 @@ def test_folder_names_with_quotes_and_dollars_import_through_make(tmp_path: Path
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     corpus = tmp_path / "data" / "corpus" / name
     assert json.loads((corpus / "corpus.json").read_text())["source"] == str(src)
+
+
+def test_a_long_render_is_summarised_in_bounded_memory(tmp_path: Path):
+    """The headless render streams its wav to disk and draws its picture from a summary of
+    bounded size: the peak does not grow with the length, and the summary is the spectrogram."""
+    import tracemalloc
+
+    import numpy as np
+
+    from ddsp_morph.realtime.recording import StreamingWav
+    from ddsp_morph.training.artifacts import log_spectrogram_db
+
+    rate, block = 48000, 384
+    t = np.arange(block) / rate
+
+    def render(seconds: float, path: Path) -> tuple[float, StreamingWav]:
+        tracemalloc.start()
+        wav = StreamingWav(path, rate)
+        for i in range(int(seconds * rate / block)):
+            wav.write((0.3 * np.sin(2 * np.pi * 440 * (t + i * block / rate))).astype(np.float32))
+        wav.close()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak, wav
+
+    short_peak, _ = render(20, tmp_path / "short.wav")
+    long_peak, wav = render(160, tmp_path / "long.wav")
+    assert long_peak < 1.5 * short_peak + 2e6  # flat in the length, not 8x
+    assert sf.info(tmp_path / "long.wav").frames == 160 * rate
+    assert not list(tmp_path.glob(".*.tmp"))  # moved into place
+    image = wav.summary.image()
+    assert image.shape[1] <= 2048
+    assert abs(image[:, image.shape[1] // 2].argmax() * rate / 2048 - 440) < 24
+    x, _ = sf.read(tmp_path / "short.wav", dtype="float32")
+    _, small = render(20, tmp_path / "again.wav")
+    ref = log_spectrogram_db(x, n_fft=2048, hop=512)
+    img = small.summary.image()
+    assert img.shape == ref.shape  # short enough: one frame per column, the plain spectrogram
+    assert np.median(np.abs(img[:, 2:-2] - ref[:, 2:-2])) < 0.01

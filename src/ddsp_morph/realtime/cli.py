@@ -21,6 +21,7 @@ import numpy as np
 from ddsp_morph.errors import DDSPMorphError, positive_int, require_f0_loudness
 from ddsp_morph.realtime.audio_in import AudioInSettings, AudioPerformer, render_audio_file
 from ddsp_morph.realtime.performer import Performer, PerformerSettings, render_midi_file
+from ddsp_morph.realtime.recording import SpectrogramSummary, StreamingWav
 
 
 def latest_run(runs_dir: Path) -> Path:
@@ -265,8 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.midi_file is not None:
             if args.out is None:
                 raise DDSPMorphError("--midi-file needs --out <wav>")
-            audio, stats = render_midi_file(run, args.midi_file, s)
-            write_render(args.out, audio, s.device_rate, stats)
+            wav = StreamingWav(args.out, s.device_rate)
+            try:
+                _, stats = render_midi_file(run, args.midi_file, s, sink=wav.write)
+            except BaseException:
+                wav.abort()
+                raise
+            wav.close()
+            write_render(args.out, None, s.device_rate, stats, summary=wav.summary)
             print(json.dumps(stats, indent=2))
             print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
             return 0
@@ -401,19 +408,39 @@ def run_audio_in(
         inport.close()
 
 
-def write_render(path: Path, audio: np.ndarray, rate: int, stats: dict) -> None:
+def write_render(
+    path: Path,
+    audio: np.ndarray | None,
+    rate: int,
+    stats: dict,
+    *,
+    summary: SpectrogramSummary | None = None,
+) -> None:
+    """The wav (unless ``audio`` is None: already streamed), its stats JSON and its spectrogram
+    PNG (from ``summary`` when given, of bounded size whatever the length)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ddsp_morph.data.io import save_json, save_wav
-    from ddsp_morph.training.artifacts import show_spectrogram
 
-    save_wav(path, audio, rate)
+    if audio is not None:
+        save_wav(path, audio, rate)
+        summary = SpectrogramSummary()
+        summary.push(audio)
     save_json(path.with_suffix(".json"), stats)
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    show_spectrogram(ax, audio, rate, n_fft=2048, hop=512)
+    image = summary.image()
+    ax.imshow(
+        image,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=-80,
+        vmax=max(float(image.max()) if image.size else 0.0, -79.0),
+        extent=(0, summary.n_samples / rate, 0, rate / 2000),
+    )
     ax.set_ylim(0, 8)
     ax.set_xlabel("s")
     ax.set_ylabel("kHz")

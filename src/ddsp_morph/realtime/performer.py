@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,22 +215,31 @@ def trained_f0_range(corpus_dir: Path) -> tuple[float, float] | None:
 
 
 def render_midi_file(
-    run, midi_path: str | Path, settings: PerformerSettings, *, tail_s: float = 0.5
-) -> tuple[np.ndarray, dict]:
+    run,
+    midi_path: str | Path,
+    settings: PerformerSettings,
+    *,
+    tail_s: float = 0.5,
+    sink: Callable[[np.ndarray], None] | None = None,
+) -> tuple[np.ndarray | None, dict]:
     """The headless path: the MIDI file's events fed to the performer at the block where they
-    would arrive live. Returns (audio at the device rate, timing statistics)."""
+    would arrive live. Returns (audio at the device rate, timing statistics); with ``sink``,
+    each block goes to it as it is made and no audio is kept (None), so a long file renders in
+    flat memory."""
     events = midi_events(midi_path)
     p = Performer(run, settings)
     block_s = p.block_size / p.sample_rate
     n_blocks = int(np.ceil((events[-1][0] + tail_s) / block_s))
-    out, k = [], 0
+    out: list[np.ndarray] = []
+    put = out.append if sink is None else sink
+    k = 0
     for _ in range(n_blocks):
         while k < len(events) and events[k][0] <= p.t:  # arrived before this block starts
             p.controller.handle(events[k][1], events[k][0])
             k += 1
-        out.append(p.next_block())
-    out.append(p.flush())
-    audio = np.concatenate(out).astype(np.float32)
+        put(p.next_block())
+    put(p.flush())
+    audio = np.concatenate(out).astype(np.float32) if sink is None else None
     c = np.asarray(p.compute_seconds)
     stats = {
         "blocks": int(len(c)),
