@@ -277,3 +277,38 @@ def test_links_are_followed_once_and_only_within_their_instrument(tmp_path: Path
     assert set(reasons) == {"loop", "self", "fl", "f.wav", "extra2"}
     assert "loop" in reasons["loop"] and "another instrument" in reasons["fl"]
     assert "once" in reasons["extra2"]
+
+
+def test_the_morph_table_is_said_plainly_for_a_listener():
+    from ddsp_morph.evaluation.morph import listener_line, summarize
+
+    pairs = pd.DataFrame(
+        {
+            "source": ["flute", "violin"],
+            "target": ["violin", "flute"],
+            "p_b_start": [0.0, 0.0],
+            "p_b_end": [0.95, 0.7],
+            "p_b_start_all": [0.02, 0.01],
+            "p_b_end_all": [0.96, 0.75],
+            "spearman": [1.0, 0.98],
+            "max_step": [0.2, 0.4],
+            "f0_cents_median_worst": [2.0, 3.5],
+            "loudness_l1_db_worst": [0.5, 0.6],
+            "centroid_step_ratio": [1.0, 1.0],
+            "hnr_step_ratio": [1.0, 1.0],
+        }
+    )
+    renders = pd.DataFrame(
+        {
+            "source": ["flute", "violin", "flute", "violin"],
+            "target": ["resynthesis", "resynthesis", "violin", "flute"],
+            "correct": [1.0, 0.5, 1.0, 1.0],
+        }
+    )
+    line = listener_line(summarize(pairs, renders))
+    assert "1 of 2 pairs end as a blend" in line and "violin -> flute" in line and "75%" in line
+    assert "jumps" in line and "violin is recognised in only 50%" in line and "3.5 cents" in line
+    good = pairs.assign(p_b_end_all=[0.96, 0.93], max_step=[0.2, 0.3])
+    line = listener_line(summarize(good, renders.assign(correct=1.0)))
+    assert "every pair ends as its target instrument (at least 93%" in line
+    assert "moves gradually" in line and "every instrument is recognised" in line

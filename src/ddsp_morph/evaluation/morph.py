@@ -299,6 +299,8 @@ def summarize(pairs: pd.DataFrame, renders: pd.DataFrame) -> dict:
             p_b_end_min=float(pairs["p_b_end"].min()),
             p_b_start_all_max=float(pairs["p_b_start_all"].max()),
             p_b_end_all_min=float(pairs["p_b_end_all"].min()),
+            p_b_end_all_worst_pair=_pair_name(pairs.loc[pairs["p_b_end_all"].idxmin()]),
+            p_b_end_all_below=int((pairs["p_b_end_all"] < TARGETS[END_TARGET][2]).sum()),
             spearman_min=float(pairs["spearman"].fillna(-1.0).min()),
             max_step_max=float(pairs["max_step"].max()),
             f0_cents_median_worst=float(pairs["f0_cents_median_worst"].max()),
@@ -317,6 +319,48 @@ def summarize(pairs: pd.DataFrame, renders: pd.DataFrame) -> dict:
     s["targets_met"] = int(sum(1 for v in met.values() if v))
     s["targets_checked"] = int(sum(1 for v in met.values() if v is not None))
     return s
+
+
+END_TARGET = "P(B) at alpha=1 >= 0.9, every pair"
+
+
+def _pair_name(row) -> str:
+    return f"{row['source']} -> {row['target']}"
+
+
+def listener_line(s: dict) -> str:
+    """What the morph table means for someone listening, in one line."""
+    if not s.get("n_pairs"):
+        return "morph, for a listener: one instrument, nothing to morph between"
+    end_bound = TARGETS[END_TARGET][2]
+    if s["p_b_end_all_below"]:
+        end = (
+            f"{s['p_b_end_all_below']} of {s['n_pairs']} pairs end as a blend rather than as "
+            f"their target (worst {s['p_b_end_all_worst_pair']}: heard as the target in "
+            f"{s['p_b_end_all_min']:.0%} of clips)"
+        )
+    else:
+        end = (
+            f"every pair ends as its target instrument (at least {s['p_b_end_all_min']:.0%} of "
+            f"clips; the closest call {s['p_b_end_all_worst_pair']}; target {end_bound:.0%})"
+        )
+    step = s["max_step_max"]
+    way = (
+        "the timbre moves gradually on the way"
+        if step <= TARGETS["largest single step <= 0.35, every pair"][2]
+        else "the timbre jumps somewhere on the way"
+    )
+    own = s["resynthesis_accuracy_min"]
+    worst = min(s["resynthesis_accuracy_per_instrument"].items(), key=lambda kv: kv[1])[0]
+    resyn = (
+        f"every instrument is recognised in its own resynthesis (worst {worst}, {own:.0%})"
+        if own >= 0.95
+        else f"{worst} is recognised in only {own:.0%} of its own resyntheses"
+    )
+    return (
+        f"morph, for a listener: {end}; {way} (largest step of P(B) {step:.2f}); {resyn}; "
+        f"pitch kept within {s['f0_cents_median_worst']:.1f} cents"
+    )
 
 
 def summary_line(s: dict) -> str:

@@ -368,6 +368,7 @@ def measure_morph(
     from ddsp_morph.evaluation.classifier import corpus_classifier
     from ddsp_morph.evaluation.morph import (
         MorphSettings,
+        listener_line,
         summary_line,
         test_items_by_instrument,
         write_morph,
@@ -400,6 +401,7 @@ def measure_morph(
         latent=with_speeds(lat, model, dm.datasets["train"], dm.instruments, settings.path),
     )
     log.info("%s (%.0f s; %s)", summary_line(summary), summary["seconds"], output_dir / "morph.csv")
+    log.info("%s", listener_line(summary))
     return summary
 
 
