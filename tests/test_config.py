@@ -120,6 +120,12 @@ def test_a_crop_longer_than_an_example_is_refused_for_training_only():
             "error: config data.crop_seconds: 10 s is longer than an example "
             "(data.example_seconds=4.0); use at most 4.0, or null for whole examples",
         ),
+        ("seed=abc", "error: config seed: expected int, got str 'abc'"),
+        (
+            "+trainer.max_step=5",
+            "error: config trainer.max_step: unknown key (did you mean trainer.max_steps?); "
+            "it would be ignored",
+        ),
         (
             "trainer.precision=foo",
             "error: config trainer.precision: must be one of ['auto', '32', '32-true', '64', "

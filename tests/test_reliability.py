@@ -237,3 +237,25 @@ def test_a_long_render_is_summarised_in_bounded_memory(tmp_path: Path):
     img = small.summary.image()
     assert img.shape == ref.shape  # short enough: one frame per column, the plain spectrogram
     assert np.median(np.abs(img[:, 2:-2] - ref[:, 2:-2])) < 0.01
+
+
+def test_a_resume_that_changes_the_config_is_refused(tiny_corpus: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    train(cfg_for(tiny_corpus, run, "latent=none", "trainer.max_steps=3"))
+    (run / "stability.json").unlink()  # as if interrupted
+    config = (run / "config.yaml").read_bytes()
+    with pytest.raises(DDSPMorphError) as e:
+        train(
+            cfg_for(
+                tiny_corpus,
+                tmp_path / "o",
+                "latent=none",
+                "trainer.max_steps=3",
+                f"resume={run}",
+                "model.lr=0.01",
+            )
+        )
+    msg = str(e.value)
+    assert "model.lr 0.001 -> 0.01" in msg and "resume_allow=[model.lr]" in msg
+    assert "\n" not in msg and (run / "config.yaml").read_bytes() == config
+    assert not (run / "resumes.json").exists()
