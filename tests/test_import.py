@@ -252,7 +252,7 @@ def test_folder_names_people_use_import_through_make_data(tmp_path: Path):
     dry = subprocess.run(
         ["make", "-n", "data", "SOURCE=my recs, 2024"], cwd=REPO, capture_output=True, text=True
     )
-    assert '--source "my recs, 2024"' in dry.stdout
+    assert "--source 'my recs, 2024'" in dry.stdout
     src = tmp_path / "réc's ü, take 2"
     (src / "violin").mkdir(parents=True)
     for i in range(3):

@@ -284,8 +284,8 @@ def test_the_morph_table_is_said_plainly_for_a_listener():
 
     pairs = pd.DataFrame(
         {
-            "source": ["flute", "violin"],
-            "target": ["violin", "flute"],
+            "from": ["flute", "violin"],
+            "to": ["violin", "flute"],
             "p_b_start": [0.0, 0.0],
             "p_b_end": [0.95, 0.7],
             "p_b_start_all": [0.02, 0.01],

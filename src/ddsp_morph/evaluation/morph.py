@@ -325,7 +325,7 @@ END_TARGET = "P(B) at alpha=1 >= 0.9, every pair"
 
 
 def _pair_name(row) -> str:
-    return f"{row['source']} -> {row['target']}"
+    return f"{row['from']} -> {row['to']}"
 
 
 def listener_line(s: dict) -> str:
