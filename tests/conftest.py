@@ -22,6 +22,27 @@ TINY = CorpusSettings(
 )
 
 
+def tiny_train_args(corpus: Path, runs: Path, max_steps: int, checkpoint_every: int) -> list[str]:
+    """train.py overrides for a few-second run on the tiny corpus (no latent), as a subprocess."""
+    return [
+        f"paths.runs_dir={runs}",
+        f"data.corpus_dir={corpus}",
+        "data.example_seconds=2.0",
+        "data.crop_seconds=0.5",
+        "data.batch_size=2",
+        "model.hidden_size=16",
+        "model.gru_size=16",
+        "synth.n_harmonics=8",
+        "latent=none",
+        "logger=csv",
+        f"trainer.max_steps={max_steps}",
+        f"trainer.checkpoint_every_n_steps={checkpoint_every}",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.enable_progress_bar=false",
+        "n_audio_examples=1",
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -34,6 +34,15 @@ def files_under(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+def two_instruments(src: Path, n: int, seconds, stem: str = "take") -> Path:
+    """violin and flute folders of ``n`` harmonic tones each; ``seconds(i)`` long."""
+    for name, f0 in (("violin", 440.0), ("flute", 660.0)):
+        (src / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            sf.write(src / name / f"{stem}{i}.wav", tone(seconds(i), 16000, f0 + 9 * i), 16000)
+    return src
+
+
 def split_shares(manifest: pd.DataFrame) -> pd.DataFrame:
     """instrument x split: the split's share of the instrument's audio (padding excluded)."""
     secs = manifest.groupby(["instrument", "split"])["valid_samples"].sum().unstack(fill_value=0)
@@ -161,11 +170,7 @@ def test_a_render_never_writes_into_an_imported_corpus(takes: Path, tmp_path: Pa
 
 
 def test_importing_again_with_other_settings_is_refused(tmp_path: Path):
-    src = tmp_path / "recs"
-    for name, f0 in (("violin", 440.0), ("flute", 660.0)):
-        (src / name).mkdir(parents=True)
-        for i in range(3):
-            sf.write(src / name / f"{i}.wav", tone(2.3, 16000, f0 + 15 * i), 16000)
+    src = two_instruments(tmp_path / "recs", 3, lambda i: 2.3)
     corpus = tmp_path / "corpus"
     first = ImportSettings(example_seconds=1.0)
     import_folder(src, corpus, first, FeatureSettings(), progress=False)
@@ -230,11 +235,7 @@ def test_split_shares_hold_for_any_folder_of_ten_or_more_files(seed: int):
 
 
 def test_takes_named_by_the_user_are_held_out(tmp_path: Path):
-    src = tmp_path / "recs"
-    for name, f0 in (("violin", 440.0), ("flute", 660.0)):
-        (src / name).mkdir(parents=True)
-        for i in range(5):
-            sf.write(src / name / f"take{i}.wav", tone(1.2, 16000, f0 + 9 * i), 16000)
+    src = two_instruments(tmp_path / "recs", 5, lambda i: 1.2)
     sf.write(src / "flute" / "concert.wav", tone(1.2, 16000, 700.0), 16000)
     settings = ImportSettings(
         example_seconds=1.0,

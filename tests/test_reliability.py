@@ -17,7 +17,7 @@ import torch
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.train import check_model_fits, train
 
-from .conftest import REPO, cfg_for
+from .conftest import REPO, cfg_for, tiny_train_args
 from .test_import import tone
 
 KILL_AFTER_VALIDATION = """
@@ -39,23 +39,7 @@ exec(open("train.py").read())
 
 def test_a_validation_after_the_last_checkpoint_survives_a_kill(tiny_corpus: Path, tmp_path: Path):
     runs = tmp_path / "runs"
-    args = [
-        f"paths.runs_dir={runs}",
-        f"data.corpus_dir={tiny_corpus}",
-        "data.example_seconds=2.0",
-        "data.crop_seconds=0.5",
-        "data.batch_size=2",
-        "model.hidden_size=16",
-        "model.gru_size=16",
-        "synth.n_harmonics=8",
-        "latent=none",
-        "logger=csv",
-        "trainer.max_steps=12",
-        "trainer.checkpoint_every_n_steps=4",
-        "trainer.check_val_every_n_epoch=1",
-        "trainer.enable_progress_bar=false",
-        "n_audio_examples=1",
-    ]
+    args = tiny_train_args(tiny_corpus, runs, 12, 4)
     killed = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_VALIDATION.format(step=8), *args],
         cwd=REPO,

@@ -166,28 +166,10 @@ def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_pa
     import sys
     import time
 
-    from .conftest import REPO
+    from .conftest import REPO, tiny_train_args
 
     runs = tmp_path / "runs"
-    cmd = [
-        sys.executable,
-        "train.py",
-        f"paths.runs_dir={runs}",
-        f"data.corpus_dir={tiny_corpus}",
-        "data.example_seconds=2.0",
-        "data.crop_seconds=0.5",
-        "data.batch_size=2",
-        "model.hidden_size=16",
-        "model.gru_size=16",
-        "synth.n_harmonics=8",
-        "latent=none",
-        "logger=csv",
-        "trainer.max_steps=40",
-        "trainer.checkpoint_every_n_steps=5",
-        "trainer.check_val_every_n_epoch=1",
-        "trainer.enable_progress_bar=false",
-        "n_audio_examples=1",
-    ]
+    cmd = [sys.executable, "train.py", *tiny_train_args(tiny_corpus, runs, 40, 5)]
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
