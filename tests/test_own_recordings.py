@@ -180,7 +180,8 @@ def test_importing_again_with_other_settings_is_refused(tmp_path: Path):
             src, corpus, ImportSettings(example_seconds=0.5), FeatureSettings(), progress=False
         )
     msg = str(e.value)
-    assert "\n" not in msg and "example_seconds 1.0 -> 0.5" in msg and "data.corpus.name" in msg
+    change = "example_seconds 1.0 -> 0.5"  # the key, its recorded value and the new one
+    assert "\n" not in msg and change in msg and "data.corpus.name" in msg
     assert files_under(corpus) == before  # nothing mixed in
     import_folder(src, corpus, first, FeatureSettings(), progress=False)  # the same: fine
 
