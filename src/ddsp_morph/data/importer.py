@@ -42,6 +42,7 @@ from ddsp_morph.data.origin import (  # noqa: E402
     IMPORTED,
     describe,
     differing_keys,
+    dotted,
     manifest_sha256,
     read_origin,
     write_origin,
@@ -467,19 +468,13 @@ def check_origin(corpus_dir: Path, source: Path, settings: ImportSettings) -> di
     now = settings.identity()
     differ = [k for k in differing_keys(recorded, now) if k.split(".")[0] in recorded]
     if differ:
-        parts = ", ".join(f"{k} {_dotted(recorded, k)!r} -> {_dotted(now, k)!r}" for k in differ)
+        parts = ", ".join(f"{k} {dotted(recorded, k)!r} -> {dotted(now, k)!r}" for k in differ)
         raise DDSPMorphError(
             f"{corpus_dir}: imported from {before} with other settings ({parts}); importing "
             "again would mix examples of both — keep those settings, or import into a new "
             "name (data.corpus.name=<name>)"
         )
     return origin
-
-
-def _dotted(d: dict, key: str):
-    for part in key.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
 
 def import_folder(

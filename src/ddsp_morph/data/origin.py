@@ -92,6 +92,13 @@ def differing_keys(before: dict, now: dict) -> list[str]:
     return out
 
 
+def dotted(data: dict, key: str):
+    """The value at a dotted key of nested dicts (None where a part is missing)."""
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
 def manifest_sha256(corpus_dir: Path) -> str | None:
     path = Path(corpus_dir) / "manifest.csv"
     return sha256_file(path) if path.exists() else None

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddsp_morph.config import validate_training_config
 from ddsp_morph.data.io import save_csv, save_json
-from ddsp_morph.data.origin import differing_keys
+from ddsp_morph.data.origin import differing_keys, dotted
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.artifacts import write_resynthesis
 from ddsp_morph.training.build import build_datamodule, build_model, build_module
@@ -206,13 +206,7 @@ def resume_changes(cfg: DictConfig, run: Path) -> dict[str, list]:
     except OSError:
         raise DDSPMorphError(f"resume={run}: no config.yaml there; not a training run") from None
     before, now = comparable(saved), comparable(cfg)
-    return {k: [_select(before, k), _select(now, k)] for k in differing_keys(before, now)}
-
-
-def _select(data: dict, key: str):
-    for part in key.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
+    return {k: [dotted(before, k), dotted(now, k)] for k in differing_keys(before, now)}
 
 
 def check_resume_config(cfg: DictConfig, run: Path) -> dict[str, list]:
