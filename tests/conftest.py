@@ -84,7 +84,7 @@ def cfg_for(corpus: Path, out: Path, *overrides: str):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run trained for 6 steps on the tiny corpus (both instruments), with a validation pass."""
-    from ddsp_morph.training.train import train
+    from ddsp_morph.training.fit import train
 
     out = tmp_path_factory.mktemp("run")
     train(

@@ -175,7 +175,7 @@ def test_bad_settings_are_refused(kwargs, message):
 
 
 def test_the_config_shifts_the_training_crops_only(tiny_corpus, tmp_path):
-    from ddsp_morph.training.build import build_datamodule
+    from ddsp_morph.build import build_datamodule
     from tests.conftest import cfg_for
 
     cfg = cfg_for(

@@ -11,7 +11,8 @@ from torch import nn
 
 from ddsp_morph.config import validate_config
 from ddsp_morph.errors import ConfigError
-from ddsp_morph.training.averaging import WeightAverage, decay_key, warmed_decay, weights_of
+from ddsp_morph.runs import weights_of
+from ddsp_morph.training.averaging import WeightAverage, decay_key, warmed_decay
 
 from .conftest import cfg_for
 
@@ -141,11 +142,11 @@ def test_bad_decays_are_refused_in_one_line(tiny_corpus: Path, tmp_path: Path):
 
 
 def test_a_run_with_averaging_reports_and_stores_the_average(tiny_corpus: Path, tmp_path: Path):
+    from ddsp_morph.build import build_datamodule
+    from ddsp_morph.latent.summary import latent_summary
     from ddsp_morph.morph import run_morph
-    from ddsp_morph.training.build import build_datamodule
-    from ddsp_morph.training.checkpoint import load_run
-    from ddsp_morph.training.latent import latent_summary
-    from ddsp_morph.training.train import train
+    from ddsp_morph.runs import load_run
+    from ddsp_morph.training.fit import train
 
     train(
         cfg_for(

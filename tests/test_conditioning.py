@@ -148,7 +148,7 @@ def test_context_cache_is_reused_and_a_stale_entry_redone(tmp_path: Path):
 def test_every_conditioning_option_builds_and_reads_its_signal(
     name: str, tiny_corpus: Path, tmp_path: Path
 ):
-    from ddsp_morph.training.build import build_datamodule, build_model
+    from ddsp_morph.build import build_datamodule, build_model
 
     cfg = cfg_for(tiny_corpus, tmp_path, f"conditioning={name}", "data.train_instruments=all")
     dm = build_datamodule(cfg)
@@ -187,8 +187,8 @@ def test_stats_hold_every_conditioning_signal(tiny_corpus: Path):
 
 
 def test_mfcc_conditioning_trains_from_config_alone(tiny_corpus: Path, tmp_path: Path):
-    from ddsp_morph.training.checkpoint import load_run
-    from ddsp_morph.training.train import train
+    from ddsp_morph.runs import load_run
+    from ddsp_morph.training.fit import train
 
     metrics = train(
         cfg_for(
@@ -217,9 +217,9 @@ def test_unknown_conditioning_input_is_a_clear_error(tiny_corpus: Path, tmp_path
 
 
 def test_realtime_engine_refuses_a_context_model(tiny_corpus: Path, tmp_path: Path):
+    from ddsp_morph.build import build_model
     from ddsp_morph.realtime.engine import StreamingEngine
-    from ddsp_morph.realtime.export import StreamingSynth
-    from ddsp_morph.training.build import build_model
+    from ddsp_morph.realtime.tracing import StreamingSynth
 
     model = build_model(cfg_for(tiny_corpus, tmp_path, "conditioning=centroid"))
     with pytest.raises(ValueError, match="centroid"):

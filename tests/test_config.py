@@ -8,9 +8,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from ddsp_morph.build import build_model
 from ddsp_morph.config import validate_config
 from ddsp_morph.errors import ConfigError
-from ddsp_morph.training.build import build_model
 
 from .conftest import REPO
 

@@ -13,8 +13,8 @@ import pytest
 from ddsp_morph.data.features import FeatureSettings, compute_features
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.evaluation import metrics
-from ddsp_morph.evaluation.evaluate import evaluate_run, score_example
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.evaluation.resynthesis import evaluate_run, score_example
+from ddsp_morph.runs import load_run
 
 from .conftest import REPO
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from ddsp_morph.build import build_model
 from ddsp_morph.dsp.core import upsample_ramp
 from ddsp_morph.dsp.stream import HarmonicStream, NoiseStream, ReverbStream
 from ddsp_morph.realtime import kernels
 from ddsp_morph.realtime.engine import render_offline
 from ddsp_morph.realtime.fast import FastEngine
-from ddsp_morph.training.build import build_model
 
 from .conftest import cfg_for
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from ddsp_morph.build import build_model
 from ddsp_morph.dsp.resample import PolyphaseUpsampler
 from ddsp_morph.realtime.engine import StreamingEngine
 from ddsp_morph.realtime.nn_tilde import export_nn_tilde
-from ddsp_morph.training.build import build_model
 
 from .conftest import cfg_for
 
@@ -154,7 +154,7 @@ def test_neutone_export_loads_plays_and_reports_its_delay(fake_run, tmp_path: Pa
     from neutone_sdk.utils import load_neutone_model
 
     from ddsp_morph.realtime.neutone import export_neutone
-    from ddsp_morph.realtime.nn_tilde import build_module
+    from ddsp_morph.realtime.nn_tilde import build_nn_module
 
     out = export_neutone(fake_run, tmp_path / "m.nm", benchmark=False)  # the SDK's own checks run
     model, meta = load_neutone_model(str(out))
@@ -162,7 +162,7 @@ def test_neutone_export_loads_plays_and_reports_its_delay(fake_run, tmp_path: Pa
     assert json.loads(out.with_suffix(".json").read_text())["model_name"] == "DDSP.Morph"
     model.set_daw_sample_rate_and_buffer_size(48000, 512)
     model.reset()
-    _, info = build_module(fake_run)
+    _, info = build_nn_module(fake_run)
     assert model.calc_model_delay_samples() == info["latency_samples_audio"]
     t = np.arange(93 * 512) / 48000  # the DAW's buffers: 512 samples each
     tone = torch.from_numpy((0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32))[None]

@@ -13,7 +13,8 @@ import pytest
 from ddsp_morph.control.midi import MidiSettings, midi_to_controls
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.evaluation.classifier import InstrumentClassifier
-from ddsp_morph.evaluation.latent_eval import path_points, r_squared, slerp
+from ddsp_morph.evaluation.latent_eval import r_squared
+from ddsp_morph.latent.geometry import path_points, slerp
 
 from .conftest import REPO
 
@@ -179,7 +180,7 @@ def test_interpolate_cli_from_an_example_and_from_midi(
 def test_interpolate_to_an_instrument_the_run_does_not_know_is_one_line(
     tiny_corpus: Path, tmp_path: Path
 ):
-    from ddsp_morph.training.train import train
+    from ddsp_morph.training.fit import train
 
     from .conftest import cfg_for
 

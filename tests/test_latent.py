@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from ddsp_morph.config import validate_config
 from ddsp_morph.dsp.core import hz_to_midi
 from ddsp_morph.models.encoder import MFCC, TimbreEncoder, beta_at, kl_loss, kl_per_dim
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.runs import load_run
 
 from .conftest import cfg_for
 
@@ -65,7 +66,7 @@ def test_kl_free_bits_and_warmup():
 
 
 def test_vae_run_monitors_the_latent_and_stores_centroids(tiny_corpus: Path, tmp_path: Path):
-    from ddsp_morph.training.train import train
+    from ddsp_morph.training.fit import train
 
     cfg = cfg_for(
         tiny_corpus,
@@ -155,7 +156,7 @@ def test_under_bf16_autocast_only_the_networks_run_in_bf16():
 
 
 def test_interpolation_endpoints_are_the_stored_centroids(tiny_run: Path):
-    from ddsp_morph.evaluation.latent_eval import centroids_of, path_points
+    from ddsp_morph.latent.geometry import centroids_of, path_points
 
     cents = centroids_of(load_run(tiny_run, checkpoint="last"))
     for kind in ("linear", "slerp"):
@@ -165,9 +166,9 @@ def test_interpolation_endpoints_are_the_stored_centroids(tiny_run: Path):
 
 
 def test_unknown_instrument_lists_the_known_ones(tiny_run: Path, tiny_corpus: Path):
+    from ddsp_morph.build import build_datamodule, feature_settings
     from ddsp_morph.errors import DDSPMorphError
     from ddsp_morph.evaluation.latent_eval import convert
-    from ddsp_morph.training.build import build_datamodule, feature_settings
 
     run = load_run(tiny_run, checkpoint="last")
     dm = build_datamodule(run.cfg)
@@ -310,7 +311,7 @@ def two_instrument_batch(n: int) -> dict[str, torch.Tensor]:
 def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path(
     tmp_path: Path, window_frames: int
 ):
-    from ddsp_morph.training.build import build_model
+    from ddsp_morph.build import build_model
     from ddsp_morph.training.module import DDSPModule
 
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
@@ -352,7 +353,7 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
 def test_the_stacked_window_pass_equals_one_decoder_pass_per_z(tmp_path: Path, window_frames: int):
     """window_controls decodes the own / other / midpoint / conversion z in one pass; each part
     equals the decoder run on that z alone, and only the conversion's z is held fixed."""
-    from ddsp_morph.training.build import build_model
+    from ddsp_morph.build import build_model
     from ddsp_morph.training.module import DDSPModule
 
     torch.manual_seed(0)
@@ -391,7 +392,7 @@ def test_the_stacked_window_pass_equals_one_decoder_pass_per_z(tmp_path: Path, w
 def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_encoder(
     tmp_path: Path,
 ):
-    from ddsp_morph.training.build import build_model
+    from ddsp_morph.build import build_model
     from ddsp_morph.training.module import DDSPModule
 
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
@@ -421,9 +422,10 @@ def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_enc
 def test_the_fluctuation_term_adds_its_weight_times_the_loss_and_comes_from_the_config(
     tmp_path: Path,
 ):
+    from ddsp_morph.build import build_model
     from ddsp_morph.dsp.spectral import fluctuation_loss
-    from ddsp_morph.training.build import build_model, build_module
     from ddsp_morph.training.module import FLUCTUATION_FFT
+    from ddsp_morph.training.setup import build_module
 
     cfg = cfg_for(tmp_path, tmp_path)
     cfg.model.loss.fluctuation_weight = 2.0
@@ -449,9 +451,10 @@ def test_the_fluctuation_term_adds_its_weight_times_the_loss_and_comes_from_the_
 def test_the_conversion_fluctuation_pulls_each_conversion_to_its_timbre_clips_movement(
     tmp_path: Path,
 ):
+    from ddsp_morph.build import build_model
     from ddsp_morph.dsp.spectral import band_fluctuation
-    from ddsp_morph.training.build import build_model, build_module
     from ddsp_morph.training.module import FLUCTUATION_FFT
+    from ddsp_morph.training.setup import build_module
 
     cfg = cfg_for(tmp_path, tmp_path)
     cfg.model.loss.conversion_fluctuation_weight = 2.0
@@ -494,7 +497,7 @@ def test_the_conversion_fluctuation_pulls_each_conversion_to_its_timbre_clips_mo
 
 
 def test_a_pitch_aware_encoder_reads_f0_and_asks_for_it(tmp_path: Path):
-    from ddsp_morph.training.build import build_model
+    from ddsp_morph.build import build_model
 
     torch.manual_seed(0)
     audio = torch.randn(2, 32 * 128) * 0.1
@@ -524,7 +527,7 @@ def test_a_pitch_aware_encoder_reads_f0_and_asks_for_it(tmp_path: Path):
 
 
 def test_even_alphas_space_the_path_by_its_timbre_change_and_read_backwards():
-    from ddsp_morph.evaluation.latent_eval import even_alphas, path_points, speed_between
+    from ddsp_morph.latent.geometry import even_alphas, path_points, speed_between
 
     grid = np.linspace(0, 1, 17)
     speed = grid**2 * (3 - 2 * grid)  # the timbre changes fastest in the middle
@@ -546,10 +549,11 @@ def test_even_alphas_space_the_path_by_its_timbre_change_and_read_backwards():
 
 
 def test_path_speeds_are_stored_with_the_latent_and_steer_the_realtime_morph(tmp_path: Path):
-    from ddsp_morph.evaluation.latent_eval import path_points
+    from ddsp_morph.build import build_model
+    from ddsp_morph.latent.geometry import path_points
+    from ddsp_morph.latent.speeds import SPEED_POINTS, path_speeds
+    from ddsp_morph.latent.summary import latent_summary
     from ddsp_morph.realtime.performer import LatentMap, PerformerSettings
-    from ddsp_morph.training.build import build_model
-    from ddsp_morph.training.latent import SPEED_POINTS, latent_summary, path_speeds
 
     torch.manual_seed(0)
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=3)
@@ -661,9 +665,9 @@ def test_harmonic_levels_read_the_harmonic_envelope_whatever_the_register():
 def test_lfo_inputs_are_oscillators_at_their_rates_shared_by_every_pass_over_a_batch(
     tmp_path: Path,
 ):
+    from ddsp_morph.build import build_model
     from ddsp_morph.errors import ConfigError
     from ddsp_morph.realtime.engine import StreamingEngine
-    from ddsp_morph.training.build import build_model
 
     cfg = cfg_for(tmp_path, tmp_path)
     cfg.model.lfo_rates = [5.0, 2.5]
@@ -704,7 +708,7 @@ def test_lfo_inputs_are_oscillators_at_their_rates_shared_by_every_pass_over_a_b
         StreamingEngine(model)
     cfg.model.lfo_rates = [5.0, 0.0]
     with pytest.raises(ConfigError, match="lfo_rates"):
-        build_model(cfg, n_instruments=2)
+        validate_config(cfg)
 
 
 @pytest.mark.parametrize("pooled", [True, False])
@@ -746,7 +750,7 @@ class _Items(list):
 
 def _timbre_model_and_clips(tmp_path: Path):
     """A tiny model whose timbre path moves the output, and four clips of two instruments."""
-    from ddsp_morph.training.build import build_model
+    from ddsp_morph.build import build_model
 
     torch.manual_seed(0)
     model = build_model(cfg_for(tmp_path, tmp_path), n_instruments=2)
@@ -759,7 +763,7 @@ def _timbre_model_and_clips(tmp_path: Path):
 def test_resume_checkpoints_skip_the_path_speeds_and_the_others_measure_them(tmp_path: Path):
     from types import SimpleNamespace
 
-    from ddsp_morph.training.latent import path_speeds
+    from ddsp_morph.latent.speeds import path_speeds
     from ddsp_morph.training.module import DDSPModule
 
     model, train = _timbre_model_and_clips(tmp_path)
@@ -791,9 +795,10 @@ def test_resume_checkpoints_skip_the_path_speeds_and_the_others_measure_them(tmp
 
 
 def test_add_path_speeds_completes_a_checkpoint_with_its_own_weights(tmp_path: Path):
-    from ddsp_morph.training.build import build_model
-    from ddsp_morph.training.checkpoint import add_path_speeds, load_checkpoint
-    from ddsp_morph.training.latent import latent_summary, path_speeds
+    from ddsp_morph.build import build_model
+    from ddsp_morph.latent.speeds import path_speeds
+    from ddsp_morph.latent.summary import latent_summary
+    from ddsp_morph.runs import add_path_speeds, load_checkpoint
 
     model, train = _timbre_model_and_clips(tmp_path)
     lean = latent_summary(model, train, ["a", "b"], step=3, speeds=False)

@@ -10,7 +10,7 @@ import torch
 
 from ddsp_morph.data.features import FeatureSettings, compute_features
 from ddsp_morph.evaluation.classifier import InstrumentClassifier, clip_features
-from ddsp_morph.evaluation.morph import (
+from ddsp_morph.evaluation.morph_table import (
     MorphSettings,
     step_evenness,
     summary_line,
@@ -227,7 +227,7 @@ def two_timbre_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     import soundfile as sf
 
     from ddsp_morph.data.importer import ImportSettings, import_folder
-    from ddsp_morph.training.train import train
+    from ddsp_morph.training.fit import train
 
     from .conftest import cfg_for
 
@@ -389,7 +389,7 @@ def test_the_morph_cli_walks_evenly_in_timbre_and_measures_speeds_the_run_lacks(
 def test_the_ends_are_read_over_every_test_clip_of_a():
     import pandas as pd
 
-    from ddsp_morph.evaluation.morph import endpoints_over_all_clips
+    from ddsp_morph.evaluation.morph_table import endpoints_over_all_clips
 
     # three clips of A; one of them (the last) does not reach B
     renders = pd.DataFrame(

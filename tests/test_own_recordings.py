@@ -282,7 +282,7 @@ def test_links_are_followed_once_and_only_within_their_instrument(tmp_path: Path
 
 
 def test_the_morph_table_is_said_plainly_for_a_listener():
-    from ddsp_morph.evaluation.morph import listener_line, summarize
+    from ddsp_morph.evaluation.morph_table import listener_line, summarize
 
     pairs = pd.DataFrame(
         {

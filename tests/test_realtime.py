@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddsp_morph.build import build_model
 from ddsp_morph.realtime.engine import StreamingEngine, render_offline
-from ddsp_morph.training.build import build_model
 
 from .conftest import cfg_for
 
@@ -218,7 +218,7 @@ def test_exported_module_renders_in_a_clean_process(tiny_run: Path, tmp_path: Pa
 def test_traced_synth_equals_the_engine(tmp_path: Path):
     from types import SimpleNamespace
 
-    from ddsp_morph.realtime.export import export_run
+    from ddsp_morph.realtime.tracing import export_run
 
     cfg = cfg_for(
         tmp_path,
@@ -302,7 +302,7 @@ def test_the_fast_and_torch_engines_render_a_midi_file_alike(tiny_run: Path, tmp
 
     from ddsp_morph.errors import DDSPMorphError
     from ddsp_morph.realtime.performer import PerformerSettings, render_midi_file
-    from ddsp_morph.training.checkpoint import load_run
+    from ddsp_morph.runs import load_run
 
     run = load_run(tiny_run, checkpoint="last")
     midi = _melody(tmp_path / "m.mid")
@@ -346,7 +346,7 @@ def test_a_context_model_is_refused_by_the_synth_and_the_export(
 ):
     from ddsp_morph.export import main as export_main
     from ddsp_morph.realtime.cli import main
-    from ddsp_morph.training.train import train
+    from ddsp_morph.training.fit import train
 
     run = tmp_path / "mfcc"
     train(
@@ -381,7 +381,7 @@ def test_notes_outside_the_trained_range_warn_once(tiny_run: Path, tmp_path: Pat
     import mido
 
     from ddsp_morph.realtime.performer import PerformerSettings, render_midi_file
-    from ddsp_morph.training.checkpoint import load_run
+    from ddsp_morph.runs import load_run
 
     mid = mido.MidiFile(ticks_per_beat=480)
     tr = mido.MidiTrack()

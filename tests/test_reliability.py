@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 from ddsp_morph.errors import DDSPMorphError
-from ddsp_morph.training.train import check_model_fits, train
+from ddsp_morph.training.fit import check_model_fits, train
 
 from .conftest import REPO, cfg_for, tiny_train_args
 from .test_import import tone
@@ -153,7 +153,7 @@ def test_a_garbage_midi_file_is_not_called_empty(tmp_path: Path):
 
 
 def test_evaluate_refuses_a_negative_max_examples(tiny_run: Path, tmp_path: Path):
-    from ddsp_morph.evaluation.evaluate import evaluate_run
+    from ddsp_morph.evaluation.resynthesis import evaluate_run
 
     out = tmp_path / "eval"
     with pytest.raises(DDSPMorphError) as e:
@@ -191,8 +191,8 @@ def test_a_long_render_is_summarised_in_bounded_memory(tmp_path: Path):
 
     import numpy as np
 
+    from ddsp_morph.plots import log_spectrogram_db
     from ddsp_morph.realtime.recording import StreamingWav
-    from ddsp_morph.training.artifacts import log_spectrogram_db
 
     rate, block = 48000, 384
     t = np.arange(block) / rate

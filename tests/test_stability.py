@@ -12,7 +12,8 @@ from .conftest import cfg_for
 
 
 def _module_and_data(tiny_corpus: Path, tmp_path: Path):
-    from ddsp_morph.training.build import build_datamodule, build_model, build_module
+    from ddsp_morph.build import build_datamodule, build_model
+    from ddsp_morph.training.setup import build_module
 
     cfg = cfg_for(tiny_corpus, tmp_path)
     dm = build_datamodule(cfg)

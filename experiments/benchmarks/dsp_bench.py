@@ -400,8 +400,8 @@ def _tiny_or_full_engine(hidden: int, gru: int, frames: int):
 
     from hydra import compose, initialize_config_dir
 
+    from ddsp_morph.build import build_model
     from ddsp_morph.realtime.engine import StreamingEngine
-    from ddsp_morph.training.build import build_model
 
     conf = str(Path(__file__).resolve().parents[2] / "conf")
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
@@ -431,7 +431,7 @@ def audio_in_case(args: dict) -> dict:
 
     from ddsp_morph.dsp.resample import PolyphaseDownsampler
     from ddsp_morph.realtime.audio_in import StreamingPitch
-    from ddsp_morph.realtime.nn_tilde import build_module
+    from ddsp_morph.realtime.nn_tilde import build_nn_module
     from ddsp_morph.realtime.tracker import InputFollower
 
     torch.set_num_threads(1)
@@ -479,7 +479,7 @@ def audio_in_case(args: dict) -> dict:
             extra={"latent": {"centroids": {"a": [0.5] * z_dim, "b": [-0.5] * z_dim}}},
             checkpoint_path="bench",
         )
-        module, _ = build_module(run)
+        module, _ = build_nn_module(run)
     nn = torch.jit.script(module)
     controls = torch.zeros(1, 3, 512)
     controls[0, 0], controls[0, 1], controls[0, 2] = 330.0, -25.0, 0.5

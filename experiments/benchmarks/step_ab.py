@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from ddsp_morph.training.build import build_datamodule, build_model, build_module
+from ddsp_morph.build import build_datamodule, build_model
+from ddsp_morph.training.setup import build_module
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE_ARGS = (

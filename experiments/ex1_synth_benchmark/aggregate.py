@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 import soundfile as sf  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from ddsp_morph.training.artifacts import show_spectrogram  # noqa: E402
+from ddsp_morph.plots import show_spectrogram  # noqa: E402
 
 METRICS = [
     ("spectral_distance", "spectral dist.", 3),

@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import torch
 
+from ddsp_morph.build import build_datamodule
 from ddsp_morph.data.datamodule import median_midi
-from ddsp_morph.evaluation.latent_eval import centroids_of
-from ddsp_morph.evaluation.morph import test_items_by_instrument
-from ddsp_morph.training.build import build_datamodule
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.evaluation.morph_table import test_items_by_instrument
+from ddsp_morph.latent.geometry import centroids_of
+from ddsp_morph.runs import load_run
 
 torch.set_num_threads(1)
 run = load_run(sys.argv[1], checkpoint=sys.argv[2] if len(sys.argv) > 2 else "last")

@@ -20,12 +20,13 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ddsp_morph.build import build_datamodule, feature_settings
 from ddsp_morph.data.io import save_wav
 from ddsp_morph.evaluation.classifier import InstrumentClassifier, train_on_corpus
-from ddsp_morph.evaluation.latent_eval import convert, interpolate, strip_plot
-from ddsp_morph.training.build import build_datamodule, feature_settings
-from ddsp_morph.training.checkpoint import load_run
-from ddsp_morph.training.latent import encode_dataset, latent_stats, plot_latent
+from ddsp_morph.evaluation.latent_eval import convert, interpolate
+from ddsp_morph.latent.summary import encode_dataset, latent_stats
+from ddsp_morph.plots import plot_latent, strip_plot
+from ddsp_morph.runs import load_run
 
 
 def label(run_dir: Path) -> str:

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ddsp_morph.build import build_datamodule
 from ddsp_morph.data.io import read_audio
 from ddsp_morph.evaluation.classifier import InstrumentClassifier, clip_features
-from ddsp_morph.evaluation.latent_eval import centroids_of
-from ddsp_morph.evaluation.morph import render_many, test_items_by_instrument
-from ddsp_morph.training.build import build_datamodule
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.evaluation.morph_table import render_many, test_items_by_instrument
+from ddsp_morph.latent.geometry import centroids_of
+from ddsp_morph.runs import load_run
 
 torch.set_num_threads(1)
 run = load_run(sys.argv[1], checkpoint="last")

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddsp_morph.build import build_datamodule
 from ddsp_morph.evaluation.classifier import N_MELS, clip_features, corpus_classifier
-from ddsp_morph.evaluation.latent_eval import centroids_of
-from ddsp_morph.evaluation.morph import render_many, test_items_by_instrument
-from ddsp_morph.training.build import build_datamodule
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.evaluation.morph_table import render_many, test_items_by_instrument
+from ddsp_morph.latent.geometry import centroids_of
+from ddsp_morph.runs import load_run
 
 GROUPS = ("mean", "std", "delta mean", "delta std")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddsp_morph.build import build_datamodule
 from ddsp_morph.evaluation.classifier import corpus_classifier
-from ddsp_morph.evaluation.latent_eval import centroids_of
-from ddsp_morph.evaluation.morph import render_many, test_items_by_instrument
-from ddsp_morph.training.build import build_datamodule
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.evaluation.morph_table import render_many, test_items_by_instrument
+from ddsp_morph.latent.geometry import centroids_of
+from ddsp_morph.runs import load_run
 
 CONDITIONS = [("as played", 0.0, 0.0), ("gain -6 dB", -6.0, 0.0), ("gain +6 dB", 6.0, 0.0)]
 CONDITIONS += [("transpose -3", 0.0, -3.0), ("transpose +3", 0.0, 3.0)]

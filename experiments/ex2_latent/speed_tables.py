@@ -8,7 +8,7 @@ Variants (default: stored source:4):
                       one table per unordered pair, the first clip of A and of B summed)
   plain               no table: alphas equally spaced in z
   source:K[:S[:P]]    per ordered pair, K clips of A (S seconds, P points), as the project now
-                      measures it (``training.latent.path_speeds``)
+                      measures it (``latent.speeds.path_speeds``)
   judge:K             per ordered pair, the corpus classifier's P(B) - P(A) on K clips of A
                       (spacing by the judge itself; recorded as a negative result)
 
@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddsp_morph.build import build_datamodule, feature_settings
 from ddsp_morph.evaluation.classifier import clip_features, corpus_classifier
-from ddsp_morph.evaluation.latent_eval import centroids_of, path_points
-from ddsp_morph.evaluation.morph import MorphSettings, morph_study, test_items_by_instrument
-from ddsp_morph.training.build import build_datamodule, feature_settings
-from ddsp_morph.training.checkpoint import load_run
-from ddsp_morph.training.latent import dry_render, path_speeds, repeated_clips
+from ddsp_morph.evaluation.morph_table import MorphSettings, morph_study, test_items_by_instrument
+from ddsp_morph.latent.geometry import centroids_of, path_points
+from ddsp_morph.latent.speeds import dry_render, path_speeds, repeated_clips
+from ddsp_morph.runs import load_run
 
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 KIND = "slerp"

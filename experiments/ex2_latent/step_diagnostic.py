@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddsp_morph.build import build_datamodule
 from ddsp_morph.dsp.filters import mel_filterbank
 from ddsp_morph.dsp.spectral import band_fluctuation
 from ddsp_morph.evaluation.classifier import clip_features, corpus_classifier
-from ddsp_morph.evaluation.latent_eval import centroids_of, path_points
-from ddsp_morph.evaluation.morph import render_many, test_items_by_instrument
-from ddsp_morph.training.build import build_datamodule
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.evaluation.morph_table import render_many, test_items_by_instrument
+from ddsp_morph.latent.geometry import centroids_of, path_points
+from ddsp_morph.runs import load_run
 
 torch.set_num_threads(1)
 run = load_run(sys.argv[1], checkpoint=sys.argv[2] if len(sys.argv) > 2 else "best")

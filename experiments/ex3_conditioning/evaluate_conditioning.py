@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from ddsp_morph.build import build_datamodule, context_settings, feature_settings  # noqa: E402
 from ddsp_morph.data.io import save_json  # noqa: E402
 from ddsp_morph.evaluation.classifier import InstrumentClassifier, train_on_corpus  # noqa: E402
 from ddsp_morph.evaluation.control import (  # noqa: E402
@@ -42,10 +43,9 @@ from ddsp_morph.evaluation.control import (  # noqa: E402
     controllable,
     summarize_control,
 )
-from ddsp_morph.evaluation.evaluate import evaluate_run  # noqa: E402
 from ddsp_morph.evaluation.latent_eval import convert  # noqa: E402
-from ddsp_morph.training.build import build_datamodule, context_settings, feature_settings  # noqa: E402
-from ddsp_morph.training.checkpoint import load_run  # noqa: E402
+from ddsp_morph.evaluation.resynthesis import evaluate_run  # noqa: E402
+from ddsp_morph.runs import load_run  # noqa: E402
 
 
 def balanced_indices(manifest: pd.DataFrame, n: int) -> list[int]:

@@ -17,12 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from ddsp_morph.build import build_datamodule  # noqa: E402
 from ddsp_morph.data.io import save_wav  # noqa: E402
 from ddsp_morph.evaluation.control import CONTROLS  # noqa: E402
-from ddsp_morph.evaluation.latent_eval import centroids_of, render  # noqa: E402
-from ddsp_morph.training.artifacts import show_spectrogram  # noqa: E402
-from ddsp_morph.training.build import build_datamodule  # noqa: E402
-from ddsp_morph.training.checkpoint import load_run  # noqa: E402
+from ddsp_morph.evaluation.latent_eval import render  # noqa: E402
+from ddsp_morph.latent.geometry import centroids_of  # noqa: E402
+from ddsp_morph.plots import show_spectrogram  # noqa: E402
+from ddsp_morph.runs import load_run  # noqa: E402
 
 ORDER = ["f0_loud", "centroid", "periodicity", "flatness", "roughness", "mfcc"]
 

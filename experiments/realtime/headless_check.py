@@ -21,7 +21,7 @@ from ddsp_morph.evaluation.classifier import corpus_classifier
 from ddsp_morph.evaluation.sweep import judge_sweep, sweep_midi
 from ddsp_morph.realtime.cli import write_render
 from ddsp_morph.realtime.performer import PerformerSettings, render_midi_file
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.runs import load_run
 
 
 def main() -> None:

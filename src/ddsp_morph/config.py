@@ -97,6 +97,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "latent.prior_radius": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.prior_std": ((float, int), _POSITIVE),
     "latent.mode": ((str,), ("'pooled' or 'frame'", lambda v: v in ("pooled", "frame"))),
+    "latent.name": ((str,), ("'none', 'ae' or 'vae'", lambda v: v in ("none", "ae", "vae"))),
     "data.pitch_shift.semitones": ((float, int), ("in [0, 12]", lambda v: 0 <= v <= 12)),
     "data.pitch_shift.probability": ((float, int), ("in [0, 1]", lambda v: 0 <= v <= 1)),
     "data.gain.db": ((float, int), ("in [0, 24]", lambda v: 0 <= v <= 24)),
@@ -108,7 +109,18 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
 
 # groups whose keys are checked against every option's yaml: a typo there is refused, not ignored
 CHECKED_GROUPS = ("trainer", "model", "data")
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = (
+    Path(__file__).resolve().parent / "conf"
+)  # the one config tree (``conf/`` in a checkout links here)
+
+
+@functools.cache
+def group_defaults(group: str, option: str = "default") -> DictConfig:
+    """One config group option as written in ``conf/`` (read-only): where code needs a default
+    outside a composed config (a dataclass's fields, a command-line flag), it reads it here."""
+    node = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+    OmegaConf.set_readonly(node, True)
+    return node
 
 
 def _leaf_keys(node: Any, prefix: str) -> set[str]:
@@ -174,6 +186,11 @@ def validate_config(cfg: DictConfig) -> None:
             )
         if not ok(value):
             raise ConfigError(f"config {key}: must be {desc}, got {value!r}")
+    rates = OmegaConf.select(cfg, "model.lfo_rates", default=None) or []
+    if any(not isinstance(r, int | float) or isinstance(r, bool) or r <= 0 for r in rates):
+        raise ConfigError(
+            f"config model.lfo_rates: expected rates in Hz above 0, got {list(rates)}"
+        )
     inputs = OmegaConf.select(cfg, "conditioning.inputs", default=None)
     if inputs is not None:
         from ddsp_morph.models.autoencoder import input_sizes_for

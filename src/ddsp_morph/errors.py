@@ -1,4 +1,7 @@
-"""Errors that reach the user as one line."""
+"""Errors that reach the user as one line, and the wrapper every entry point shares."""
+
+import functools
+import sys
 
 
 class DDSPMorphError(Exception):
@@ -34,3 +37,19 @@ def require_f0_loudness(model, run_dir) -> None:
             f"{run_dir}: this model is also conditioned on {extra}; the realtime synth and the "
             "export play f0 and loudness only (train one with conditioning=f0_loud)"
         )
+
+
+def exits_on_error(entry):
+    """Every entry point's wrapper: a ``DDSPMorphError`` (bad input the user can fix) ends the
+    program with its one line on stderr and exit code 2; anything else is a bug and keeps its
+    traceback."""
+
+    @functools.wraps(entry)
+    def wrapped(*args, **kwargs):
+        try:
+            return entry(*args, **kwargs)
+        except DDSPMorphError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapped

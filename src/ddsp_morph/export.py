@@ -15,58 +15,53 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ddsp_morph.errors import DDSPMorphError, positive_int, require_f0_loudness
+from ddsp_morph.errors import DDSPMorphError, exits_on_error, positive_int, require_f0_loudness
 
 
+@exits_on_error
 def main(argv: list[str] | None = None) -> int:
     args = OmegaConf.from_cli(sys.argv[1:] if argv is None else argv)
-    try:
-        if "run" not in args:
-            raise DDSPMorphError("run=<run dir> is required")
-        from ddsp_morph.realtime.export import export_run
-        from ddsp_morph.training.checkpoint import load_run
+    if "run" not in args:
+        raise DDSPMorphError("run=<run dir> is required")
+    from ddsp_morph.realtime.tracing import export_run
+    from ddsp_morph.runs import load_run
 
-        fmt = str(args.get("format", "block"))
-        if fmt not in ("block", "nn_tilde", "neutone"):
-            raise DDSPMorphError(f"format: expected block, nn_tilde or neutone, got {fmt!r}")
-        frames = positive_int(args.get("frames_per_block", 1), "frames_per_block", high=64)
-        run = load_run(str(args.run), checkpoint=str(args.get("checkpoint", "last")))
-        require_f0_loudness(run.model, run.run_dir)
-        if fmt == "nn_tilde":
-            from ddsp_morph.realtime.nn_tilde import export_nn_tilde
+    fmt = str(args.get("format", "block"))
+    if fmt not in ("block", "nn_tilde", "neutone"):
+        raise DDSPMorphError(f"format: expected block, nn_tilde or neutone, got {fmt!r}")
+    frames = positive_int(args.get("frames_per_block", 1), "frames_per_block", high=64)
+    run = load_run(str(args.run), checkpoint=str(args.get("checkpoint", "last")))
+    require_f0_loudness(run.model, run.run_dir)
+    if fmt == "nn_tilde":
+        from ddsp_morph.realtime.nn_tilde import export_nn_tilde
 
-            rate = positive_int(args.get("rate", 48000), "rate", low=8000, high=384000)
-            out = Path(str(args.get("out", Path(str(args.run)) / "export" / "ddsp_morph_nn.ts")))
-            export_nn_tilde(
-                run, out, host_rate=rate, source=args.get("from"), target=args.get("to")
-            )
-            print(f"wrote {out} and {out.with_suffix('.json')}")
-            return 0
-        if fmt == "neutone":
-            from ddsp_morph.realtime.neutone import export_neutone
+        rate = positive_int(args.get("rate", 48000), "rate", low=8000, high=384000)
+        out = Path(str(args.get("out", Path(str(args.run)) / "export" / "ddsp_morph_nn.ts")))
+        export_nn_tilde(run, out, host_rate=rate, source=args.get("from"), target=args.get("to"))
+        print(f"wrote {out} and {out.with_suffix('.json')}")
+        return 0
+    if fmt == "neutone":
+        from ddsp_morph.realtime.neutone import export_neutone
 
-            out = Path(str(args.get("out", Path(str(args.run)) / "export" / "ddsp_morph.nm")))
-            export_neutone(run, out, source=args.get("from"), target=args.get("to"))
-            print(f"wrote {out}")
-            return 0
-        out = Path(
-            str(args.get("out", Path(str(args.run)) / "export" / f"ddsp_morph_stream_{frames}f.ts"))
-        )
-        export_run(run, out, frames_per_block=frames)
-        latent = run.extra.get("latent") or {}
-        meta = {
-            "sample_rate": int(run.cfg.data.sample_rate),
-            "hop_length": int(run.cfg.data.hop_length),
-            "frames_per_block": frames,
-            "block_size": frames * int(run.cfg.data.hop_length),
-            "z_dim": run.model.encoder.z_dim if run.model.encoder is not None else 0,
-            "centroids": latent.get("centroids", {}),
-            "inputs": "forward(f0_hz [frames], loudness_db [frames], z [max(1, z_dim)]) -> audio [block_size]",
-        }
-        out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    except DDSPMorphError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        out = Path(str(args.get("out", Path(str(args.run)) / "export" / "ddsp_morph.nm")))
+        export_neutone(run, out, source=args.get("from"), target=args.get("to"))
+        print(f"wrote {out}")
+        return 0
+    out = Path(
+        str(args.get("out", Path(str(args.run)) / "export" / f"ddsp_morph_stream_{frames}f.ts"))
+    )
+    export_run(run, out, frames_per_block=frames)
+    latent = run.extra.get("latent") or {}
+    meta = {
+        "sample_rate": int(run.cfg.data.sample_rate),
+        "hop_length": int(run.cfg.data.hop_length),
+        "frames_per_block": frames,
+        "block_size": frames * int(run.cfg.data.hop_length),
+        "z_dim": run.model.encoder.z_dim if run.model.encoder is not None else 0,
+        "centroids": latent.get("centroids", {}),
+        "inputs": "forward(f0_hz [frames], loudness_db [frames], z [max(1, z_dim)]) -> audio [block_size]",
+    }
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 

@@ -7,29 +7,24 @@ writes step wavs, strip.png, metrics.csv and summary.json into ``out_dir``.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from ddsp_morph.config import CONF_DIR
 from ddsp_morph.data.io import save_csv, save_json, save_wav
-from ddsp_morph.errors import DDSPMorphError
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from ddsp_morph.errors import exits_on_error
 
 
 def run_interpolation(cfg: DictConfig) -> dict:
+    from ddsp_morph.build import feature_settings
     from ddsp_morph.evaluation.classifier import corpus_classifier
-    from ddsp_morph.evaluation.latent_eval import (
-        interpolate,
-        known_centroids,
-        speed_between,
-        strip_plot,
-    )
-    from ddsp_morph.evaluation.sources import load_source
-    from ddsp_morph.training.build import feature_settings
-    from ddsp_morph.training.checkpoint import load_run
+    from ddsp_morph.evaluation.latent_eval import interpolate
+    from ddsp_morph.latent.geometry import known_centroids, speed_between
+    from ddsp_morph.plots import strip_plot
+    from ddsp_morph.runs import load_run
+    from ddsp_morph.sources import load_source
 
     run = load_run(cfg.run, checkpoint=str(cfg.checkpoint))
     out = Path(cfg.out_dir)
@@ -66,13 +61,10 @@ def run_interpolation(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="interpolate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="interpolate")
+@exits_on_error
 def main(cfg: DictConfig) -> None:
-    try:
-        summary = run_interpolation(cfg)
-    except DDSPMorphError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    summary = run_interpolation(cfg)
     print(json.dumps(summary, indent=2))
     print(f"wrote {cfg.out_dir}/strip.png, metrics.csv, summary.json and the step wavs")
 

@@ -1,6 +1,6 @@
 """``python -m ddsp_morph.morph run=<run dir> [checkpoint=last] [path=linear|slerp] [weights=current]``
 
-Measures a trained run's morph (``evaluation.morph``): every ordered instrument pair on the
+Measures a trained run's morph (``evaluation.morph_table``): every ordered instrument pair on the
 test split, conversion and resynthesis accuracy. Writes morph.csv, morph_curves.csv,
 morph_renders.csv, morph_summary.json and morph.png into ``out_dir`` (default: the run dir,
 as at the end of training).
@@ -8,25 +8,21 @@ as at the end of training).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig
 
-from ddsp_morph.errors import DDSPMorphError
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from ddsp_morph.config import CONF_DIR
+from ddsp_morph.errors import DDSPMorphError, exits_on_error
 
 
 def run_morph(cfg: DictConfig) -> dict:
+    from ddsp_morph.build import build_datamodule, feature_settings
     from ddsp_morph.evaluation.classifier import corpus_classifier
-    from ddsp_morph.evaluation.latent_eval import centroids_of
-    from ddsp_morph.evaluation.morph import MorphSettings, test_items_by_instrument, write_morph
-    from ddsp_morph.training.build import build_datamodule, feature_settings
-    from ddsp_morph.training.checkpoint import load_run
-    from ddsp_morph.training.latent import latent_summary, with_speeds
+    from ddsp_morph.evaluation.morph_table import MorphSettings, measure_morph
+    from ddsp_morph.latent.summary import latent_summary
+    from ddsp_morph.runs import load_run
 
     run = load_run(
         cfg.run, checkpoint=str(cfg.checkpoint), weights=str(cfg.get("weights", "average"))
@@ -43,41 +39,27 @@ def run_morph(cfg: DictConfig) -> dict:
         run.extra["latent"] = latent_summary(
             run.model, dm.datasets["train"], dm.instruments, step=run.global_step
         )
-    centroids = {k: np.asarray(v, np.float32) for k, v in centroids_of(run).items()}
-    settings = MorphSettings(
-        steps=int(cfg.steps),
-        n_examples=int(cfg.n_examples),
-        path=str(cfg.path),
-        even=bool(cfg.get("even", True)),
-        seed=int(cfg.seed),
-    )
-    latent = run.extra.get("latent")
-    if settings.even and not (latent.get("path_speed") or {}).get(settings.path):
-        # a checkpoint from before the speeds were stored (or a path kind it does not store)
-        dm.setup("fit")
-        latent = with_speeds(latent, run.model, dm.datasets["train"], dm.instruments, settings.path)
-    out = Path(cfg.out_dir) if cfg.out_dir else run.run_dir
-    return write_morph(
-        out,
+    if run.extra.get("latent") is None:
+        raise DDSPMorphError(
+            f"{run.checkpoint_path}: no latent in this run (trained with latent=none?)"
+        )
+    return measure_morph(
+        Path(cfg.out_dir) if cfg.out_dir else run.run_dir,
         run.model,
-        test_items_by_instrument(dm),
-        centroids,
+        dm,
+        run.extra["latent"],
+        settings=MorphSettings.from_config(cfg, cfg.seed),
         classifier=corpus_classifier(Path(run.cfg.data.corpus_dir), cfg.classifier or None),
         features=feature_settings(run.cfg),
-        settings=settings,
-        latent=latent,
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="morph")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="morph")
+@exits_on_error
 def main(cfg: DictConfig) -> None:
-    from ddsp_morph.evaluation.morph import summary_line
+    from ddsp_morph.evaluation.morph_table import summary_line
 
-    try:
-        summary = run_morph(cfg)
-    except DDSPMorphError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    summary = run_morph(cfg)
     print(summary_line(summary))
 
 

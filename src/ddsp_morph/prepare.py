@@ -9,20 +9,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ddsp_morph.config import validate_config
+from ddsp_morph.build import context_settings, corpus_dir, corpus_settings, feature_settings
+from ddsp_morph.config import CONF_DIR, validate_config
 from ddsp_morph.data.corpus import build_corpus, extract_corpus_features
 from ddsp_morph.data.importer import ImportSettings, check_import, import_folder
 from ddsp_morph.data.origin import IMPORTED, read_origin
-from ddsp_morph.errors import DDSPMorphError
-from ddsp_morph.training.build import (
-    context_settings,
-    corpus_dir,
-    corpus_settings,
-    feature_settings,
-)
+from ddsp_morph.errors import DDSPMorphError, exits_on_error
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def import_settings(cfg: DictConfig) -> ImportSettings:
@@ -109,13 +103,10 @@ def check_or_resume_import(cfg: DictConfig, out: Path, origin: dict) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
+@exits_on_error
 def main(cfg: DictConfig) -> None:
-    try:
-        prepare(cfg)
-    except DDSPMorphError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    prepare(cfg)
 
 
 def hydra_quote(value: str) -> str:

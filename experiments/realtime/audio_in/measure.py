@@ -30,7 +30,7 @@ from ddsp_morph.realtime.audio_in import (
 )
 from ddsp_morph.realtime.cli import write_render
 from ddsp_morph.realtime.performer import PerformerSettings
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.runs import load_run
 
 OUT = Path(__file__).parent
 

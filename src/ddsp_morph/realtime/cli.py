@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddsp_morph.errors import DDSPMorphError, positive_int, require_f0_loudness
+from ddsp_morph.config import group_defaults
+from ddsp_morph.errors import DDSPMorphError, exits_on_error, positive_int, require_f0_loudness
 from ddsp_morph.realtime.audio_in import AudioInSettings, AudioPerformer, render_audio_file
 from ddsp_morph.realtime.performer import Performer, PerformerSettings, render_midi_file
 from ddsp_morph.realtime.recording import SpectrogramSummary, StreamingWav
@@ -151,6 +152,7 @@ def run_live(
     inport.close()
 
 
+@exits_on_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m ddsp_morph.realtime", description="The DDSP Morph MIDI synth."
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--virtual", action="store_true", help="open a virtual MIDI input port")
     ap.add_argument("--from", dest="source", help="instrument at morph CC = 0")
     ap.add_argument("--to", dest="target", help="instrument at morph CC = 127")
-    ap.add_argument("--path", default="slerp", choices=["slerp", "linear"])
+    ap.add_argument("--path", default=group_defaults("morph").path, choices=["slerp", "linear"])
     ap.add_argument(
         "--no-even",
         action="store_true",
@@ -220,82 +222,78 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)  # one thread: per-block work is small, thread hand-offs cost more
-    try:
-        from ddsp_morph.training.checkpoint import load_run
+    from ddsp_morph.runs import load_run
 
-        positive_int(args.frames_per_block, "--frames-per-block", high=64)
-        positive_int(args.device_rate, "--device-rate", low=8000, high=384000)
-        if args.seconds is not None and not args.seconds > 0:
-            raise DDSPMorphError(f"--seconds: expected a duration > 0, got {args.seconds}")
-        run = load_run(args.run or latest_run(args.runs_dir), checkpoint=args.checkpoint)
-        require_f0_loudness(run.model, run.run_dir)
-        s = PerformerSettings(
-            frames_per_block=args.frames_per_block,
-            device_rate=args.device_rate,
-            source=args.source,
-            target=args.target,
-            path=args.path,
-            even=not args.no_even,
-            through=tuple(n.strip() for n in args.through.split(",") if n.strip()),
-            engine=args.engine,
-            weights=args.weights,
+    positive_int(args.frames_per_block, "--frames-per-block", high=64)
+    positive_int(args.device_rate, "--device-rate", low=8000, high=384000)
+    if args.seconds is not None and not args.seconds > 0:
+        raise DDSPMorphError(f"--seconds: expected a duration > 0, got {args.seconds}")
+    run = load_run(args.run or latest_run(args.runs_dir), checkpoint=args.checkpoint)
+    require_f0_loudness(run.model, run.run_dir)
+    s = PerformerSettings(
+        frames_per_block=args.frames_per_block,
+        device_rate=args.device_rate,
+        source=args.source,
+        target=args.target,
+        path=args.path,
+        even=not args.no_even,
+        through=tuple(n.strip() for n in args.through.split(",") if n.strip()),
+        engine=args.engine,
+        weights=args.weights,
+    )
+    audio_in = AudioInSettings(
+        tracker=args.tracker, gain_db=args.gain_db, auto_gain=not args.no_auto_gain
+    )
+    if args.morph is not None and not 0.0 <= args.morph <= 1.0:
+        raise DDSPMorphError(f"--morph: expected a value in [0, 1], got {args.morph}")
+    if args.audio_file is not None:
+        if args.out is None:
+            raise DDSPMorphError("--audio-file needs --out <wav>")
+        audio, stats = render_audio_file(
+            run, args.audio_file, s, audio_in, sweep=args.sweep, morph=args.morph,
+            midi_path=args.midi_file,
+        )  # fmt: skip
+        write_render(args.out, audio, s.device_rate, stats)
+        print(json.dumps(stats, indent=2))
+        print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+        return 0
+    if args.input is not None:
+        run_audio_in(
+            run, s, audio_in, device_in=args.input, channels=args.input_channels,
+            device_out=args.device, osc_host=args.osc_host, osc_port=args.osc_port,
+            port=args.port, seconds=args.seconds,
+        )  # fmt: skip
+        return 0
+    if args.midi_file is not None:
+        if args.out is None:
+            raise DDSPMorphError("--midi-file needs --out <wav>")
+        wav = StreamingWav(args.out, s.device_rate)
+        try:
+            _, stats = render_midi_file(run, args.midi_file, s, sink=wav.write)
+        except BaseException:
+            wav.abort()
+            raise
+        wav.close()
+        write_render(args.out, None, s.device_rate, stats, summary=wav.summary)
+        print(json.dumps(stats, indent=2))
+        print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+        return 0
+    if args.engine == "fast":
+        print(
+            "building the compiled engine (the first run on a machine compiles it, ~20 s; "
+            "cached after)",
+            file=sys.stderr,
         )
-        audio_in = AudioInSettings(
-            tracker=args.tracker, gain_db=args.gain_db, auto_gain=not args.no_auto_gain
-        )
-        if args.morph is not None and not 0.0 <= args.morph <= 1.0:
-            raise DDSPMorphError(f"--morph: expected a value in [0, 1], got {args.morph}")
-        if args.audio_file is not None:
-            if args.out is None:
-                raise DDSPMorphError("--audio-file needs --out <wav>")
-            audio, stats = render_audio_file(
-                run, args.audio_file, s, audio_in, sweep=args.sweep, morph=args.morph,
-                midi_path=args.midi_file,
-            )  # fmt: skip
-            write_render(args.out, audio, s.device_rate, stats)
-            print(json.dumps(stats, indent=2))
-            print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
-            return 0
-        if args.input is not None:
-            run_audio_in(
-                run, s, audio_in, device_in=args.input, channels=args.input_channels,
-                device_out=args.device, osc_host=args.osc_host, osc_port=args.osc_port,
-                port=args.port, seconds=args.seconds,
-            )  # fmt: skip
-            return 0
-        if args.midi_file is not None:
-            if args.out is None:
-                raise DDSPMorphError("--midi-file needs --out <wav>")
-            wav = StreamingWav(args.out, s.device_rate)
-            try:
-                _, stats = render_midi_file(run, args.midi_file, s, sink=wav.write)
-            except BaseException:
-                wav.abort()
-                raise
-            wav.close()
-            write_render(args.out, None, s.device_rate, stats, summary=wav.summary)
-            print(json.dumps(stats, indent=2))
-            print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
-            return 0
-        if args.engine == "fast":
-            print(
-                "building the compiled engine (the first run on a machine compiles it, ~20 s; "
-                "cached after)",
-                file=sys.stderr,
-            )
-        run_live(
-            run,
-            s,
-            port=args.port,
-            virtual=args.virtual,
-            osc_host=args.osc_host,
-            osc_port=args.osc_port,
-            device=args.device,
-            seconds=args.seconds,
-        )
-    except DDSPMorphError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    run_live(
+        run,
+        s,
+        port=args.port,
+        virtual=args.virtual,
+        osc_host=args.osc_host,
+        osc_port=args.osc_port,
+        device=args.device,
+        seconds=args.seconds,
+    )
     return 0
 
 

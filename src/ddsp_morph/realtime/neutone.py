@@ -118,7 +118,7 @@ def export_neutone(
     import shutil
     import tempfile
 
-    from ddsp_morph.realtime.nn_tilde import build_module
+    from ddsp_morph.realtime.nn_tilde import build_nn_module
 
     if _IMPORT_ERROR is not None:
         raise DDSPMorphError(
@@ -127,7 +127,7 @@ def export_neutone(
         )
     from neutone_sdk.utils import save_neutone_model
 
-    module, info = build_module(run, host_rate=48000, source=source, target=target)
+    module, info = build_nn_module(run, host_rate=48000, source=source, target=target)
     module.audio_latency = int(info["latency_samples_audio"])
     wrapper = DDSPMorphNeutone(module, use_debug_mode=True)
     with tempfile.TemporaryDirectory() as tmp:

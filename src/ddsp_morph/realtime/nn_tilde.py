@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ddsp_morph.config import group_defaults
 from ddsp_morph.dsp.resample import lowpass_taps
 from ddsp_morph.errors import DDSPMorphError
 
@@ -210,20 +211,21 @@ class NNTildeSynth(nn.Module):
         return out[:n].reshape(1, 1, n).expand(x.shape[0], 1, n).contiguous()
 
 
-def build_module(
+def build_nn_module(
     run,
     *,
     host_rate: int = 48000,
-    path_kind: str = "slerp",
+    path_kind: str | None = None,
     source: str | None = None,
     target: str | None = None,
     even: bool = True,
 ) -> tuple[NNTildeSynth, dict]:
     """The (unscripted) module of a loaded run, and what a host needs to know about it."""
-    from ddsp_morph.evaluation.latent_eval import chain_points, speed_between
+    from ddsp_morph.latent.geometry import chain_points, speed_between
     from ddsp_morph.realtime.audio_in import AudioInSettings, corpus_stats, input_follower
-    from ddsp_morph.realtime.export import trace_synth
+    from ddsp_morph.realtime.tracing import trace_synth
 
+    path_kind = path_kind or str(group_defaults("morph").path)
     latent = run.extra.get("latent") or {}
     centroids = latent.get("centroids", {})
     names = sorted(centroids)
@@ -288,7 +290,7 @@ def export_nn_tilde(
     out: Path,
     *,
     host_rate: int = 48000,
-    path_kind: str = "slerp",
+    path_kind: str | None = None,
     source: str | None = None,
     target: str | None = None,
 ) -> dict:
@@ -296,7 +298,7 @@ def export_nn_tilde(
     ``out.with_suffix('.json')``)."""
     import json
 
-    module, info = build_module(
+    module, info = build_nn_module(
         run, host_rate=host_rate, path_kind=path_kind, source=source, target=target
     )
     scripted = torch.jit.script(module)

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddsp_morph.config import group_defaults
 from ddsp_morph.control.midi import MidiController, MidiSettings, midi_events
 from ddsp_morph.dsp.resample import PolyphaseUpsampler
 from ddsp_morph.errors import DDSPMorphError
-from ddsp_morph.evaluation.latent_eval import chain_points, speed_between
-from ddsp_morph.evaluation.sources import corpus_midi_settings
+from ddsp_morph.latent.geometry import chain_points, speed_between
 from ddsp_morph.realtime.engine import StreamingEngine
 from ddsp_morph.realtime.fast import FastEngine
+from ddsp_morph.sources import corpus_midi_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ class PerformerSettings:
     device_rate: int = 48000
     source: str | None = None  # the instrument at morph = 0 (None: the first one)
     target: str | None = None  # the instrument at morph = 1 (None: the second one)
-    path: str = "linear"
+    path: str = group_defaults("morph").path  # conf/morph/default.yaml, as every morph tool
     through: tuple[
         str, ...
     ] = ()  # a path through these instruments in order (overrides source/target)
     path_steps: int = 65  # the path is precomputed at this resolution
-    even: bool = True  # CC1 moves the timbre evenly (the run's stored speeds), not z
+    even: bool = group_defaults(
+        "morph"
+    ).even  # CC1 moves the timbre evenly (the run's stored speeds), not z
     pc_scale: float = 2.0  # a PC CC at its extreme moves z by this many standard deviations
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
     weights: str = "int16"  # the fast engine's decoder weights: "float32", "int16" or "int8"

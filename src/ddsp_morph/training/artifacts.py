@@ -4,57 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ddsp_morph.data.io import save_wav  # noqa: E402
-
-
-def log_spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
-    x = torch.from_numpy(np.asarray(audio, dtype=np.float32))
-    spec = torch.stft(
-        x, n_fft, hop_length=hop, window=torch.hann_window(n_fft), return_complex=True
-    ).abs()
-    return (20 * torch.log10(spec.clamp_min(1e-5))).numpy()
-
-
-def show_spectrogram(
-    ax, audio: np.ndarray, sample_rate: int, *, n_fft: int = 1024, hop: int = 256
-) -> None:
-    """A log-magnitude spectrogram on ``ax``: seconds across, kHz up, 80 dB of range."""
-    s = log_spectrogram_db(audio, n_fft=n_fft, hop=hop)
-    ax.imshow(
-        s,
-        origin="lower",
-        aspect="auto",
-        cmap="magma",
-        vmin=-80,
-        vmax=max(float(s.max()) if s.size else 0.0, -79.0),
-        extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000),
-    )
-
-
-def spectrogram_grid(
-    rows: list[tuple[str, np.ndarray, np.ndarray]], path: Path, *, sample_rate: int
-) -> None:
-    """One row per example: original | resynthesis, log-magnitude spectrograms on a shared scale."""
-    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 2.6 * len(rows)), squeeze=False)
-    for r, (name, orig, resyn) in enumerate(rows):
-        for c, (title, audio) in enumerate([("original", orig), ("resynthesis", resyn)]):
-            ax = axes[r, c]
-            show_spectrogram(ax, audio, sample_rate)
-            ax.set_title(f"{name} — {title}", fontsize=9)
-            ax.set_ylabel("kHz")
-    axes[-1, 0].set_xlabel("s")
-    axes[-1, 1].set_xlabel("s")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+from ddsp_morph.data.io import save_wav
+from ddsp_morph.plots import spectrogram_grid
 
 
 @torch.no_grad()

@@ -13,8 +13,9 @@ import lightning as L
 import torch
 
 from ddsp_morph.errors import ConfigError
+from ddsp_morph.runs import AVERAGE_KEY
 
-CHECKPOINT_KEY = "weight_average"
+CHECKPOINT_KEY = AVERAGE_KEY
 
 
 def warmed_decay(decay: float, updates: int) -> float:
@@ -179,20 +180,3 @@ class WeightAverage(L.Callback):
                 else [t.clone() for t in start]
             )
         pl_module.load_state_dict(saved["current"])  # the counts come back in load_state_dict
-
-
-def weights_of(checkpoint: dict, which: str) -> dict[str, torch.Tensor]:
-    """A checkpoint's module state for ``which``: ``average`` (its ``state_dict``), ``current``
-    (the weights being trained) or a further decay it kept (``0.995``)."""
-    if which == "average":
-        return checkpoint["state_dict"]
-    saved = checkpoint.get(CHECKPOINT_KEY)
-    if saved is None:
-        raise ConfigError(f"weights={which}: the checkpoint was written without weight averaging")
-    if which == "current":
-        return saved["current"]
-    if which in saved["also"]:
-        return saved["also"][which]
-    raise ConfigError(
-        f"weights={which}: the checkpoint keeps average, current and {sorted(saved['also'])}"
-    )

@@ -400,7 +400,8 @@ class DDSPModule(L.LightningModule):
         one best checkpoint it keeps after the fit (``checkpoint.add_path_speeds``), instead of
         at every validation; a tool that opens one without them measures the speeds itself
         (``latent.with_speeds``) or moves evenly in z."""
-        from ddsp_morph.training.latent import latent_summary, with_speeds
+        from ddsp_morph.latent.speeds import with_speeds
+        from ddsp_morph.latent.summary import latent_summary
 
         dm = self.trainer.datamodule
         speeds = not self.trainer.training

@@ -15,8 +15,8 @@ from ddsp_morph.data.io import load_npz, save_csv, save_json, save_wav
 from ddsp_morph.dsp.spectral import multiscale_spectral_loss
 from ddsp_morph.errors import DDSPMorphError, positive_int
 from ddsp_morph.evaluation import metrics
-from ddsp_morph.training.artifacts import spectrogram_grid
-from ddsp_morph.training.checkpoint import load_run
+from ddsp_morph.plots import spectrogram_grid
+from ddsp_morph.runs import load_run
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def evaluate_run(
     """Resynthesize ``split`` of the run's corpus (its first ``max_examples``, or the examples
     at ``indices``); write metrics.csv, summary.json, spectrograms.png and the wavs into
     ``out_dir`` (default ``<run>/eval_<split>``)."""
-    from ddsp_morph.training.build import build_datamodule, feature_settings
+    from ddsp_morph.build import build_datamodule, feature_settings
 
     if max_examples is not None:
         max_examples = positive_int(max_examples, "max_examples")

@@ -33,14 +33,12 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from ddsp_morph.config import group_defaults  # noqa: E402
 from ddsp_morph.data.features import FeatureSettings  # noqa: E402
 from ddsp_morph.data.io import save_csv, save_json  # noqa: E402
-from ddsp_morph.evaluation.latent_eval import (  # noqa: E402
-    descriptors,
-    path_points,
-    preservation,
-    speed_between,
-)
+from ddsp_morph.evaluation.latent_eval import descriptors, preservation  # noqa: E402
+from ddsp_morph.latent.geometry import path_points, speed_between  # noqa: E402
+from ddsp_morph.latent.speeds import with_speeds  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +59,29 @@ TARGETS = {
 }
 
 
+_DEFAULT = group_defaults("morph")  # conf/morph/default.yaml: the one source of these defaults
+
+
 @dataclass(frozen=True)
 class MorphSettings:
-    steps: int = 11  # alphas 0, 0.1, ... 1
-    n_examples: int = 12  # test examples of A per pair whose whole path is rendered
+    steps: int = _DEFAULT.steps  # alphas 0, 0.1, ... 1
+    n_examples: int = _DEFAULT.n_examples  # test examples of A per pair whose path is rendered
     f0_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)  # where f0/loudness are re-extracted
-    path: str = "linear"
-    even: bool = True  # alphas equally spaced in timbre change where the run stores the speeds
+    path: str = _DEFAULT.path
+    even: bool = _DEFAULT.even  # alphas equally spaced in timbre change (the run's speeds)
     batch_size: int = 16
     seed: int = 0
+
+    @classmethod
+    def from_config(cls, node, seed: int | None) -> MorphSettings:
+        """From a config's morph settings (the ``morph`` group, or a CLI config holding it)."""
+        return cls(
+            steps=int(node.steps),
+            n_examples=int(node.n_examples),
+            path=str(node.path),
+            even=bool(node.even),
+            seed=int(seed if seed is not None else 0),
+        )
 
 
 def _batch_of(item: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
@@ -481,3 +493,33 @@ def test_items_by_instrument(dm, split: str = "test") -> dict[str, list[dict[str
     for item in ds.items:
         out.setdefault(dm.instruments[int(item["instrument_id"])], []).append(item)
     return out
+
+
+def measure_morph(
+    out_dir: Path,
+    model,
+    dm,
+    latent: dict,
+    *,
+    settings: MorphSettings,
+    classifier,
+    features: FeatureSettings,
+) -> dict:
+    """The morph table of ``model`` on ``dm``'s test split into ``out_dir``: the one measurement
+    that the end of training and ``python -m ddsp_morph.morph`` both run. ``latent``: the
+    model's latent summary; the path speeds ``settings`` needs are measured where it has none
+    (a checkpoint written before they were stored, or a path kind it does not store)."""
+    if settings.even and not (latent.get("path_speed") or {}).get(settings.path):
+        dm.setup("fit")
+        latent = with_speeds(latent, model, dm.datasets["train"], dm.instruments, settings.path)
+    centroids = {k: np.asarray(v, np.float32) for k, v in latent["centroids"].items()}
+    return write_morph(
+        out_dir,
+        model,
+        test_items_by_instrument(dm),
+        centroids,
+        classifier=classifier,
+        features=features,
+        settings=settings,
+        latent=latent,
+    )

@@ -9,10 +9,52 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.build import build_model
+from ddsp_morph.data.io import atomic_write_with
+from ddsp_morph.errors import ConfigError, DDSPMorphError
+from ddsp_morph.latent.speeds import with_speeds
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 
 MODEL_PREFIX = "model."
+AVERAGE_KEY = "weight_average"  # where training.averaging keeps its shadows in a checkpoint
+
+# What a run's config.yaml written before a key existed meant by its absence: the behaviour of
+# the code at the time, not today's default (conf/ holds those). Filled in where a saved config
+# lacks the key, so that old runs load and play as they were trained.
+BEFORE_THE_KEY: dict = {
+    "data": {
+        "register_power": 0.5,
+        "pitch_shift": {"semitones": 0.0, "probability": 0.5},
+        "gain": {"db": 0.0, "probability": 0.5},
+        "features": {"f0_octave_check": True, "f0_hop_length": None},
+    },
+    "model": {
+        "z_mode": "concat",
+        "lfo_rates": [],
+        "lr_cooldown": 0.0,
+        "loss": {"fluctuation_weight": 0.0, "conversion_fluctuation_weight": 0.0},
+    },
+    "latent": {
+        "prior": "standard",
+        "prior_radius": 3.0,
+        "prior_std": 1.0,
+        "pitch_input": False,
+        "harmonics": 0,
+        "frame_stride": 1,
+        "beta": 0.0,
+        "beta_warmup_steps": 0,
+        "free_bits": 0.0,
+        "path_weight": 0.0,
+        "cycle_weight": 0.0,
+        "window_frames": 0,
+        "monitor_every_n_epochs": 4,
+    },
+}
+
+
+def saved_config(cfg: DictConfig) -> DictConfig:
+    """A run's saved config with the keys it predates filled in (``BEFORE_THE_KEY``)."""
+    return OmegaConf.merge(OmegaConf.create(BEFORE_THE_KEY), cfg)
 
 
 @dataclass
@@ -99,14 +141,11 @@ def load_run(
     checkpoint's state_dict, the weights every tool uses), ``current`` (the weights being
     trained) or a further decay (``0.995``). The latent summary stored with the checkpoint is
     the average's, so for other weights ``extra`` has no ``latent``: recompute it."""
-    from ddsp_morph.training.averaging import weights_of
-    from ddsp_morph.training.build import build_model
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
         raise DDSPMorphError(f"{run_dir}: no config.yaml here; not a training run directory")
-    cfg = OmegaConf.load(cfg_path)
+    cfg = saved_config(OmegaConf.load(cfg_path))
     if overrides:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     path = find_checkpoint(run_dir, checkpoint)
@@ -133,12 +172,9 @@ def add_path_speeds(path: Path, model: DDSPAutoencoder, dataset, instruments: li
     """Measure and store the slerp path-speed tables in the checkpoint at ``path``, with its own
     weights (``model``'s architecture; ``model`` itself is left as it is), where its latent
     summary has none: a training run writes its best checkpoint at a validation without them
-    and completes it once after the fit (``training.train``). The file is rewritten atomically.
+    and completes it once after the fit (``training.fit``). The file is rewritten atomically.
     Returns whether it changed."""
     import copy
-
-    from ddsp_morph.data.io import atomic_write_with
-    from ddsp_morph.training.latent import with_speeds
 
     checkpoint = load_checkpoint(path)
     meta = checkpoint.get("ddsp_morph", {})
@@ -151,3 +187,20 @@ def add_path_speeds(path: Path, model: DDSPAutoencoder, dataset, instruments: li
     meta["latent"] = with_speeds(latent, own, dataset, instruments, "slerp")
     atomic_write_with(path, lambda buffer: torch.save(checkpoint, buffer))
     return True
+
+
+def weights_of(checkpoint: dict, which: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's module state for ``which``: ``average`` (its ``state_dict``), ``current``
+    (the weights being trained) or a further decay it kept (``0.995``)."""
+    if which == "average":
+        return checkpoint["state_dict"]
+    saved = checkpoint.get(AVERAGE_KEY)
+    if saved is None:
+        raise ConfigError(f"weights={which}: the checkpoint was written without weight averaging")
+    if which == "current":
+        return saved["current"]
+    if which in saved["also"]:
+        return saved["also"][which]
+    raise ConfigError(
+        f"weights={which}: the checkpoint keeps average, current and {sorted(saved['also'])}"
+    )

@@ -1,23 +1,20 @@
-"""Build the model, the data module and the Lightning module from a composed config."""
+"""Config to objects: the model, the data module and the settings of the data pipeline, built
+from a composed config."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ddsp_morph.data.augment import GainChange, PitchShift
 from ddsp_morph.data.corpus import CorpusSettings
 from ddsp_morph.data.datamodule import CorpusDataModule
 from ddsp_morph.data.features import ContextSettings, FeatureSettings
-from ddsp_morph.errors import ConfigError
 from ddsp_morph.models.autoencoder import DDSPAutoencoder, input_sizes_for
-from ddsp_morph.models.decoder import Z_MODES, Decoder
-from ddsp_morph.models.encoder import PRIORS, TimbreEncoder
+from ddsp_morph.models.decoder import Decoder
+from ddsp_morph.models.encoder import TimbreEncoder
 from ddsp_morph.synths.stack import SynthStack
-from ddsp_morph.training.module import DDSPModule
 
 
 def corpus_dir(cfg: DictConfig) -> Path:
@@ -51,9 +48,9 @@ def feature_settings(cfg: DictConfig) -> FeatureSettings:
         f0_fmax=float(f.f0_fmax),
         f0_decoder=str(f.f0_decoder),
         f0_batch_size=int(f.f0_batch_size),
-        f0_octave_check=bool(f.get("f0_octave_check", True)),
+        f0_octave_check=bool(f.f0_octave_check),
         loudness_n_fft=int(f.loudness_n_fft),
-        f0_hop_length=None if f.get("f0_hop_length") is None else int(f.f0_hop_length),
+        f0_hop_length=None if f.f0_hop_length is None else int(f.f0_hop_length),
     )
 
 
@@ -84,19 +81,19 @@ def build_datamodule(cfg: DictConfig) -> CorpusDataModule:
         crop_seconds=d.crop_seconds,
         num_workers=int(d.num_workers),
         balance=str(d.balance),
-        register_power=float(d.get("register_power", 0.5)),
+        register_power=float(d.register_power),
         seed=int(cfg.seed if cfg.seed is not None else 0),
         feature_key=feature_settings(cfg).key(),
         context_key=context_settings(cfg).key(),
         pitch_shift=PitchShift(
-            semitones=float(OmegaConf.select(d, "pitch_shift.semitones", default=0.0)),
-            probability=float(OmegaConf.select(d, "pitch_shift.probability", default=0.5)),
+            semitones=float(d.pitch_shift.semitones),
+            probability=float(d.pitch_shift.probability),
             sample_rate=int(d.sample_rate),
             loudness_n_fft=int(d.features.loudness_n_fft),
         ),
         gain=GainChange(
-            db=float(OmegaConf.select(d, "gain.db", default=0.0)),
-            probability=float(OmegaConf.select(d, "gain.probability", default=0.5)),
+            db=float(d.gain.db),
+            probability=float(d.gain.probability),
             n_mels=int(d.context.n_mels),
         ),
     )
@@ -117,16 +114,10 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         reverb_per_instrument=bool(s.reverb_per_instrument),
         n_instruments=n_instruments,
     )
-    if cfg.model.get("z_mode", "concat") not in Z_MODES:
-        raise ConfigError(
-            f"model.z_mode: expected one of {list(Z_MODES)}, got {cfg.model.get('z_mode')!r}"
-        )
     inputs = list(cfg.conditioning.inputs)
     input_sizes = input_sizes_for(inputs, n_mfcc=int(cfg.data.context.n_mfcc))
     encoder = build_encoder(cfg, n_instruments=n_instruments)
-    lfo_rates = [float(r) for r in cfg.model.get("lfo_rates") or []]
-    if any(r <= 0 for r in lfo_rates):
-        raise ConfigError(f"model.lfo_rates: expected rates in Hz above 0, got {lfo_rates}")
+    lfo_rates = [float(r) for r in cfg.model.lfo_rates]
     if lfo_rates:
         input_sizes["lfo"] = 2 * len(lfo_rates)
     if encoder is not None:
@@ -137,7 +128,7 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         hidden_size=int(cfg.model.hidden_size),
         gru_size=int(cfg.model.gru_size),
         n_mlp_layers=int(cfg.model.n_mlp_layers),
-        z_mode=str(cfg.model.get("z_mode", "concat")),
+        z_mode=str(cfg.model.z_mode),
     )
     return DDSPAutoencoder(
         decoder=decoder,
@@ -149,19 +140,10 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
     )
 
 
-LATENTS = ("none", "ae", "vae")
-
-
 def build_encoder(cfg: DictConfig, *, n_instruments: int = 1) -> TimbreEncoder | None:
     lat = cfg.latent
-    if lat.name not in LATENTS:
-        raise ConfigError(f"latent.name: expected one of {list(LATENTS)}, got {lat.name!r}")
     if lat.name == "none":
         return None
-    if lat.get("prior", "standard") not in PRIORS:
-        raise ConfigError(f"latent.prior: expected one of {list(PRIORS)}, got {lat.get('prior')!r}")
-    if lat.mode not in ("pooled", "frame"):
-        raise ConfigError(f"latent.mode: expected 'pooled' or 'frame', got {lat.mode!r}")
     return TimbreEncoder(
         sample_rate=int(cfg.data.sample_rate),
         hop_length=int(cfg.data.hop_length),
@@ -171,46 +153,11 @@ def build_encoder(cfg: DictConfig, *, n_instruments: int = 1) -> TimbreEncoder |
         z_dim=int(lat.z_dim),
         variational=lat.name == "vae",
         pooled=lat.mode == "pooled",
-        prior=str(lat.get("prior", "standard")),
+        prior=str(lat.prior),
         n_instruments=n_instruments,
-        prior_radius=float(lat.get("prior_radius", 3.0)),
-        prior_std=float(lat.get("prior_std", 1.0)),
-        pitch_input=bool(lat.get("pitch_input", False)),
-        harmonics=int(lat.get("harmonics", 0)),
-        frame_stride=int(lat.get("frame_stride", 1)),
-    )
-
-
-def build_module(
-    cfg: DictConfig,
-    model: DDSPAutoencoder,
-    *,
-    instruments: list[str] | None = None,
-    minutes: float | None = None,
-) -> DDSPModule:
-    """``minutes``: the training budget (``training.train.training_minutes``; default
-    ``trainer.max_minutes``), which the learning-rate cooldown counts against."""
-    m, loss = cfg.model, cfg.model.loss
-    if minutes is None:
-        minutes = cfg.get("trainer", {}).get("max_minutes")
-    optimizer = functools.partial(torch.optim.Adam, lr=float(m.lr))
-    return DDSPModule(
-        model,
-        optimizer=optimizer,
-        lr_decay=float(m.lr_decay),
-        fft_sizes=list(loss.fft_sizes),
-        overlap=float(loss.overlap),
-        linear_weight=float(loss.linear_weight),
-        log_weight=float(loss.log_weight),
-        instruments=instruments or [],
-        beta=float(cfg.latent.get("beta", 0.0)),
-        beta_warmup_steps=int(cfg.latent.get("beta_warmup_steps", 0)),
-        free_bits=float(cfg.latent.get("free_bits", 0.0)),
-        path_weight=float(cfg.latent.get("path_weight", 0.0)),
-        cycle_weight=float(cfg.latent.get("cycle_weight", 0.0)),
-        window_frames=int(cfg.latent.get("window_frames", 0)),
-        fluctuation_weight=float(loss.get("fluctuation_weight", 0.0)),
-        conversion_fluctuation_weight=float(loss.get("conversion_fluctuation_weight", 0.0)),
-        lr_cooldown=float(m.get("lr_cooldown", 0.0)),
-        budget_minutes=None if minutes is None else float(minutes),
+        prior_radius=float(lat.prior_radius),
+        prior_std=float(lat.prior_std),
+        pitch_input=bool(lat.pitch_input),
+        harmonics=int(lat.harmonics),
+        frame_stride=int(lat.frame_stride),
     )

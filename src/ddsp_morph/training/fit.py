@@ -9,21 +9,21 @@ import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ddsp_morph.build import build_datamodule, build_model
 from ddsp_morph.config import validate_training_config
 from ddsp_morph.data.io import save_csv, save_json
 from ddsp_morph.data.origin import differing_keys, dotted
 from ddsp_morph.errors import DDSPMorphError
+from ddsp_morph.runs import add_path_speeds
 from ddsp_morph.training.artifacts import write_resynthesis
-from ddsp_morph.training.build import build_datamodule, build_model, build_module
 from ddsp_morph.training.callbacks import RunCheckpoint
-from ddsp_morph.training.checkpoint import add_path_speeds
 from ddsp_morph.training.latent import LatentMonitor
 from ddsp_morph.training.module import val_history_frame
+from ddsp_morph.training.setup import build_module
 from ddsp_morph.training.stability import stability_summary
 
 log = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ def acquire_run_lock(run_dir: Path) -> Path:
 
 def resume_checkpoint(run_dir: Path, model: torch.nn.Module) -> str | None:
     """last.ckpt if it loads and fits the model (else the best step*.ckpt); None: start afresh."""
-    from ddsp_morph.training.checkpoint import load_checkpoint, load_state_checked, model_state
+    from ddsp_morph.runs import load_checkpoint, load_state_checked, model_state
 
     for path in [
         run_dir / "checkpoints" / "last.ckpt",
@@ -352,47 +352,35 @@ def resume_checkpoint(run_dir: Path, model: torch.nn.Module) -> str | None:
     return None
 
 
-def measure_morph(
+def morph_at_the_end(
     cfg: DictConfig, model, dm, output_dir: Path, latent: dict | None = None
 ) -> dict | None:
-    """The morph table of the final weights (``evaluation.morph``) into the run dir, with one
+    """The morph table of the final weights (``evaluation.morph_table``) into the run dir, with one
     summary line in the log; None when there is nothing to classify (one instrument).
     ``latent``: the final weights' latent summary when already computed (the last checkpoint
     stores one); else it is computed here."""
+    from ddsp_morph.build import feature_settings
     from ddsp_morph.evaluation.classifier import corpus_classifier
-    from ddsp_morph.evaluation.morph import (
+    from ddsp_morph.evaluation.morph_table import (
         MorphSettings,
         listener_line,
+        measure_morph,
         summary_line,
-        test_items_by_instrument,
-        write_morph,
     )
-    from ddsp_morph.training.build import feature_settings
-    from ddsp_morph.training.latent import latent_summary, with_speeds
+    from ddsp_morph.latent.summary import latent_summary
 
     if len(dm.instruments) < 2:
         log.info("morph: the corpus has one instrument (%s); nothing to morph", dm.instruments[0])
         return None
-    m = cfg.get("morph", {})
-    settings = MorphSettings(
-        steps=int(m.get("steps", 11)),
-        n_examples=int(m.get("n_examples", 12)),
-        path=str(m.get("path", "linear")),
-        even=bool(m.get("even", True)),
-        seed=int(cfg.seed if cfg.seed is not None else 0),
-    )
     model = model.cpu().eval()
-    lat = latent or latent_summary(model, dm.datasets["train"], dm.instruments, step=-1)
-    centroids = {k: np.asarray(v, np.float32) for k, v in lat["centroids"].items()}
-    summary = write_morph(
+    summary = measure_morph(
         output_dir,
         model,
-        test_items_by_instrument(dm),
-        centroids,
+        dm,
+        latent or latent_summary(model, dm.datasets["train"], dm.instruments, step=-1),
+        settings=MorphSettings.from_config(cfg.morph, cfg.seed),
         classifier=corpus_classifier(Path(cfg.data.corpus_dir)),
         features=feature_settings(cfg),
-        settings=settings,
-        latent=with_speeds(lat, model, dm.datasets["train"], dm.instruments, settings.path),
     )
     log.info("%s (%.0f s; %s)", summary_line(summary), summary["seconds"], output_dir / "morph.csv")
     log.info("%s", listener_line(summary))
@@ -478,7 +466,7 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     # last.ckpt every N steps (written atomically by Lightning): what an interrupted run resumes.
     last = RunCheckpoint(
         dirpath=output_dir / "checkpoints",
-        every_n_train_steps=int(cfg.trainer.get("checkpoint_every_n_steps", 100)),
+        every_n_train_steps=int(cfg.trainer.checkpoint_every_n_steps),
         save_top_k=0,
         save_last=True,
     )
@@ -488,15 +476,15 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     callbacks += [ckpt, last]
     if model.encoder is not None:
         callbacks.append(
-            LatentMonitor(output_dir / "latent", int(cfg.latent.get("monitor_every_n_epochs", 4)))
+            LatentMonitor(output_dir / "latent", int(cfg.latent.monitor_every_n_epochs))
         )
     t = cfg.trainer
     trainer = L.Trainer(
         default_root_dir=str(output_dir),
         accelerator=str(t.accelerator),
         devices=t.devices,
-        strategy=str(t.get("strategy", "auto")),
-        num_nodes=int(t.get("num_nodes", 1)),
+        strategy=str(t.strategy),
+        num_nodes=int(t.num_nodes),
         max_steps=int(t.max_steps),
         max_epochs=int(t.max_epochs),
         max_time=None if minutes is None else {"minutes": minutes},
@@ -578,10 +566,10 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
     if trainer.logger:
         log_media(trainer.logger, output_dir / "audio", int(cfg.data.sample_rate))
     log.info("wrote %d files under %s", len(written), output_dir / "audio")
-    if module.model.encoder is not None and cfg.get("morph", {}).get("enabled", True):
+    if module.model.encoder is not None and cfg.morph.enabled:
         lat = module.latent_summary
         final = lat if lat is not None and lat["step"] == trainer.global_step else None
-        summary = measure_morph(cfg, module.model, dm, output_dir, final)
+        summary = morph_at_the_end(cfg, module.model, dm, output_dir, final)
         if summary is not None:
             metrics.update(
                 {f"morph/{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}

@@ -29,7 +29,7 @@ def load_source(run, source: str) -> tuple[dict[str, torch.Tensor], str]:
         (item with f0_hz, loudness_db, periodicity [, audio, instrument_id], the instrument of
         the source or "midi").
     """
-    from ddsp_morph.training.build import build_datamodule
+    from ddsp_morph.build import build_datamodule
 
     cfg = run.cfg
     hop, sr = int(cfg.data.hop_length), int(cfg.data.sample_rate)
