@@ -327,7 +327,17 @@ def test_path_evenness_is_zero_for_a_decoder_blind_to_z_and_trains_the_film_path
     out = model(batch)
     # FiLM and the timbre path start at zero: the decoder hears z only through its input MLP,
     # which bends; once everything is affine in z (no input MLP on z), the midpoint is even
-    assert float(module.path_evenness(out, batch, module._window(n))) >= 0.0
+    cut = module._window(n)
+    controls = module.window_controls(out, batch, cut, conversion=False)
+    value = module.path_evenness(out, batch, cut, controls)
+
+    def rep(c):
+        return torch.cat([torch.log(c[k] + 1e-5) for k in sorted(c)], dim=-1)
+
+    own = rep({k: out[k] for k in model.synth.control_sizes} if cut is None else controls["own"])
+    expected = torch.mean((rep(controls["mid"]) - 0.5 * (own + rep(controls["other"]))) ** 2)
+    assert torch.allclose(value, expected)  # the mean squared distance of the midpoint's controls
+    assert float(value) > 1e-8  # the input MLP on z bends the path: the midpoint is not even
     with torch.no_grad():
         for p in model.decoder.input_mlps["z"].parameters():
             p.zero_()

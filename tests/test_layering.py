@@ -23,7 +23,17 @@ THIRD_PARTY_OF_DSP = {
 BASE = {"errors", "dsp"}
 LIBS = BASE | {"synths", "models", "data", "control", "config"}
 SHARED = LIBS | {"latent", "plots", "build", "runs", "sources"}
-ENTRY = {"cli", "train", "prepare", "evaluate", "morph", "interpolate", "export", "play", "__main__"}
+ENTRY = {
+    "cli",
+    "train",
+    "prepare",
+    "evaluate",
+    "morph",
+    "interpolate",
+    "export",
+    "play",
+    "__main__",
+}
 
 # module (first part under ddsp_morph) -> the modules it may import (first part)
 ALLOWED: dict[str, set[str]] = {

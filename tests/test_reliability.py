@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 
 from ddsp_morph.errors import DDSPMorphError
-from ddsp_morph.training.fit import check_model_fits, train
+from ddsp_morph.training.fit import train
+from ddsp_morph.training.setup import check_model_fits
 
 from .conftest import REPO, cfg_for, tiny_train_args
 from .test_import import tone

@@ -387,12 +387,13 @@ def test_the_job_clock_cuts_training_to_what_the_budget_leaves(tmp_path: Path, c
     from omegaconf import OmegaConf
 
     from ddsp_morph.config import validate_config
-    from ddsp_morph.training.fit import comparable, training_minutes
+    from ddsp_morph.training.resume import comparable
+    from ddsp_morph.training.setup import training_minutes
 
     cfg = cfg_for(tmp_path, tmp_path, "trainer.max_minutes=17")
     assert cfg.trainer.budget.start is None and training_minutes(cfg) == 17.0
     cfg.trainer.budget.start = 1_000_000.0
-    with caplog.at_level(logging.INFO, logger="ddsp_morph.training.fit"):
+    with caplog.at_level(logging.INFO, logger="ddsp_morph.training.setup"):
         # 5 min of set-up: 25 - 3 - 5 = 17 left, the cap too; 7 min: 15
         assert training_minutes(cfg, now=1_000_000.0 + 300) == pytest.approx(17.0)
         assert training_minutes(cfg, now=1_000_000.0 + 420) == pytest.approx(15.0)

@@ -6,7 +6,7 @@ seed, arms grouped by setting.
 
 Runs that share a SETTING are seeds of it. Reads each run's ``morph_summary.json``,
 ``morph.csv``, ``stability.json`` and ``config.yaml`` (batch size, crop, hop). Writes
-``experiments/ex2_latent/morph_study8/budget_curve.{csv,png}``.
+``experiments/ex2_latent/studies/morph_study8/budget_curve.{csv,png}``.
 """
 
 from __future__ import annotations

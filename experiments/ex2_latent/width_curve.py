@@ -4,7 +4,7 @@ their end-of-run morph tables side by side.
 
     python experiments/ex2_latent/width_curve.py [--runs multirun/morph_study2]
 
-Writes experiments/ex2_latent/morph_study2/width_curve.{csv,png}.
+Writes experiments/ex2_latent/studies/morph_study2/width_curve.{csv,png}.
 """
 
 from __future__ import annotations
