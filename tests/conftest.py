@@ -60,7 +60,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cfg_for(corpus: Path, out: Path, *overrides: str):
     """The default config, shrunk for the tiny corpus (a small VAE latent unless overridden)."""
     latent = [o.split("=", 1)[1] for o in overrides if o.startswith("latent=")]
-    latent_defaults = [] if latent == ["none"] else ["latent.gru_size=16", "latent.z_dim=4"]
+    latent_defaults = [] if latent == ["none"] else ["latent.encoder_gru_size=16", "latent.z_dim=4"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose(
             "config",

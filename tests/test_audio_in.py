@@ -143,7 +143,7 @@ class FakeSoundDevice:
 
 def test_input_device_choice_and_its_one_line_refusals():
     from ddsp_morph.errors import DDSPMorphError
-    from ddsp_morph.realtime.cli import pick_input_device
+    from ddsp_morph.realtime.live_audio import pick_input_device
 
     sd = FakeSoundDevice()
     assert pick_input_device(sd, "usb", 2, 48000) == 1

@@ -195,3 +195,89 @@ def test_latent_and_import_values_are_checked(override: str, message: str):
     with pytest.raises(ConfigError) as e:
         validate_config(cfg)
     assert str(e.value) == message
+
+
+def compose_task(name: str, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def test_every_tool_reads_one_morph_path_and_the_yaml_defaults_are_the_ones_built():
+    """The keys that disagreed before: the morph path (slerp for training's table, linear for
+    the morph CLI, interpolate, the performer and nn~), latent.prior (the builder fell back to
+    standard) and model.z_mode (to concat)."""
+    from ddsp_morph.config import group_defaults
+    from ddsp_morph.evaluation.morph_table import MorphSettings
+    from ddsp_morph.realtime.cli import main as realtime_main  # noqa: F401 (its flags' defaults)
+    from ddsp_morph.realtime.performer import PerformerSettings
+
+    cfg = compose_cfg()
+    path = cfg.morph.path
+    assert path == group_defaults("morph").path == "slerp"
+    assert compose_task("morph", "run=r").path == path
+    assert compose_task("interpolate", "run=r", "from=a", "to=b", "source=s").path == path
+    assert MorphSettings().path == PerformerSettings().path == path
+    assert MorphSettings.from_config(cfg.morph, cfg.seed) == MorphSettings(seed=0)
+    assert PerformerSettings().even == MorphSettings().even == cfg.morph.even is True
+    assert cfg.latent.prior == "label" and cfg.model.z_mode == "film"
+    model = build_model(cfg, n_instruments=4)
+    assert model.encoder.prior == "label" and model.decoder.film is not None
+
+
+def test_an_old_run_config_loads_with_the_behaviour_it_was_trained_with(tmp_path: Path):
+    """A config.yaml written before latent.prior and model.z_mode existed meant standard and
+    concat; one written before the renames has its values under the old names."""
+    from omegaconf import OmegaConf
+
+    from ddsp_morph.runs import saved_config
+
+    cfg = OmegaConf.to_container(compose_cfg(), resolve=False)
+    del cfg["latent"]["prior"], cfg["model"]["z_mode"], cfg["latent"]["encoder_gru_size"]
+    cfg["latent"]["gru_size"] = 48
+    del cfg["data"]["sampler_balance"]
+    cfg["data"]["balance"] = "register"
+    old = saved_config(OmegaConf.create(cfg))
+    assert old.latent.prior == "standard" and old.model.z_mode == "concat"
+    assert old.latent.encoder_gru_size == 48 and old.data.sampler_balance == "register"
+    model = build_model(old, n_instruments=4)
+    assert model.encoder.prior == "standard" and model.decoder.film is None
+
+
+def test_a_renamed_key_still_works_for_one_release_with_a_note(caplog):
+    cfg = compose_cfg("latent.gru_size=48", "data.balance=register")
+    with caplog.at_level("WARNING", logger="ddsp_morph.config"):
+        validate_config(cfg)
+    assert cfg.latent.encoder_gru_size == 48 and cfg.latent.gru_size is None
+    assert cfg.data.sampler_balance == "register"
+    assert "config latent.gru_size is now latent.encoder_gru_size" in caplog.text
+    assert build_model(cfg, n_instruments=4).encoder.gru.hidden_size == 48
+
+
+def test_entry_points_share_one_wrapper_and_find_the_config_installed():
+    """Every entry point is wrapped by errors.exits_on_error, and the config tree is the one
+    inside the package (found without a checkout)."""
+    import ddsp_morph
+    from ddsp_morph import cli, config, errors
+
+    assert config.CONF_DIR == Path(ddsp_morph.__file__).parent / "conf"
+    assert (config.CONF_DIR / "config.yaml").is_file()
+    pkg = Path(ddsp_morph.__file__).parent
+    for module, _ in cli.TASKS.values():
+        text = (pkg.joinpath(*module.split(".")[1:]).with_suffix(".py")).read_text()
+        assert "@exits_on_error" in text, module
+        assert 'print(f"error: {e}"' not in text, f"{module} writes its own error wrapper"
+    assert errors.exits_on_error.__doc__
+
+
+@pytest.mark.parametrize("task", ["morph", "interpolate", "eval", "export"])
+def test_a_task_without_its_run_is_one_line_and_exit_2(task: str, tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "ddsp_morph.cli", task],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "error: run=... is required (give it on the command line)"
+    ]

@@ -73,7 +73,7 @@ def test_vae_run_monitors_the_latent_and_stores_centroids(tiny_corpus: Path, tmp
         tmp_path,
         "latent=vae",
         "latent.z_dim=4",
-        "latent.gru_size=16",
+        "latent.encoder_gru_size=16",
         "latent.beta_warmup_steps=2",
         "latent.monitor_every_n_epochs=2",
         "data.train_instruments=all",

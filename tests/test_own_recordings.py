@@ -82,7 +82,7 @@ def test_the_readmes_own_recordings_commands_keep_the_import(takes: Path, tmp_pa
     audio_before = sorted(p.relative_to(corpus) for p in (corpus / "audio").rglob("*.wav"))
     smoke = (
         "trainer.max_steps=3 trainer.check_val_every_n_epoch=1 model.hidden_size=16 "
-        "model.gru_size=16 synth.n_harmonics=16 latent.gru_size=16 latent.z_dim=4 "
+        "model.gru_size=16 synth.n_harmonics=16 latent.encoder_gru_size=16 latent.z_dim=4 "
         "data.batch_size=4 logger=csv trainer.enable_progress_bar=false n_audio_examples=1 "
         "morph.n_examples=1 morph.steps=3"
     )

@@ -118,7 +118,7 @@ def test_register_balance_draws_the_rare_register_more_often(tiny_corpus: Path):
             n += 1
     assert abs(drawn_high / n - 0.5) < 0.1  # 1 clip of 7, drawn half the time (plain: 1/7)
     dm.balance = "most"
-    with pytest.raises(ConfigError, match="data.balance"):
+    with pytest.raises(ConfigError, match="data.sampler_balance"):
         dm.train_dataloader()
 
 

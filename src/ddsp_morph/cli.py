@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(TASKS[task][0])
     sys.argv = [f"ddsp-morph {task}", *rest]
-    result = module.main(rest) if task in ("export", "realtime") else module.main()
+    result = module.main(rest) if task == "realtime" else module.main()
     return result if isinstance(result, int) else 0
 
 

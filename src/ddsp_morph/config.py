@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ddsp_morph.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # keys whose null means "off"
 NULLABLE = {
@@ -85,7 +88,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     ),
     "model.z_mode": ((str,), ("'concat' or 'film'", lambda v: v in ("concat", "film"))),
     "latent.z_dim": ((int,), _POSITIVE),
-    "latent.gru_size": ((int,), _POSITIVE),
+    "latent.encoder_gru_size": ((int,), _POSITIVE),
     "latent.beta": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.beta_warmup_steps": ((int,), (">= 0", lambda v: v >= 0)),
     "latent.free_bits": ((float, int), (">= 0", lambda v: v >= 0)),
@@ -115,12 +118,18 @@ CONF_DIR = (
 
 
 @functools.cache
-def group_defaults(group: str, option: str = "default") -> DictConfig:
-    """One config group option as written in ``conf/`` (read-only): where code needs a default
-    outside a composed config (a dataclass's fields, a command-line flag), it reads it here."""
-    node = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+def conf_file(name: str) -> DictConfig:
+    """One yaml of ``conf/`` as written (read-only), e.g. ``morph/default`` or ``realtime``:
+    where code needs a default outside a composed config (a dataclass's fields, a command-line
+    flag), it reads it here rather than writing it a second time."""
+    node = OmegaConf.load(CONF_DIR / f"{name}.yaml")
     OmegaConf.set_readonly(node, True)
     return node
+
+
+def group_defaults(group: str, option: str = "default") -> DictConfig:
+    """One config group option as written in ``conf/`` (read-only)."""
+    return conf_file(f"{group}/{option}")
 
 
 def _leaf_keys(node: Any, prefix: str) -> set[str]:
@@ -169,8 +178,36 @@ def _is_open(key: str) -> bool:
     return key.endswith("split_fractions")
 
 
+# old key -> new key: the old names keep working for one release, with a one-line note
+RENAMED = {
+    "latent.gru_size": "latent.encoder_gru_size",
+    "latent.n_mfcc": "latent.encoder_n_mfcc",
+    "latent.n_mels": "latent.encoder_n_mels",
+    "data.balance": "data.sampler_balance",
+}
+
+
+def apply_renames(cfg: DictConfig, *, note: bool = True) -> list[str]:
+    """Move a value given under a renamed key to its new name (in place), with one log line
+    each; the old key is left null. Returns the old keys that were set."""
+    moved = []
+    for old, new in RENAMED.items():
+        value = OmegaConf.select(cfg, old, default=None)
+        if value is None:
+            continue
+        with open_dict(cfg):
+            OmegaConf.update(cfg, new, value, merge=False)
+            OmegaConf.update(cfg, old, None, merge=False)
+        moved.append(old)
+        if note:
+            log.warning("config %s is now %s; the old name goes in the next release", old, new)
+    return moved
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first key whose value has the wrong kind or range."""
+    """Raise ConfigError naming the first key whose value has the wrong kind or range (a value
+    under a renamed key is moved to its new name first)."""
+    apply_renames(cfg)
     check_unknown_keys(cfg)
     for key, (types, (desc, ok)) in SCHEMA.items():
         value = OmegaConf.select(cfg, key, default="__absent__")

@@ -40,16 +40,22 @@ def require_f0_loudness(model, run_dir) -> None:
 
 
 def exits_on_error(entry):
-    """Every entry point's wrapper: a ``DDSPMorphError`` (bad input the user can fix) ends the
-    program with its one line on stderr and exit code 2; anything else is a bug and keeps its
-    traceback."""
+    """Every entry point's wrapper: a ``DDSPMorphError`` (bad input the user can fix) or a
+    required config value left out ends the program with one line on stderr and exit code 2;
+    anything else is a bug and keeps its traceback."""
 
     @functools.wraps(entry)
     def wrapped(*args, **kwargs):
+        from omegaconf.errors import MissingMandatoryValue
+
         try:
             return entry(*args, **kwargs)
         except DDSPMorphError as e:
             print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except MissingMandatoryValue as e:  # a ``???`` of the task's config left unset
+            key = getattr(e, "full_key", None) or "a value"
+            print(f"error: {key}=... is required (give it on the command line)", file=sys.stderr)
             sys.exit(2)
 
     return wrapped

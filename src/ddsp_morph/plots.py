@@ -115,3 +115,80 @@ def strip_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def spectrogram_png(
+    path: Path, image: np.ndarray, *, duration: float, top_khz: float, title: str
+) -> None:
+    """A dB spectrogram image (bins x frames, low bins first) up to 8 kHz, over ``duration``
+    seconds, as a PNG."""
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.imshow(
+        image,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=-80,
+        vmax=max(float(image.max()) if image.size else 0.0, -79.0),
+        extent=(0, duration, 0, top_khz),
+    )
+    ax.set_ylim(0, 8)
+    ax.set_xlabel("s")
+    ax.set_ylabel("kHz")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_morph(curves: pd.DataFrame, renders: pd.DataFrame, path: Path, *, title: str = "") -> None:
+    """Left: P(B) against alpha, one panel per source A, a line per target B. Right: the
+    classifier's accuracy for every (source, target) decoding, resynthesis in the last column."""
+    sources = sorted(renders["source"].unique())
+    n = max(1, len(sources))
+    fig = plt.figure(figsize=(3.0 * n + 4.5, 3.6))
+    gs = fig.add_gridspec(1, n + 1, width_ratios=[1.0] * n + [1.3])
+    for i, a in enumerate(sources):
+        ax = fig.add_subplot(gs[0, i])
+        sub = curves[curves["from"] == a] if len(curves) else curves
+        for b in sorted(sub["to"].unique()) if len(sub) else []:
+            c = sub[sub["to"] == b]
+            ax.plot(c["alpha"], c["p_b"], "o-", ms=3, label=f"→ {b}")
+        ax.axhline(0.9, color="0.7", lw=0.8, ls="--")
+        ax.axhline(0.1, color="0.7", lw=0.8, ls="--")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"from {a}", fontsize=9)
+        ax.set_xlabel("α")
+        if i == 0:
+            ax.set_ylabel("classifier P(B)")
+        ax.legend(fontsize=7, loc="center left")
+    ax = fig.add_subplot(gs[0, n])
+    cols = [*sources, "resynthesis"]
+    mat = np.full((len(sources), len(cols)), np.nan)
+    for r, a in enumerate(sources):
+        for c, t in enumerate(cols):
+            sel = renders[(renders["source"] == a) & (renders["target"] == t)]
+            if len(sel):
+                mat[r, c] = sel["correct"].mean()
+    ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
+    for r in range(mat.shape[0]):
+        for c in range(mat.shape[1]):
+            if np.isfinite(mat[r, c]):
+                ax.text(
+                    c,
+                    r,
+                    f"{mat[r, c]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w" if mat[r, c] < 0.5 else "k",
+                )
+    ax.set_xticks(range(len(cols)), [c[:5] for c in cols], fontsize=7, rotation=45)
+    ax.set_yticks(range(len(sources)), sources, fontsize=7)
+    ax.set_xlabel("decoded as")
+    ax.set_title("accuracy (argmax = target)", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=85)
+    plt.close(fig)

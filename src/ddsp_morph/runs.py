@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ddsp_morph.build import build_model
+from ddsp_morph.config import apply_renames
 from ddsp_morph.data.io import atomic_write_with
 from ddsp_morph.errors import ConfigError, DDSPMorphError
 from ddsp_morph.latent.speeds import with_speeds
@@ -54,7 +55,9 @@ BEFORE_THE_KEY: dict = {
 
 def saved_config(cfg: DictConfig) -> DictConfig:
     """A run's saved config with the keys it predates filled in (``BEFORE_THE_KEY``)."""
-    return OmegaConf.merge(OmegaConf.create(BEFORE_THE_KEY), cfg)
+    cfg = OmegaConf.merge(OmegaConf.create(BEFORE_THE_KEY), cfg)
+    apply_renames(cfg, note=False)  # a run saved before a rename: its values under the new names
+    return cfg
 
 
 @dataclass

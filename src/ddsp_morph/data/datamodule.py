@@ -289,7 +289,7 @@ class CorpusDataModule(L.LightningDataModule):
             )
         elif self.balance != "none":
             raise ConfigError(
-                f"data.balance: expected 'equal', 'register' or 'none', got {self.balance!r}"
+                f"data.sampler_balance: expected 'equal', 'register' or 'none', got {self.balance!r}"
             )
         return DataLoader(
             ds,

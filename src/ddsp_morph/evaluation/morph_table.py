@@ -24,21 +24,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-
-from ddsp_morph.config import group_defaults  # noqa: E402
-from ddsp_morph.data.features import FeatureSettings  # noqa: E402
-from ddsp_morph.data.io import save_csv, save_json  # noqa: E402
-from ddsp_morph.evaluation.latent_eval import descriptors, preservation  # noqa: E402
-from ddsp_morph.latent.geometry import path_points, speed_between  # noqa: E402
-from ddsp_morph.latent.speeds import with_speeds  # noqa: E402
+from ddsp_morph.config import group_defaults
+from ddsp_morph.data.features import FeatureSettings
+from ddsp_morph.data.io import save_csv, save_json
+from ddsp_morph.evaluation.latent_eval import descriptors, preservation
+from ddsp_morph.latent.geometry import path_points, speed_between
+from ddsp_morph.latent.speeds import with_speeds
+from ddsp_morph.plots import plot_morph
 
 log = logging.getLogger(__name__)
 
@@ -391,59 +388,6 @@ def summary_line(s: dict) -> str:
         f"{s['resynthesis_accuracy_min']:.2f}); f0 worst {s['f0_cents_median_worst']:.1f} cents; "
         f"targets met {s['targets_met']}/{s['targets_checked']}"
     )
-
-
-def plot_morph(curves: pd.DataFrame, renders: pd.DataFrame, path: Path, *, title: str = "") -> None:
-    """Left: P(B) against alpha, one panel per source A, a line per target B. Right: the
-    classifier's accuracy for every (source, target) decoding, resynthesis in the last column."""
-    sources = sorted(renders["source"].unique())
-    n = max(1, len(sources))
-    fig = plt.figure(figsize=(3.0 * n + 4.5, 3.6))
-    gs = fig.add_gridspec(1, n + 1, width_ratios=[1.0] * n + [1.3])
-    for i, a in enumerate(sources):
-        ax = fig.add_subplot(gs[0, i])
-        sub = curves[curves["from"] == a] if len(curves) else curves
-        for b in sorted(sub["to"].unique()) if len(sub) else []:
-            c = sub[sub["to"] == b]
-            ax.plot(c["alpha"], c["p_b"], "o-", ms=3, label=f"→ {b}")
-        ax.axhline(0.9, color="0.7", lw=0.8, ls="--")
-        ax.axhline(0.1, color="0.7", lw=0.8, ls="--")
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"from {a}", fontsize=9)
-        ax.set_xlabel("α")
-        if i == 0:
-            ax.set_ylabel("classifier P(B)")
-        ax.legend(fontsize=7, loc="center left")
-    ax = fig.add_subplot(gs[0, n])
-    cols = [*sources, "resynthesis"]
-    mat = np.full((len(sources), len(cols)), np.nan)
-    for r, a in enumerate(sources):
-        for c, t in enumerate(cols):
-            sel = renders[(renders["source"] == a) & (renders["target"] == t)]
-            if len(sel):
-                mat[r, c] = sel["correct"].mean()
-    ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
-    for r in range(mat.shape[0]):
-        for c in range(mat.shape[1]):
-            if np.isfinite(mat[r, c]):
-                ax.text(
-                    c,
-                    r,
-                    f"{mat[r, c]:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="w" if mat[r, c] < 0.5 else "k",
-                )
-    ax.set_xticks(range(len(cols)), [c[:5] for c in cols], fontsize=7, rotation=45)
-    ax.set_yticks(range(len(sources)), sources, fontsize=7)
-    ax.set_xlabel("decoded as")
-    ax.set_title("accuracy (argmax = target)", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=85)
-    plt.close(fig)
 
 
 def write_morph(
