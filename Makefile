@@ -57,11 +57,14 @@ eval: $(STAMP) ## Evaluate a run on its test split: make eval RUN=runs/<run> (de
 realtime: $(STAMP) ## Play the latest run from MIDI (ARGS="--port NAME", "--virtual", "--midi-file in.mid --out out.wav")
 	$(PY) -m ddsp_morph.realtime $(ARGS)
 
-test: $(STAMP) ## Run the default test suite (not slow, not gpu)
+test: $(STAMP) ## Run the default test suite (not slow, not gpu; under 5 minutes on 2 cores)
 	$(PY) -m pytest -q
 
-test-all: $(STAMP) ## Run every test, slow ones included
+test-all: $(STAMP) ## Run every test but the GPU ones, slow ones included
 	$(PY) -m pytest -q -m "not gpu"
+
+test-slow: $(STAMP) ## Run only the slow tests: with `make test`, what test-all runs (CI runs both)
+	$(PY) -m pytest -q -m "slow and not gpu"
 
 bench: $(STAMP) ## DSP + training-step benchmark against reference implementations (CPU, < 5 min)
 	$(PY) experiments/benchmarks/dsp_bench.py $(ARGS)
@@ -73,4 +76,4 @@ lint: $(STAMP) ## ruff lint + format check
 clean: ## Remove runs and logs (keeps data and .venv)
 	rm -rf runs logs outputs
 
-.PHONY: help venv data train eval realtime test test-all bench lint clean
+.PHONY: help venv data train eval realtime test test-all test-slow bench lint clean

@@ -98,3 +98,21 @@ def tiny_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         )
     )
     return out
+
+
+def exit_code(entry, *args) -> int:
+    """What an entry point ends with: its return value, or the code it exits with (the shared
+    ``exits_on_error`` wrapper exits 2 on a user's error)."""
+    try:
+        result = entry(*args)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return int(result or 0)
+
+
+def hydra_task(name: str, *overrides: str):
+    """A Hydra task's composed config (``conf/<name>.yaml`` with ``overrides``)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(name, overrides=list(overrides))

@@ -131,6 +131,7 @@ def test_evaluate_run_writes_tables_png_and_wavs(tiny_run: Path, tiny_corpus: Pa
     assert summary["global_step"] == 6
 
 
+@pytest.mark.slow
 def test_evaluate_cli_and_bad_run_dir(tiny_run: Path, tmp_path: Path):
     cmd = [
         sys.executable,

@@ -109,6 +109,7 @@ def test_nn_tilde_audio_method_follows_the_input_pitch(fake_run, tmp_path: Path)
     assert abs(1200 * np.log2(m.follower.f0_hold / 330)) < 20
 
 
+@pytest.mark.slow
 def test_export_cli_nn_tilde_in_a_clean_process(tiny_run: Path, tmp_path: Path):
     from .conftest import REPO
 
@@ -150,6 +151,7 @@ def test_export_cli_nn_tilde_in_a_clean_process(tiny_run: Path, tmp_path: Path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: format: expected")
 
 
+@pytest.mark.slow
 def test_neutone_export_loads_plays_and_reports_its_delay(fake_run, tmp_path: Path):
     from neutone_sdk.utils import load_neutone_model
 

@@ -165,6 +165,7 @@ def test_silence_splits_regions():
     assert abs(regions[0][1] / 16000 - 1.0) < 0.02 and abs(regions[1][0] / 16000 - 1.5) < 0.02
 
 
+@pytest.mark.slow
 def test_killed_import_resumes_to_the_same_manifest(messy: Path, imported, tmp_path: Path):
     out = tmp_path / "data" / "corpus" / "messy"
     cmd = [

@@ -106,6 +106,7 @@ def test_classifier_learns_and_round_trips(tmp_path: Path):
     np.testing.assert_allclose(back.predict_proba(x), clf.predict_proba(x))
 
 
+@pytest.mark.slow
 def test_interpolate_cli_from_an_example_and_from_midi(
     tiny_run: Path, tiny_corpus: Path, tmp_path: Path
 ):

@@ -264,6 +264,7 @@ def two_timbre_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     return corpus, run
 
 
+@pytest.mark.slow
 def test_a_trained_run_morphs_and_its_cc1_sweep_goes_from_a_to_b(two_timbre_run, tmp_path: Path):
     """The end-of-run morph table of a small trained model, and the realtime synth's headless
     render of a melody with CC1 swept 0 -> 127: the classifier (trained on the corpus's real
@@ -309,6 +310,7 @@ def test_a_trained_run_morphs_and_its_cc1_sweep_goes_from_a_to_b(two_timbre_run,
         assert judged["f0_cents_median"] <= 20.0 and judged["f0_frames_compared"] > 200
 
 
+@pytest.mark.slow
 def test_audio_in_plays_a_take_of_a_as_b_along_a_cc1_sweep(two_timbre_run, tmp_path: Path):
     """Audio in, headless (the live mode's code path): a new take of one timbre, tracked block
     by block, comes out as that timbre at CC1 = 0 and as the other at CC1 = 127, with its f0
@@ -354,6 +356,7 @@ def test_audio_in_plays_a_take_of_a_as_b_along_a_cc1_sweep(two_timbre_run, tmp_p
         assert v.sum() > 300 and np.median(err) < 20.0
 
 
+@pytest.mark.slow
 def test_the_morph_cli_walks_evenly_in_timbre_and_measures_speeds_the_run_lacks(
     two_timbre_run, tmp_path: Path
 ):

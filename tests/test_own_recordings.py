@@ -61,6 +61,7 @@ def takes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_readmes_own_recordings_commands_keep_the_import(takes: Path, tmp_path: Path):
     """`make data SOURCE=<folder>`, then `make train ARGS="data.corpus.name=<name>"` as the
     README says (with a smoke-sized training added): the train command's set-up checks the
@@ -111,6 +112,7 @@ def cfg_for_prepare(data: Path, *overrides: str):
         return compose("prepare", overrides=[f"paths.data_dir={data}", *overrides])
 
 
+@pytest.mark.slow
 def test_prepare_without_source_checks_or_resumes_an_import_and_never_renders(
     takes: Path, tmp_path: Path, capsys
 ):
@@ -150,6 +152,7 @@ def test_prepare_without_source_checks_or_resumes_an_import_and_never_renders(
     assert not list((corpus / "audio").rglob("*_0000_0.wav"))  # no rendered example
 
 
+@pytest.mark.slow
 def test_a_render_never_writes_into_an_imported_corpus(takes: Path, tmp_path: Path):
     corpus = tmp_path / "corpus"
     s = ImportSettings(example_seconds=2.0, min_voiced_fraction=0.0)
@@ -186,6 +189,7 @@ def test_importing_again_with_other_settings_is_refused(tmp_path: Path):
     import_folder(src, corpus, first, FeatureSettings(), progress=False)  # the same: fine
 
 
+@pytest.mark.slow
 def test_every_instrument_gets_its_share_of_the_minutes(tmp_path: Path):
     """12 takes of 1.5-4.5 s per instrument: valid and test each hold 10% of every
     instrument's audio, within 3 points."""

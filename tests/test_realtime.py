@@ -8,7 +8,7 @@ import torch
 from ddsp_morph.build import build_model
 from ddsp_morph.realtime.engine import StreamingEngine, render_offline
 
-from .conftest import cfg_for
+from .conftest import cfg_for, exit_code, hydra_task
 
 
 @pytest.mark.parametrize(
@@ -130,11 +130,15 @@ def test_bad_midi_and_missing_run_are_one_line_errors(tiny_run: Path, tmp_path: 
     bad = tmp_path / "bad.mid"
     bad.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")
     assert (
-        main(["--run", str(tiny_run), "--midi-file", str(bad), "--out", str(tmp_path / "o.wav")])
+        exit_code(
+            main,
+            ["--run", str(tiny_run), "--midi-file", str(bad), "--out", str(tmp_path / "o.wav")],
+        )
         == 2
     )
     assert (
-        main(
+        exit_code(
+            main,
             [
                 "--runs-dir",
                 str(tmp_path / "none"),
@@ -142,7 +146,7 @@ def test_bad_midi_and_missing_run_are_one_line_errors(tiny_run: Path, tmp_path: 
                 str(bad),
                 "--out",
                 str(tmp_path / "o.wav"),
-            ]
+            ],
         )
         == 2
     )
@@ -335,7 +339,9 @@ def test_bad_realtime_settings_are_one_line(tiny_run: Path, tmp_path: Path, caps
     from ddsp_morph.realtime.cli import main
 
     out = tmp_path / "o.wav"
-    code = main(["--run", str(tiny_run), "--midi-file", "x.mid", "--out", str(out), *args])
+    code = exit_code(
+        main, ["--run", str(tiny_run), "--midi-file", "x.mid", "--out", str(out), *args]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(message), err
     assert not out.exists()
@@ -362,11 +368,13 @@ def test_a_context_model_is_refused_by_the_synth_and_the_export(
     capsys.readouterr()
     midi = _melody(tmp_path / "m.mid")
     assert (
-        main(["--run", str(run), "--midi-file", str(midi), "--out", str(tmp_path / "o.wav")]) == 2
+        exit_code(
+            main, ["--run", str(run), "--midi-file", str(midi), "--out", str(tmp_path / "o.wav")]
+        )
+        == 2
     )
-    assert export_main([f"run={run}"]) == 2
-    assert export_main([f"run={run}", "frames_per_block=abc"]) == 2
-    assert export_main([f"run={run}", "frames_per_block=0"]) == 2
+    for extra in ([], ["frames_per_block=abc"], ["frames_per_block=0"]):
+        assert exit_code(export_main.__wrapped__, hydra_task("export", f"run={run}", *extra)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     want = "this model is also conditioned on ['mfcc']; the realtime synth and the export"
     assert len(err) == 4 and want in err[0] and want in err[1], err
@@ -408,7 +416,7 @@ def test_no_midi_subsystem_is_one_line(monkeypatch, virtual: bool):
     import mido
 
     from ddsp_morph.errors import DDSPMorphError
-    from ddsp_morph.realtime.cli import open_midi_input
+    from ddsp_morph.realtime.live_midi import open_midi_input
 
     def broken(*args, **kwargs):
         raise SystemError("MidiInAlsa::initialize: error creating ALSA sequencer client object.")

@@ -38,6 +38,7 @@ exec(open("train.py").read())
 """
 
 
+@pytest.mark.slow
 def test_a_validation_after_the_last_checkpoint_survives_a_kill(tiny_corpus: Path, tmp_path: Path):
     runs = tmp_path / "runs"
     args = tiny_train_args(tiny_corpus, runs, 12, 4)
@@ -61,6 +62,7 @@ def test_a_validation_after_the_last_checkpoint_survives_a_kill(tiny_corpus: Pat
     assert steps == [2, 4, 6, 8, 10, 12]
 
 
+@pytest.mark.slow
 def test_a_copied_run_finishes_in_its_new_place(tiny_corpus: Path, tmp_path: Path):
     """Checkpoint paths inside a run are its own: a copy resumes and writes its end-of-run
     files even when the original is gone, and a missing best checkpoint is a warning."""

@@ -122,6 +122,7 @@ def test_register_balance_draws_the_rare_register_more_often(tiny_corpus: Path):
         dm.train_dataloader()
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tiny_corpus: Path, tmp_path: Path):
     """trainer=ddp really runs: two processes, gradients all-reduced, rank 0 writes the run."""
     import subprocess
@@ -157,6 +158,7 @@ def test_ddp_on_two_cpu_processes(tiny_corpus: Path, tmp_path: Path):
     assert (out / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_with_the_same_command(tiny_corpus: Path, tmp_path: Path):
     """SIGKILL mid-run, then the very same command: it finds the unfinished run (same config,
     last.ckpt, no stability.json) and continues it with the optimizer and step count intact."""
