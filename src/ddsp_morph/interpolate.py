@@ -42,7 +42,7 @@ def run_interpolation(cfg: DictConfig) -> dict:
         classifier=clf,
         settings=settings,
         speed=speed_between(run.extra.get("latent"), str(cfg["from"]), str(cfg.to), str(cfg.path))
-        if cfg.get("even", True)
+        if cfg.even
         else None,
     )
     summary["source"] = str(cfg.source)

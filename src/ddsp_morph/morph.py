@@ -25,7 +25,7 @@ def run_morph(cfg: DictConfig) -> dict:
     from ddsp_morph.runs import load_run
 
     run = load_run(
-        cfg.run, checkpoint=str(cfg.checkpoint), weights=str(cfg.get("weights", "average"))
+        cfg.run, checkpoint=str(cfg.checkpoint), weights=str(cfg.weights)
     )
     dm = build_datamodule(run.cfg)
     dm.setup("test")

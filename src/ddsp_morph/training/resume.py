@@ -48,7 +48,7 @@ def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
     """The run to continue: ``resume=<run dir>``, or with ``resume=auto`` an unfinished run
     (a last.ckpt, no stability.json) whose config equals this one — so the same command that
     was interrupted picks up where it stopped. ``resume=never`` always starts afresh."""
-    mode = cfg.get("resume", "auto")
+    mode = cfg.resume
     if mode in (None, False, "never"):
         return None
     if mode != "auto":
@@ -93,7 +93,7 @@ def check_resume_config(cfg: DictConfig, run: Path) -> dict[str, list]:
     lists the keys, unless each is named in ``resume_allow`` (then the run records it in
     ``resumes.json``). Returns the allowed changes."""
     changes = resume_changes(cfg, run)
-    allowed = {str(k) for k in (cfg.get("resume_allow") or [])}
+    allowed = {str(k) for k in cfg.resume_allow}
     refused = {k: v for k, v in changes.items() if k not in allowed}
     if refused:
         listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(refused.items())[:6])

@@ -128,9 +128,9 @@ def training_minutes(cfg: DictConfig, now: float | None = None) -> float | None:
     end-of-run work), so that make train ends within its budget however long the set-up took.
     None: no limit."""
     t = cfg.trainer
-    cap = t.get("max_minutes")
-    budget = t.get("budget") or {}
-    if budget.get("start") is None:
+    cap = t.max_minutes
+    budget = t.budget
+    if budget.start is None:
         return None if cap is None else float(cap)
     now = time.time() if now is None else now
     gone = (now - float(budget.start)) / 60.0
@@ -194,10 +194,10 @@ def weight_average(cfg: DictConfig):
     """The ``trainer.weight_average`` callback, or None when its decay is null (off)."""
     from ddsp_morph.training.averaging import WeightAverage
 
-    wa = cfg.trainer.get("weight_average") or {}
-    if wa.get("decay") is None:
+    wa = cfg.trainer.weight_average
+    if wa is None or wa.decay is None:
         return None
-    return WeightAverage(float(wa["decay"]), also=[float(d) for d in wa.get("also") or []])
+    return WeightAverage(float(wa.decay), also=[float(d) for d in wa.also or []])
 
 
 def launched_rank() -> int:
