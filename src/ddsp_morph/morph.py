@@ -24,9 +24,7 @@ def run_morph(cfg: DictConfig) -> dict:
     from ddsp_morph.latent.summary import latent_summary
     from ddsp_morph.runs import load_run
 
-    run = load_run(
-        cfg.run, checkpoint=str(cfg.checkpoint), weights=str(cfg.weights)
-    )
+    run = load_run(cfg.run, checkpoint=str(cfg.checkpoint), weights=str(cfg.weights))
     dm = build_datamodule(run.cfg)
     dm.setup("test")
     if len(dm.instruments) < 2:

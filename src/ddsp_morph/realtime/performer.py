@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +142,9 @@ class Performer:
                 )
         self.t = 0.0  # model time of the next block, seconds
         self.compute_seconds: list[float] = []
+        # a timbre given directly (the play page's XY pad), instead of the morph path
+        self.z_override: np.ndarray | None = None
+        self.last_f0, self.last_loudness, self.last_gate = 0.0, -120.0, 0.0
         self.f0_range = trained_f0_range(Path(cfg.data.corpus_dir))
         self.out_of_range_warned = False
 
@@ -166,10 +169,17 @@ class Performer:
             for i in range(n):
                 f, ld, gate = self.controller.frame(self.t + i * self.hop / self.sample_rate)
                 f0[i], loud[i] = f, ld
+                self.last_gate = gate
                 if gate and not self.out_of_range_warned:
                     self._check_range(f)
         # MIDI and OSC are handled between blocks: one timbre per block
-        z = self.latent.z(self.controller.morph, self.controller.pc) if self.latent else None
+        self.last_f0, self.last_loudness = float(f0[-1]), float(loud[-1])
+        if self.latent is None:
+            z = None
+        elif self.z_override is not None:
+            z = torch.from_numpy(np.asarray(self.z_override, np.float32))
+        else:
+            z = self.latent.z(self.controller.morph, self.controller.pc)
         if isinstance(self.engine, FastEngine):
             audio = self.engine.process_numpy(f0, loud, None if z is None else z.numpy()).copy()
         else:
@@ -181,6 +191,14 @@ class Performer:
             audio = self.resampler.resample_chunk(audio)
         self.compute_seconds.append(time.perf_counter() - start)
         return audio
+
+    def set_path(self, source: str, target: str) -> None:
+        """Morph between two other instruments from now on (CC1 / the page's slider)."""
+        latent = self.run.extra.get("latent")
+        if latent is None:
+            raise DDSPMorphError("this run has no latent: nothing to morph")
+        self.s = replace(self.s, source=source, target=target, through=())
+        self.latent = LatentMap(latent, self.s)
 
     def _check_range(self, f0_hz: float) -> None:
         """Warn once when a played note lies over a semitone outside the f0 range the model
