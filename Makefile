@@ -57,6 +57,9 @@ eval: $(STAMP) ## Evaluate a run on its test split: make eval RUN=runs/<run> (de
 realtime: $(STAMP) ## Play the latest run from MIDI (ARGS="--port NAME", "--virtual", "--midi-file in.mid --out out.wav")
 	$(PY) -m ddsp_morph.realtime $(ARGS)
 
+play: $(STAMP) ## Play the latest run from a web page: http://127.0.0.1:8765/ (ARGS="--run runs/<run>", "--no-audio --out take.wav")
+	$(PY) -m ddsp_morph.play $(ARGS)
+
 test: $(STAMP) ## Run the default test suite (not slow, not gpu; under 5 minutes on 2 cores)
 	$(PY) -m pytest -q
 
@@ -76,4 +79,4 @@ lint: $(STAMP) ## ruff lint + format check
 clean: ## Remove runs and logs (keeps data and .venv)
 	rm -rf runs logs outputs
 
-.PHONY: help venv data train eval realtime test test-all test-slow bench lint clean
+.PHONY: help venv data train eval realtime play test test-all test-slow bench lint clean

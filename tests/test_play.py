@@ -168,8 +168,10 @@ def test_the_server_speaks_websocket_and_two_pages_share_one_synth(tiny_run: Pat
                         break
                 return hello, frame, after
 
-    hello, frame, after = asyncio.run(talk())
-    stop_play(proc)
+    try:
+        hello, frame, after = asyncio.run(talk())
+    finally:
+        stop_play(proc)
     assert hello["type"] == "hello" and hello["map"]["instruments"]
     assert frame and abs(1200 * np.log2(frame["f0_hz"] / 392.0)) < 1  # G4, played by page b
     assert after, "the note of the page that went away did not end"

@@ -20,6 +20,7 @@ TASKS: dict[str, tuple[str, str]] = {
     ),
     "export": ("ddsp_morph.export", "TorchScript for a host: block, nn_tilde or neutone"),
     "realtime": ("ddsp_morph.realtime.cli", "play a run live from MIDI/OSC, or render a file"),
+    "play": ("ddsp_morph.play", "play a run from a web page: keyboard, timbre map, spectrogram"),
 }
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(TASKS[task][0])
     sys.argv = [f"ddsp-morph {task}", *rest]
-    result = module.main(rest) if task == "realtime" else module.main()
+    result = module.main(rest) if task in ("realtime", "play") else module.main()
     return result if isinstance(result, int) else 0
 
 
