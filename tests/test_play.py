@@ -166,6 +166,27 @@ def test_the_server_speaks_websocket_and_two_pages_share_one_synth(tiny_run: Pat
                     if msg["type"] == "frame" and msg["f0_hz"] == 0:
                         after = msg
                         break
+                # record a take and download it; switch to a run of the menu (the same one)
+                await a.send_json({"type": "record", "on": True})
+                await asyncio.sleep(0.5)
+                await a.send_json({"type": "record", "on": False})
+                recorded = {}
+                for _ in range(200):
+                    msg = await a.receive_json()
+                    if msg["type"] == "recorded":
+                        recorded = msg
+                        break
+                async with http.get(f"http://127.0.0.1:{port}{recorded['url']}") as r:
+                    take = await r.read()
+                    assert r.status == 200 and take[:4] == b"RIFF" and len(take) > 8000
+                await a.send_json({"type": "run", "name": hello["runs"][0]})
+                again = {}
+                for _ in range(400):
+                    msg = await a.receive_json()
+                    if msg["type"] == "hello":
+                        again = msg
+                        break
+                assert again.get("run") == hello["runs"][0]
                 return hello, frame, after
 
     try:

@@ -81,10 +81,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     server.start_audio()
-    print(
-        f"play: http://{'127.0.0.1' if host in ('127.0.0.1', 'localhost') else host}:{args.port}/",
-        flush=True,
-    )
     try:
         asyncio.run(serve(server.app(), host, args.port, args.seconds))
     except KeyboardInterrupt:
@@ -108,6 +104,8 @@ async def serve(app, host: str, port: int, seconds: float | None) -> None:
     except OSError as e:
         await runner.cleanup()
         raise DDSPMorphError(f"--port {port}: cannot serve on {host} ({e.strerror})") from None
+    shown = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
+    print(f"play: http://{shown}:{port}/", flush=True)  # once it listens
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

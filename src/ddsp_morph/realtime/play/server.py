@@ -208,6 +208,9 @@ class PlayServer:
         except DDSPMorphError as e:
             await self.broadcast({"type": "notice", "text": f"{name}: {e}"})
             return
+        # one take, one log: the output's clock and the events go on across the switch
+        session.events, session.samples_out = self.session.events, self.session.samples_out
+        session._log("run", {"name": name})
         self.session, self.run_dir = session, run_dir
         await self.broadcast(self.hello())
 
