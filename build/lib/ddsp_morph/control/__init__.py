@@ -1,0 +1,1 @@
+"""Performance controls from MIDI: f0, loudness and timbre position per frame."""

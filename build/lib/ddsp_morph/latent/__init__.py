@@ -1,0 +1,1 @@
+"""The latent space: path geometry, summaries and path speeds (no training, no plots)."""

@@ -1,0 +1,1 @@
+"""The realtime synth: a block-by-block engine over a trained model."""

@@ -1,0 +1,5 @@
+import sys
+
+from ddsp_morph.realtime.cli import main
+
+sys.exit(main())

@@ -1,0 +1,159 @@
+"""TorchScript export of the streaming synth: a block of controls (and a timbre z) in, a block of
+audio out, every state (GRU, phase, noise tail, reverb delay line) held inside the module.
+The file loads with ``torch.jit.load`` in a process that never imports ddsp_morph."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ddsp_morph.dsp.noise import filtered_noise
+from ddsp_morph.dsp.oscillators import (
+    HarmonicState,
+    harmonic_synth,
+    normalize_distribution,
+    remove_above_nyquist,
+)
+from ddsp_morph.dsp.reverb import PartitionedConvolver
+from ddsp_morph.models.autoencoder import DDSPAutoencoder
+
+
+class StreamingSynth(nn.Module):
+    """forward(f0_hz [k], loudness_db [k], z [z_dim]) -> audio [k * hop]; k = frames_per_block.
+
+    The same computation as ``StreamingEngine`` written without Python-side state, so that it
+    traces: the reverb's delay line shifts by one partition per block instead of a ring index.
+    """
+
+    def __init__(
+        self, model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0
+    ) -> None:
+        super().__init__()
+        if model.extra_inputs:
+            raise ValueError(
+                f"conditioning: this model also reads {model.extra_inputs}; the exported "
+                "synth takes f0 and loudness only (train with conditioning=f0_loud)"
+            )
+        model = model.eval()
+        self.model = model  # its decoder_inputs scales f0 and loudness as in training
+        self.frames = int(frames_per_block)
+        self.hop = model.synth.hop_length
+        self.block = self.frames * self.hop
+        self.z_dim = model.encoder.z_dim if model.encoder is not None else 0
+        k = model.synth.harmonic.n_harmonics
+        self.register_buffer("hidden", torch.zeros(1, 1, model.decoder.gru.hidden_size))
+        self.register_buffer("phase", torch.zeros(1, dtype=torch.float64))
+        self.register_buffer("prev_f0", torch.zeros(1))
+        self.register_buffer("prev_amps", torch.zeros(1, k))
+        self.register_buffer("started", torch.zeros(1))
+        self.has_noise = model.synth.noise is not None
+        ir_size = 2 * (model.synth.noise.n_bands - 1) if self.has_noise else 2
+        self.register_buffer("noise_tail", torch.zeros(1, ir_size - 1))
+        self.has_reverb = model.synth.reverb is not None
+        if self.has_reverb:
+            rv = model.synth.reverb
+            with torch.no_grad():
+                ir = rv.impulse_response()
+                wet, dry = rv.wet_dry()
+                idx = instrument_id if rv.n_irs > 1 else 0
+                ir, wet, dry = ir[idx : idx + 1], wet[idx], dry[idx]
+            spectra = PartitionedConvolver(ir, self.block).ir_spectra
+        else:
+            wet, dry = torch.tensor(0.0), torch.tensor(1.0)
+            spectra = torch.zeros(1, 1, self.block + 1, dtype=torch.complex64)
+        self.register_buffer("ir_spectra", spectra)
+        self.register_buffer("delay_line", torch.zeros_like(spectra))
+        self.register_buffer("previous", torch.zeros(1, self.block))
+        self.register_buffer("wet", wet.detach().reshape(1))
+        self.register_buffer("dry", dry.detach().reshape(1))
+
+    def forward(
+        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
+        f0 = f0_hz.reshape(1, self.frames)
+        inputs = self.model.decoder_inputs(
+            {"f0_hz": f0, "loudness_db": loudness_db.reshape(1, self.frames)}
+        )
+        if self.z_dim:
+            inputs["z"] = z.reshape(1, 1, self.z_dim).expand(1, self.frames, self.z_dim)
+        raw, hidden = self.model.decoder(inputs, self.hidden, return_hidden=True)
+        controls = self.model.synth.get_controls(raw)
+        amplitude, dist = controls["amplitude"], controls["harmonic_distribution"]
+        first = (
+            amplitude
+            * normalize_distribution(
+                remove_above_nyquist(f0, dist, sample_rate=self.model.synth.harmonic.sample_rate)
+            )
+        )[:, 0]
+        started = self.started > 0
+        state = HarmonicState(
+            self.phase,
+            torch.where(started, self.prev_f0, f0[:, 0]),
+            torch.where(started, self.prev_amps, first),
+        )
+        audio, new_state = harmonic_synth(
+            f0,
+            amplitude,
+            dist,
+            sample_rate=self.model.synth.harmonic.sample_rate,
+            hop_length=self.hop,
+            upsample=self.model.synth.harmonic.upsample,
+            state=state,
+            return_state=True,
+        )
+        if self.has_noise:
+            noise, tail = filtered_noise(
+                controls["noise_magnitudes"],
+                hop_length=self.hop,
+                tail=self.noise_tail,
+                return_tail=True,
+            )
+            audio = audio + noise
+            self.noise_tail.copy_(tail)
+        if self.has_reverb:
+            spec = torch.fft.rfft(torch.cat([self.previous, audio], dim=-1))
+            delay = torch.cat([spec.unsqueeze(1), self.delay_line[:, :-1]], dim=1)
+            wet = torch.fft.irfft((delay * self.ir_spectra).sum(dim=1), 2 * self.block)[
+                ..., self.block :
+            ]
+            self.delay_line.copy_(delay)
+            self.previous.copy_(audio)
+            audio = self.dry * audio + self.wet * wet
+        self.hidden.copy_(hidden)
+        self.phase.copy_(new_state.phase)
+        self.prev_f0.copy_(new_state.f0_hz)
+        self.prev_amps.copy_(new_state.amplitudes)
+        self.started.fill_(1.0)
+        return audio[0]
+
+
+def trace_synth(
+    model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0
+) -> torch.jit.ScriptModule:
+    """The streaming synth traced for a fixed block, its state back at silence."""
+    module = StreamingSynth(model, frames_per_block, instrument_id)
+    f0 = torch.full((frames_per_block,), 220.0)
+    loud = torch.full((frames_per_block,), -40.0)
+    z = torch.zeros(max(1, module.z_dim))
+    state = {k: v.clone() for k, v in module.named_buffers()}  # the stream's state lives in buffers
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape checks and chunk counts become constants: right for a fixed block size.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(module, (f0, loud, z), check_trace=False)
+    with torch.no_grad():  # tracing ran one block: start from silence again
+        for name, buffer in traced.named_buffers():
+            buffer.copy_(state[name])
+    for p in traced.parameters():
+        p.requires_grad_(False)
+    return traced
+
+
+def export_run(run, out: Path, *, frames_per_block: int = 1, instrument_id: int = 0) -> Path:
+    """Trace the streaming synth of a loaded run and save it (TorchScript)."""
+    traced = trace_synth(run.model, frames_per_block, instrument_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    traced.save(str(out))
+    return out
