@@ -230,13 +230,14 @@ def test_the_server_refuses_a_port_in_use_and_says_what_another_host_exposes(
 def chromium() -> tuple[str, str]:
     """chromium and its driver, installed from Debian where missing (CI), or skip in one line."""
     want = ("chromium", "chromedriver")
-    if not all(shutil.which(w) for w in want) and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
-            capture_output=True,
-            timeout=900,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+    for first in ([], ["apt-get", "update", "-q"]):  # the package lists may be stale
+        if all(shutil.which(w) for w in want) or not shutil.which("apt-get") or os.geteuid():
+            break
+        if first:
+            subprocess.run(first, capture_output=True, timeout=600, env=env)
+        subprocess.run(install, capture_output=True, timeout=900, env=env)
     found = [shutil.which(w) for w in want]
     if not all(found):
         pytest.skip(
