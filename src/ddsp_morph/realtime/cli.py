@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         "(e.g. violin,flute,trumpet): CC1 travels the whole chain",
     )
     ap.add_argument("--frames-per-block", type=int, default=d.frames_per_block)
+    ap.add_argument("--voices", type=int, default=d.voices, help="polyphony: voices (1: mono)")
+    ap.add_argument(
+        "--mpe", action="store_true", help="MPE lower zone: per-note bend, CC74 timbre, pressure"
+    )
     ap.add_argument(
         "--engine",
         default=d.engine,
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         through=tuple(n.strip() for n in args.through.split(",") if n.strip()),
         engine=args.engine,
         weights=args.weights,
+        voices=positive_int(args.voices, "--voices", high=64),
+        mpe=args.mpe,
     )
     audio_in = AudioInSettings(
         tracker=args.tracker, gain_db=args.gain_db, auto_gain=not args.no_auto_gain

@@ -82,7 +82,9 @@ def run_live(
             f"audio output needs PortAudio ({e}); on Debian: apt install libportaudio2. "
             "Headless rendering works without it: --midi-file in.mid --out out.wav"
         ) from e
-    p = Performer(run, s)
+    from ddsp_morph.realtime.poly import performer_for
+
+    p = performer_for(run, s)
     inbox, server = control_inbox(osc_host, osc_port)
     inport = open_midi_input(port, virtual, lambda m: inbox.put(("midi", m)))
     fifo = np.zeros(0, np.float32)

@@ -47,6 +47,8 @@ class PerformerSettings:
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
     weights: str = "int16"  # the fast engine's decoder weights: "float32", "int16" or "int8"
     input_tables: int = 2048  # the fast engine's tabulated f0/loudness branches (0: off)
+    voices: int = 1  # > 1: polyphonic (realtime.poly), one engine per voice
+    mpe: bool = False  # MPE lower zone: per-note bend, CC74 timbre and pressure (polyphonic)
 
 
 class LatentMap:
@@ -114,20 +116,8 @@ class Performer:
         source_id = (
             run.instruments.index(self.latent.source) if self.latent and run.instruments else 0
         )
-        if self.s.engine == "fast":
-            self.engine = FastEngine(
-                run.model,
-                frames_per_block=self.s.frames_per_block,
-                instrument_id=source_id,
-                weights=self.s.weights,
-                input_tables=self.s.input_tables,
-            )
-        elif self.s.engine == "torch":
-            self.engine = StreamingEngine(
-                run.model, frames_per_block=self.s.frames_per_block, instrument_id=source_id
-            )
-        else:
-            raise DDSPMorphError(f"engine: expected 'fast' or 'torch', got {self.s.engine!r}")
+        self.source_id = source_id
+        self.engine = self.make_engine()
         self.block_size = self.engine.block_size
         # An integer ratio (16 -> 48 kHz) gets a polyphase FIR (0.48 ms, images 60 dB down); any
         # other rate soxr's quick streaming mode (no delay beyond the block; its HQ holds 32 ms).
@@ -147,6 +137,36 @@ class Performer:
         self.last_f0, self.last_loudness, self.last_gate = 0.0, -120.0, 0.0
         self.f0_range = trained_f0_range(Path(cfg.data.corpus_dir))
         self.out_of_range_warned = False
+
+    def make_engine(self):
+        """One streaming engine of the run (its own GRU state, phases and filter tails)."""
+        run, s = self.run, self.s
+        if s.engine == "fast":
+            return FastEngine(
+                run.model,
+                frames_per_block=s.frames_per_block,
+                instrument_id=self.source_id,
+                weights=s.weights,
+                input_tables=s.input_tables,
+            )
+        if s.engine == "torch":
+            return StreamingEngine(
+                run.model, frames_per_block=s.frames_per_block, instrument_id=self.source_id
+            )
+        raise DDSPMorphError(f"engine: expected 'fast' or 'torch', got {s.engine!r}")
+
+    def synthesize(self, engine, f0: np.ndarray, loud: np.ndarray, z) -> np.ndarray:
+        """One block of ``engine`` at the model rate (a copy)."""
+        if isinstance(engine, FastEngine):
+            return engine.process_numpy(f0, loud, None if z is None else z.numpy()).copy()
+        return engine.process(torch.from_numpy(f0), torch.from_numpy(loud), z).numpy()
+
+    def to_device_rate(self, audio: np.ndarray) -> np.ndarray:
+        if self.upsampler is not None:
+            return self.upsampler.process(audio)
+        if self.resampler is not None:
+            return self.resampler.resample_chunk(audio)
+        return audio
 
     def next_block(
         self, f0_hz: np.ndarray | None = None, loudness_db: np.ndarray | None = None
@@ -180,15 +200,9 @@ class Performer:
             z = torch.from_numpy(np.asarray(self.z_override, np.float32))
         else:
             z = self.latent.z(self.controller.morph, self.controller.pc)
-        if isinstance(self.engine, FastEngine):
-            audio = self.engine.process_numpy(f0, loud, None if z is None else z.numpy()).copy()
-        else:
-            audio = self.engine.process(torch.from_numpy(f0), torch.from_numpy(loud), z).numpy()
+        audio = self.synthesize(self.engine, f0, loud, z)
         self.t += self.block_size / self.sample_rate
-        if self.upsampler is not None:
-            audio = self.upsampler.process(audio)
-        elif self.resampler is not None:
-            audio = self.resampler.resample_chunk(audio)
+        audio = self.to_device_rate(audio)
         self.compute_seconds.append(time.perf_counter() - start)
         return audio
 
@@ -247,8 +261,10 @@ def render_midi_file(
     would arrive live. Returns (audio at the device rate, timing statistics); with ``sink``,
     each block goes to it as it is made and no audio is kept (None), so a long file renders in
     flat memory."""
+    from ddsp_morph.realtime.poly import performer_for
+
     events = midi_events(midi_path)
-    p = Performer(run, settings)
+    p = performer_for(run, settings)
     block_s = p.block_size / p.sample_rate
     n_blocks = int(np.ceil((events[-1][0] + tail_s) / block_s))
     out: list[np.ndarray] = []
