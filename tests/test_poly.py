@@ -194,3 +194,36 @@ def test_the_cli_plays_a_chord_file_with_voices_and_refuses_zero(tiny_run: Path,
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: --voices: expected an integer >= 1 and <= 64, got 0"
     ]
+
+
+def test_a_split_and_a_layer_set_each_voice_on_the_path():
+    split = PolyController(4, MidiSettings(), split=60)
+    split.handle(on(48), 0.0)
+    split.handle(on(72), 0.0)
+    assert [(v.note, v.morph) for v in split.voices[:2]] == [(48, 0.0), (72, 1.0)]
+    layer = PolyController(4, MidiSettings(), layer=True)
+    layer.handle(on(60), 0.0)
+    assert [(v.note, v.morph) for v in layer.voices[:2]] == [(60, 0.0), (60, 1.0)]
+    layer.handle(off(60), 0.5)
+    assert all(v.released is not None for v in layer.voices[:2])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--split", "c4:violin,flute"], "error: --split: expected NOTE:LOW,HIGH"),
+        (["--split", "60:violin"], "error: --split: expected two instruments A,B"),
+        (["--layer", "violin"], "error: --layer: expected two instruments A,B"),
+    ],
+)
+def test_a_bad_split_or_layer_is_one_line(tiny_run: Path, tmp_path: Path, capsys, args, message):
+    from ddsp_morph.realtime.cli import main
+
+    from .conftest import exit_code
+
+    out = tmp_path / "o.wav"
+    code = exit_code(
+        main, ["--run", str(tiny_run), "--midi-file", "x.mid", "--out", str(out), *args]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message), err

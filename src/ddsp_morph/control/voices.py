@@ -38,13 +38,23 @@ class VoiceState:
 class PolyController:
     """Routes MIDI messages to ``n_voices`` per-voice controllers."""
 
-    def __init__(self, n_voices: int, settings: MidiSettings | None = None, *, mpe: bool = False):
+    def __init__(
+        self,
+        n_voices: int,
+        settings: MidiSettings | None = None,
+        *,
+        mpe: bool = False,
+        split: int | None = None,
+        layer: bool = False,
+    ):
+        """``split``: notes below it play the path's first instrument (morph 0), from it up the
+        second (morph 1); ``layer``: every note plays both, on two voices."""
         if n_voices < 1:
             raise ValueError(f"n_voices: need at least 1, got {n_voices}")
         base = settings or MidiSettings()
         if mpe:
             base = replace(base, bend_range=MPE_BEND_RANGE, channel=None)
-        self.settings, self.mpe = base, mpe
+        self.settings, self.mpe, self.split, self.layer = base, mpe, split, layer
         self.controllers = [MidiController(base) for _ in range(n_voices)]
         self.voices = [VoiceState() for _ in range(n_voices)]
         self.clock = 0
@@ -108,22 +118,30 @@ class PolyController:
     def _note_on(self, msg, channel: int, t: float) -> None:
         for i in self.voice_of(msg.note, channel):  # the same key again: retrigger its voice
             self.voices[i].released = self._tick()
-        i, stolen = self.allocate()
-        old = self.controllers[i]
-        fresh = MidiController(self.settings)
-        fresh.morph, fresh.pc, fresh.vibrato = self.morph, list(self.pc), old.vibrato
-        if not self.mpe:
-            fresh.bend = old.bend
-        fresh.pedal = self.pedal
-        fresh.last_t = t
-        fresh.handle(msg, t)
-        self.controllers[i] = fresh
-        self.voices[i] = VoiceState(
-            note=msg.note,
-            channel=channel,
-            started=self._tick(),
-            steal=old if stolen else None,
-        )
+        if self.layer:
+            morphs: list[float | None] = [0.0, 1.0]
+        elif self.split is not None:
+            morphs = [0.0 if msg.note < self.split else 1.0]
+        else:
+            morphs = [None]
+        for morph in morphs:
+            i, stolen = self.allocate()
+            old = self.controllers[i]
+            fresh = MidiController(self.settings)
+            fresh.morph, fresh.pc, fresh.vibrato = self.morph, list(self.pc), old.vibrato
+            if not self.mpe:
+                fresh.bend = old.bend
+            fresh.pedal = self.pedal
+            fresh.last_t = t
+            fresh.handle(msg, t)
+            self.controllers[i] = fresh
+            self.voices[i] = VoiceState(
+                note=msg.note,
+                channel=channel,
+                started=self._tick(),
+                morph=morph,
+                steal=old if stolen else None,
+            )
 
     def _control(self, msg, channel: int, member: bool, t: float) -> None:
         s = self.settings

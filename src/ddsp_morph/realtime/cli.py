@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ddsp_morph.config import conf_file, group_defaults
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         "--mpe", action="store_true", help="MPE lower zone: per-note bend, CC74 timbre, pressure"
     )
     ap.add_argument(
+        "--split", help="NOTE:LOW,HIGH, e.g. 60:violin,flute: violin below middle C, flute from it"
+    )
+    ap.add_argument("--layer", help="A,B, e.g. violin,flute: every note plays both")
+    ap.add_argument(
         "--engine",
         default=d.engine,
         choices=["fast", "torch"],
@@ -122,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         raise DDSPMorphError(f"--seconds: expected a duration > 0, got {args.seconds}")
     run = load_run(args.run or latest_run(args.runs_dir), checkpoint=args.checkpoint)
     require_f0_loudness(run.model, run.run_dir)
+    split = layer = None
+    if args.split:
+        split, pair = parse_split(args.split)
+        args.source, args.target = pair
+    if args.layer:
+        args.source, args.target = parse_pair(args.layer, "--layer")
+        layer = True
     s = PerformerSettings(
         frames_per_block=args.frames_per_block,
         device_rate=args.device_rate,
@@ -134,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         weights=args.weights,
         voices=positive_int(args.voices, "--voices", high=64),
         mpe=args.mpe,
+        split=split,
+        layer=bool(layer),
     )
+    if (s.split is not None or s.layer) and s.voices == 1:
+        s = replace(s, voices=8)  # a split or a layer is polyphonic
     audio_in = AudioInSettings(
         tracker=args.tracker, gain_db=args.gain_db, auto_gain=not args.no_auto_gain
     )
@@ -181,3 +197,20 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds,
     )
     return 0
+
+
+def parse_pair(text: str, flag: str) -> tuple[str, str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if len(names) != 2:
+        raise DDSPMorphError(f"{flag}: expected two instruments A,B, got {text!r}")
+    return names[0], names[1]
+
+
+def parse_split(text: str) -> tuple[int, tuple[str, str]]:
+    """``60:violin,flute`` -> (60, ("violin", "flute"))."""
+    note, _, pair = text.partition(":")
+    if not note.strip().isdigit() or not 0 <= int(note) <= 127 or not pair:
+        raise DDSPMorphError(
+            f"--split: expected NOTE:LOW,HIGH such as 60:violin,flute, got {text!r}"
+        )
+    return int(note), parse_pair(pair, "--split")

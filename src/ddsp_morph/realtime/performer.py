@@ -49,6 +49,8 @@ class PerformerSettings:
     input_tables: int = 2048  # the fast engine's tabulated f0/loudness branches (0: off)
     voices: int = 1  # > 1: polyphonic (realtime.poly), one engine per voice
     mpe: bool = False  # MPE lower zone: per-note bend, CC74 timbre and pressure (polyphonic)
+    split: int | None = None  # notes below it play `source`, from it up `target` (polyphonic)
+    layer: bool = False  # every note plays `source` and `target` together, on two voices
 
 
 class LatentMap:

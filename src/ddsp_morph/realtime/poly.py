@@ -96,6 +96,6 @@ class PolyPerformer(Performer):
 def performer_for(run, settings: PerformerSettings) -> Performer:
     """The monophonic performer for one voice (last-note priority, legato, portamento), the
     polyphonic one for more, or with MPE."""
-    if settings.voices == 1 and not settings.mpe:
+    if settings.voices == 1 and not (settings.mpe or settings.layer or settings.split is not None):
         return Performer(run, settings)
     return PolyPerformer(run, settings, n_voices=settings.voices, mpe=settings.mpe)
