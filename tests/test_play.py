@@ -203,6 +203,7 @@ def test_the_server_speaks_websocket_and_two_pages_share_one_synth(tiny_run: Pat
     ]
 
 
+@pytest.mark.slow
 def test_the_server_refuses_a_port_in_use_and_says_what_another_host_exposes(
     tiny_run: Path, tmp_path: Path
 ):

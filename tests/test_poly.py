@@ -169,6 +169,7 @@ def test_a_chord_with_one_voice_plays_one_note(tiny_run: Path, tmp_path: Path):
     assert heights[67] > 5 * heights[60], heights
 
 
+@pytest.mark.slow
 def test_the_cli_plays_a_chord_file_with_voices_and_refuses_zero(tiny_run: Path, tmp_path: Path):
     import subprocess
     import sys
