@@ -427,3 +427,14 @@ def test_no_midi_subsystem_is_one_line(monkeypatch, virtual: bool):
         open_midi_input(None, virtual, print)
     msg = str(e.value)
     assert "\n" not in msg and "ALSA sequencer" in msg and "--midi-file in.mid --out out.wav" in msg
+
+
+def test_a_run_away_from_its_corpus_still_plays_with_the_default_range(tmp_path: Path, caplog):
+    import logging
+
+    from ddsp_morph.control.midi import MidiSettings
+    from ddsp_morph.sources import corpus_midi_settings
+
+    with caplog.at_level(logging.WARNING, logger="ddsp_morph.sources"):
+        s = corpus_midi_settings(tmp_path / "gone")
+    assert s == MidiSettings() and "stats.json: not readable here" in caplog.text

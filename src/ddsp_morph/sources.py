@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -10,11 +11,24 @@ import torch
 from ddsp_morph.control.midi import MidiSettings, midi_to_controls
 from ddsp_morph.errors import DDSPMorphError
 
+log = logging.getLogger(__name__)
+
 
 def corpus_midi_settings(corpus_dir: Path) -> MidiSettings:
     """MIDI settings whose loudness spans the corpus's: velocity 127 at its 95th percentile,
-    silence 20 dB under its 5th."""
-    stats = json.loads((corpus_dir / "stats.json").read_text())
+    silence 20 dB under its 5th. A run whose corpus is not here (a run copied to another
+    machine, or started from another folder) plays with the default range, and says so."""
+    path = Path(corpus_dir) / "stats.json"
+    try:
+        stats = json.loads(path.read_text())
+        float(stats["loudness_db_p05"]), float(stats["loudness_db_p95"])
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning(
+            "%s: not readable here; velocity maps to the default loudness range "
+            "(run from the folder the run was trained in to use its corpus's)",
+            path,
+        )
+        return MidiSettings()
     return MidiSettings(
         loudness_min_db=float(stats["loudness_db_p05"]) - 20.0,
         loudness_max_db=float(stats["loudness_db_p95"]),
