@@ -1,1 +1,0 @@
-"""Evaluation: reconstruction metrics and the evaluation of a trained run."""

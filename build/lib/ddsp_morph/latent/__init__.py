@@ -1,1 +1,0 @@
-"""The latent space: path geometry, summaries and path speeds (no training, no plots)."""

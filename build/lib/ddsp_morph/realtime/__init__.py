@@ -1,1 +1,0 @@
-"""The realtime synth: a block-by-block engine over a trained model."""

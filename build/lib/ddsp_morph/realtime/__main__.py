@@ -1,5 +1,0 @@
-import sys
-
-from ddsp_morph.realtime.cli import main
-
-sys.exit(main())
