@@ -71,6 +71,11 @@ class LoadedRun:
     extra: dict = field(default_factory=dict)
 
 
+def finished_runs(runs_dir: Path) -> list[Path]:
+    """Run folders under ``runs_dir`` that hold a ``last.ckpt``, oldest first (by name: date)."""
+    return sorted(p.parents[1] for p in Path(runs_dir).glob("*/checkpoints/last.ckpt"))
+
+
 def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
     """``best``: the top-k checkpoint ModelCheckpoint kept (lowest val/loss), else last.ckpt;
     ``last``: last.ckpt; anything else: a path."""

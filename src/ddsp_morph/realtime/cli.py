@@ -26,7 +26,9 @@ from ddsp_morph.realtime.performer import PerformerSettings
 
 
 def latest_run(runs_dir: Path) -> Path:
-    runs = sorted(p.parents[1] for p in runs_dir.glob("*/checkpoints/last.ckpt"))
+    from ddsp_morph.runs import finished_runs
+
+    runs = finished_runs(runs_dir)
     if not runs:
         raise DDSPMorphError(
             f"{runs_dir}: no trained run yet; train one first with `make train` "

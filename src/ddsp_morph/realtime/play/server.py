@@ -34,8 +34,9 @@ FRAMES_PER_SECOND = 20
 
 def list_runs(runs_dir: Path) -> list[str]:
     """Run folders under ``runs_dir`` that hold a finished checkpoint, newest first."""
-    runs = sorted(p.parents[1] for p in runs_dir.glob("*/checkpoints/last.ckpt"))
-    return [r.name for r in reversed(runs)]
+    from ddsp_morph.runs import finished_runs
+
+    return [r.name for r in reversed(finished_runs(runs_dir))]
 
 
 def open_session(run_dir: Path, settings: PerformerSettings) -> PlaySession:

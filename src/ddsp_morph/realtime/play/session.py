@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import mido
@@ -43,7 +42,7 @@ class PlaySession:
         self.pad = (0.0, 0.0)
         self.samples_out = 0
         self.events: list[Event] = []
-        self.tail = deque(maxlen=SPECTRUM_FFT)  # the latest output samples
+        self.tail = np.zeros(SPECTRUM_FFT, np.float32)  # the latest output samples
         self.level_db = -120.0
         if timbre_map is not None:
             # start on the first instrument
@@ -137,7 +136,10 @@ class PlaySession:
         with self.lock:
             audio = self.performer.next_block()
             self.samples_out += len(audio)
-        self.tail.extend(audio.tolist())
+        n = min(len(audio), SPECTRUM_FFT)
+        if n:
+            self.tail = np.roll(self.tail, -n)
+            self.tail[-n:] = audio[-n:]
         if len(audio):
             rms = float(np.sqrt(np.mean(np.square(audio)) + 1e-12))
             self.level_db = max(20 * np.log10(rms), self.level_db - 3.0)  # falls 3 dB a block
@@ -146,8 +148,7 @@ class PlaySession:
     def frame(self, rate: int) -> dict:
         """What a page draws now: one spectrogram column (dB, 0..8 kHz), the level, f0 and
         loudness, the timbre position and the count of ignored messages."""
-        tail = np.asarray(self.tail, np.float32)
-        column = spectrum_column(tail, rate)
+        column = spectrum_column(self.tail.copy(), rate)
         p = self.performer
         return {
             "type": "frame",
