@@ -42,9 +42,24 @@ def harmonic_block(
     """
     m, k_total = distribution.shape
     hop = ramp.shape[0]
+    harmonic_block_into(
+        f0_hz, amplitude, distribution, ramp, sample_rate, state, prev_amps, out,
+        np.empty((m, k_total), dtype=np.float32), np.empty(k_total, dtype=np.float32),
+        np.empty((5, hop)), np.empty(hop, dtype=np.int64),
+    )  # fmt: skip
+
+
+@njit(cache=True, fastmath=False)
+def harmonic_block_into(
+    f0_hz, amplitude, distribution, ramp, sample_rate, state, prev_amps, out,
+    amps, a_start, scratch, kmax,
+):  # fmt: skip  # pragma: no cover - compiled
+    """``harmonic_block`` with its scratch given (nothing allocated): amps float32 [M, K],
+    a_start float32 [K], scratch float64 [5, H], kmax int64 [H]."""
+    m, k_total = distribution.shape
+    hop = ramp.shape[0]
     nyquist = sample_rate / 2.0
     omega = TWO_PI / sample_rate
-    amps = np.empty((m, k_total), dtype=np.float32)
     for i in range(m):
         total = np.float32(0.0)
         for k in range(k_total):
@@ -60,14 +75,9 @@ def harmonic_block(
         state[2] = 1.0
     phase = state[0]
     f_start = np.float32(state[1])
-    a_start = prev_amps.copy()
+    a_start[:] = prev_amps
     # per sample of a hop: phase, sin and 2 cos of it, and how many harmonics sound
-    s0 = np.empty(hop)
-    s1 = np.empty(hop)
-    c2 = np.empty(hop)
-    kmax = np.empty(hop, dtype=np.int64)
-    acc_a = np.empty(hop)
-    acc_b = np.empty(hop)
+    s0, s1, c2, acc_a, acc_b = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
     for i in range(m):
         f_end = f0_hz[i]
         k_block = 0
@@ -126,26 +136,39 @@ def noise_block(magnitudes, noise, basis_reversed, tail, out):  # pragma: no cov
         tail: float32 [L - 1], the ringing carried from the last block (updated).
         out: float32 [M * hop], written.
     """
-    m, n_bands = magnitudes.shape
+    taps_n = basis_reversed.shape[1]
+    noise_block_into(
+        magnitudes, 0, noise, basis_reversed, tail, out,
+        np.empty(noise.shape[0] + taps_n - 1, dtype=np.float32), np.empty(taps_n, dtype=np.float32),
+    )  # fmt: skip
+
+
+@njit(cache=True, fastmath=True)
+def noise_block_into(
+    magnitudes, band0, noise, basis_reversed, tail, out, acc, taps
+):  # pragma: no cover - compiled
+    """``noise_block`` with its scratch given (nothing allocated): acc float32 [M * hop + L - 1],
+    taps float32 [L]; the bands are ``magnitudes[:, band0:]`` (a slice would cost a record)."""
+    m = magnitudes.shape[0]
+    n_bands = basis_reversed.shape[0]
     taps_n = basis_reversed.shape[1]
     hop = noise.shape[0] // m
     r = taps_n - 1
-    total = m * hop + r
-    acc = np.zeros(total, dtype=np.float32)
-    acc[:r] += tail
-    taps = np.empty(taps_n, dtype=np.float32)
+    acc[:] = 0.0
+    for j in range(r):  # (a loop: ``acc[:r] += tail`` would allocate a temporary)
+        acc[j] = tail[j]
     for i in range(m):
         taps[:] = 0.0
         for b in range(n_bands):
-            mb = magnitudes[i, b]
+            mb = magnitudes[i, band0 + b]
             for j in range(taps_n):
-                taps[j] += mb * basis_reversed[b, j]
-        # y[t] = sum_j x[t - j] h[j], h = taps reversed: taps[L - 1 - j]
+                taps[taps_n - 1 - j] += mb * basis_reversed[b, j]
+        # y[t] = sum_j x[t - j] h[j]: taps holds h (the reversed basis, read backwards)
         base = i * hop
         for s in range(hop):
             x = noise[base + s]
             for j in range(taps_n):
-                acc[base + s + j] += x * taps[taps_n - 1 - j]
+                acc[base + s + j] += x * taps[j]
     out[:] = acc[: m * hop]
     tail[:] = acc[m * hop :]
 
@@ -218,18 +241,34 @@ def reverb_block(
         out: float32 [B], written.
     """
     b = block.shape[0]
+    return reverb_block_into(
+        block, frame, ring_re, ring_im, ir_re, ir_im, cos_t, sin_t, head, dry, out,
+        np.empty((2, 2 * b)), np.empty((2, b + 1), dtype=np.float32),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def reverb_block_into(
+    block, frame, ring_re, ring_im, ir_re, ir_im, cos_t, sin_t, head, dry, out, fft, acc
+):  # pragma: no cover - compiled
+    """``reverb_block`` with its scratch given (nothing allocated): fft float64 [2, 2B],
+    acc float32 [2, B + 1]."""
+    b = block.shape[0]
     p = ring_re.shape[0]
     n = 2 * b
-    frame[:b] = frame[b:]
+    for i in range(b):  # (a loop: overlapping slices would be copied through a temporary)
+        frame[i] = frame[b + i]
     frame[b:] = block
     head = (head - 1) % p
-    re = frame.copy()
-    im = np.zeros(n)
+    re, im = fft[0], fft[1]
+    re[:] = frame
+    im[:] = 0.0
     fft_radix2(re, im, cos_t, sin_t, False)
     ring_re[head] = re[: b + 1]  # float32, as the torch kernel's complex64
     ring_im[head] = im[: b + 1]
-    acc_re = np.zeros(b + 1, dtype=np.float32)
-    acc_im = np.zeros(b + 1, dtype=np.float32)
+    acc_re, acc_im = acc[0], acc[1]
+    acc_re[:] = 0.0
+    acc_im[:] = 0.0
     _spectral_mac(ring_re, ring_im, ir_re, ir_im, p - head, acc_re, acc_im)
     # Hermitian extension, then the inverse transform
     for f in range(b + 1):

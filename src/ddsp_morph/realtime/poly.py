@@ -1,34 +1,51 @@
-"""The polyphonic synth: ``n_voices`` streaming engines, one per voice (each its own GRU state,
-oscillator phases and noise-filter tail), summed through a soft limiter.
+"""The polyphonic synth: ``n_voices`` voices, each its own GRU state, oscillator phases and
+noise-filter tail, summed, through one shared reverb, into a soft limiter.
 
-A voice that is silent costs nothing: it is not rendered. A voice released and faded to the
-floor of the corpus's loudness is free again. A stolen voice plays its old note out over 5 ms
-(a linear fade) before its new note starts at the next block, so a steal does not click."""
+- The compiled engine (``engine="fast"``, the default) plays the active voices together in a
+  ``VoiceBank``: each decoder weight is read once per frame for all of them. The torch engine
+  (the reference) runs one ``StreamingEngine`` per voice, each with the reverb (it is linear,
+  so the sum is the same to rounding).
+- A voice that is silent costs nothing: it is not rendered. A voice released and faded to the
+  floor of the corpus's loudness is free again.
+- A stolen voice plays its old note out over 5 ms (a linear fade) before its new note starts
+  at the next block, so a steal does not click.
+- With the compiled engine a block allocates no array, whether notes start, stop or are stolen
+  (the voice is zeroed in place; its timbre vector comes from a cache)."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+from numba import njit
 
 from ddsp_morph.control.voices import PolyController
 from ddsp_morph.realtime.performer import Performer, PerformerSettings
+from ddsp_morph.realtime.voice_bank import VoiceBank
 
 STEAL_FADE_SECONDS = 0.005
 LIMIT_KNEE = 0.7  # the sum passes unchanged below this; above it bends softly toward 1.0
 SILENT_DB = 1.0  # a released voice this close to the loudness floor is over
+Z_KEYS = 256  # timbre vectors kept per (morph, pc) position
+
+
+@njit(cache=True)
+def soft_limit_into(x, out):  # pragma: no cover - compiled
+    """Identity below LIMIT_KNEE, then a tanh knee: |out| < 1 for any input."""
+    room = 1.0 - LIMIT_KNEE
+    for i in range(x.shape[0]):
+        a = abs(x[i])
+        if a <= LIMIT_KNEE:
+            out[i] = x[i]
+        else:
+            v = LIMIT_KNEE + room * np.tanh((a - LIMIT_KNEE) / room)
+            out[i] = v if x[i] > 0 else -v
 
 
 def soft_limit(x: np.ndarray) -> np.ndarray:
-    """Identity below LIMIT_KNEE, then a tanh knee: |y| < 1 for any input."""
-    a = np.abs(x)
-    over = a > LIMIT_KNEE
-    if not over.any():
-        return x
-    y = x.copy()
-    room = 1.0 - LIMIT_KNEE
-    y[over] = np.sign(x[over]) * (LIMIT_KNEE + room * np.tanh((a[over] - LIMIT_KNEE) / room))
-    return y
+    out = np.empty_like(x)
+    soft_limit_into(np.ascontiguousarray(x, np.float32), out)
+    return out
 
 
 class PolyPerformer(Performer):
@@ -40,57 +57,145 @@ class PolyPerformer(Performer):
         n_voices: int = 8,
         mpe: bool = False,
     ):
+        self.n_voices = n_voices
         super().__init__(run, settings)
-        self.controller = PolyController(n_voices, self.controller.s, mpe=mpe)
-        self.engines = [self.engine] + [self.make_engine() for _ in range(n_voices - 1)]
+        s = self.s
+        self.controller = PolyController(
+            n_voices, self.controller.s, mpe=mpe, split=s.split, layer=s.layer
+        )
+        self.bank = self.engine if isinstance(self.engine, VoiceBank) else None
+        self.engines = (
+            None if self.bank else [self.engine] + [self.make_engine() for _ in range(n_voices - 1)]
+        )
         self.fade = np.clip(
             1.0 - np.arange(self.block_size) / (STEAL_FADE_SECONDS * self.sample_rate), 0.0, 1.0
         ).astype(np.float32)
+        if self.bank is not None:
+            self.bank.fade[:] = self.fade
+        self.f0 = np.empty((n_voices, s.frames_per_block), np.float32)
+        self.loud = np.empty((n_voices, s.frames_per_block), np.float32)
+        self.restart = np.zeros(n_voices, np.bool_)
+        self.limited = np.empty(self.block_size, np.float32)
+        self._zs: dict[tuple, np.ndarray] = {}
         self.active_counts: list[int] = []
 
-    def _frames(self, controller) -> tuple[np.ndarray, np.ndarray, float]:
-        n = self.s.frames_per_block
-        f0, loud = np.empty(n, np.float32), np.empty(n, np.float32)
-        gate = 0.0
-        for i in range(n):
-            f0[i], loud[i], gate = controller.frame(self.t + i * self.hop / self.sample_rate)
-        return f0, loud, gate
+    def make_engine(self):
+        s = self.s
+        if s.engine == "fast":  # every voice in one bank
+            return VoiceBank(
+                self.run.model,
+                self.n_voices,
+                frames_per_block=s.frames_per_block,
+                instrument_id=self.source_id,
+                weights=s.weights,
+                input_tables=s.input_tables,
+            )
+        return super().make_engine()
 
-    def _z(self, morph: float | None):
+    def _controls(self, controller, f0: np.ndarray, loud: np.ndarray) -> float:
+        """The block's controls of one voice into ``f0`` and ``loud``; returns the last gate."""
+        gate = 0.0
+        for i in range(f0.shape[0]):
+            f0[i], loud[i], gate = controller.frame(self.t + i * self.hop / self.sample_rate)
+        return gate
+
+    def _z(self, morph: float | None) -> np.ndarray | None:
+        """The timbre of a voice (its own morph under MPE or a split, else the global one),
+        computed once per position and kept."""
         if self.latent is None:
             return None
-        return self.latent.z(self.controller.morph if morph is None else morph, self.controller.pc)
+        if self.z_override is not None:
+            return np.asarray(self.z_override, np.float32)
+        pc = self.controller
+        key = (pc.morph if morph is None else morph, pc.pc[0], pc.pc[1])
+        z = self._zs.get(key)
+        if z is None:
+            if len(self._zs) >= Z_KEYS:
+                self._zs.pop(next(iter(self._zs)))
+            z = self._zs[key] = self.latent.z(key[0], list(key[1:])).numpy()
+        return z
 
     def next_block(self, f0_hz=None, loudness_db=None) -> np.ndarray:
         start = time.perf_counter()
+        mix = self._bank_block() if self.bank is not None else self._engines_block()
+        soft_limit_into(mix, self.limited)
+        self.t += self.block_size / self.sample_rate
+        audio = self.to_device_rate(self.limited)
+        if audio is self.limited:
+            audio = self.limited.copy()
+        self.compute_seconds.append(time.perf_counter() - start)
+        return audio
+
+    def _voice_ended(self, i: int, gate: float, loud: np.ndarray) -> bool:
+        """Store the voice's level; True (and the voice freed) when its release has ended."""
+        pc = self.controller
+        voice = pc.voices[i]
+        voice.level_db = float(loud.max())
+        floor = pc.settings.loudness_min_db + SILENT_DB
+        if voice.released is not None and gate == 0.0 and voice.level_db <= floor:
+            pc.free(i)  # silent, free, not rendered
+            return True
+        return False
+
+    def _bank_block(self) -> np.ndarray:
+        pc, bank = self.controller, self.bank
+        n = 0
+        for i, voice in enumerate(pc.voices):
+            if voice.steal is not None:  # play the stolen note out, then start afresh
+                self._controls(voice.steal, bank.f0_hz[i], bank.loudness_db[i])
+                bank.slots[n], bank.fading[n] = i, True
+                self.restart[i] = True
+                voice.steal = None
+                n += 1
+                continue
+            if voice.note is None:
+                continue
+            gate = self._controls(pc.controllers[i], bank.f0_hz[i], bank.loudness_db[i])
+            if self._voice_ended(i, gate, bank.loudness_db[i]):
+                bank.reset_voice(i)
+                continue
+            z = self._z(voice.morph)
+            if z is not None:
+                bank.set_z(i, z)
+            bank.slots[n], bank.fading[n] = i, False
+            n += 1
+        mix = bank.process(n)
+        for i in range(self.n_voices):
+            if self.restart[i]:
+                bank.reset_voice(i)
+                self.restart[i] = False
+        self.active_counts.append(n)
+        return mix
+
+    def _engines_block(self) -> np.ndarray:
         pc = self.controller
         mix = np.zeros(self.block_size, np.float32)
-        floor = pc.settings.loudness_min_db + SILENT_DB
         active = 0
         for i, voice in enumerate(pc.voices):
             engine = self.engines[i]
-            if voice.steal is not None:  # play the stolen note out, then start afresh
-                f0, loud, _ = self._frames(voice.steal)
-                mix += self.fade * self.synthesize(engine, f0, loud, self._z(None))
+            if voice.steal is not None:
+                self._controls(voice.steal, self.f0[i], self.loud[i])
+                mix += self.fade * self.synthesize(engine, self.f0[i], self.loud[i], self._zt(None))
                 voice.steal = None
                 engine.reset()
                 active += 1
                 continue
             if voice.note is None:
                 continue
-            f0, loud, gate = self._frames(pc.controllers[i])
-            voice.level_db = float(loud.max())
-            if voice.released is not None and gate == 0.0 and voice.level_db <= floor:
-                pc.free(i)  # its release has ended: silent, free, not rendered
+            gate = self._controls(pc.controllers[i], self.f0[i], self.loud[i])
+            if self._voice_ended(i, gate, self.loud[i]):
                 engine.reset()
                 continue
-            mix += self.synthesize(engine, f0, loud, self._z(voice.morph))
+            mix += self.synthesize(engine, self.f0[i], self.loud[i], self._zt(voice.morph))
             active += 1
         self.active_counts.append(active)
-        self.t += self.block_size / self.sample_rate
-        audio = self.to_device_rate(soft_limit(mix))
-        self.compute_seconds.append(time.perf_counter() - start)
-        return audio
+        return mix
+
+    def _zt(self, morph: float | None):
+        import torch
+
+        z = self._z(morph)
+        return None if z is None else torch.from_numpy(z)
 
 
 def performer_for(run, settings: PerformerSettings) -> Performer:
