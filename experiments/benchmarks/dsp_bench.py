@@ -584,6 +584,89 @@ def engine_case(args: dict) -> dict:
     return out
 
 
+VOICE_COUNTS = (1, 4, 8, 16)
+
+
+def voices_case(args: dict) -> dict:
+    """Polyphony, one thread, untrained weights of the given size: ``VoiceBank`` playing n
+    voices together (a chord from C3 up in minor thirds, each voice its own timbre) against
+    n separate compiled mono engines (``FastEngine``, one per voice, the way to play n
+    voices without the bank), one 8-ms block each. Returns n -> timings."""
+    import numpy as np
+
+    from ddsp_morph.realtime.fast import FastEngine
+    from ddsp_morph.realtime.voice_bank import VoiceBank
+
+    torch.set_num_threads(1)
+    ref = _tiny_or_full_engine(args["hidden"], args["gru"], 1)
+    weights, n_blocks = args["weights"], args["n_blocks"]
+    top = max(VOICE_COUNTS)
+    bank = VoiceBank(ref.model, top, weights=weights)
+    rng = np.random.default_rng(0)
+    zs = rng.standard_normal((top, 16)).astype(np.float32)
+    f0s = (440.0 * 2 ** ((48 + 3 * np.arange(top) - 69) / 12)).astype(np.float32)
+    for k in range(top):
+        bank.set_z(k, zs[k])
+        bank.f0_hz[k], bank.loudness_db[k] = f0s[k], -25.0
+        bank.slots[k] = k
+
+    def timed(block) -> tuple[float, float]:
+        times = []
+        for i in range(n_blocks + 50):
+            t = time.perf_counter()
+            block()
+            if i >= 50:
+                times.append(time.perf_counter() - t)
+        times.sort()
+        return 1e3 * times[len(times) // 2], 1e3 * times[int(len(times) * 0.99)]
+
+    monos = [FastEngine(ref.model, weights=weights) for _ in range(top)]
+    loud = np.full(1, -25.0, np.float32)
+    out = {}
+    for n in VOICE_COUNTS:
+        med, p99 = timed(lambda n=n: bank.process(n))
+
+        def separate(n=n):
+            for k in range(n):
+                monos[k].process_numpy(f0s[k : k + 1], loud, zs[k])
+
+        sep, _ = timed(separate)
+        out[n] = {"median_ms": med, "p99_ms": p99, "separate_ms": sep}
+    return out
+
+
+def print_voices(results: dict, n_blocks: int) -> None:
+    budget = 1e3 * HOP / SR
+    print(
+        "\nPolyphony (realtime.voice_bank), one thread, one 8-ms block (128 samples at 16 kHz): n voices "
+        "together in one VoiceBank (decoder weights read once per frame for all voices, one shared "
+        "reverb) against n separate compiled engines (one FastEngine per voice, each its own reverb); "
+        "a chord from C3 up in minor thirds, a timbre per voice:"
+    )
+    print(
+        f"  {'decoder':18s} {'weights':8s} {'voices':>6s} {'median ms':>10s} {'p99 ms':>8s} {'x realtime':>11s} "
+        f"{'x one voice':>12s} {'separate ms':>12s} {'speed-up':>9s}"
+    )
+    for name, hidden, gru in (("full-size, GRU 512", 512, 512), ("tiny, GRU 128", 128, 128)):
+        for weights in ("int16", "float32"):
+            r = _run(voices_case, dict(hidden=hidden, gru=gru, weights=weights, n_blocks=n_blocks))
+            one = r[1]["median_ms"]
+            for n, t in r.items():
+                results[f"voices/{gru}/{weights}/{n}"] = t
+                print(
+                    f"  {name:18s} {weights:8s} {n:6d} {t['median_ms']:10.3f} {t['p99_ms']:8.3f} "
+                    f"{budget / t['median_ms']:10.1f}x {t['median_ms'] / one:11.2f}x "
+                    f"{t['separate_ms']:12.3f} {t['separate_ms'] / t['median_ms']:8.2f}x"
+                )
+    full8 = min(results[f"voices/512/{w}/8"]["median_ms"] for w in ("int16", "float32"))
+    tiny16 = min(results[f"voices/128/{w}/16"]["median_ms"] for w in ("int16", "float32"))
+    print(
+        f"  targets: 8 full-size voices <= 0.32 ms per block (25x realtime): {full8:.3f} ms "
+        f"({budget / full8:.1f}x) {'met' if full8 <= 0.32 else 'NOT met'}; 16 tiny voices >= 25x "
+        f"realtime: {budget / tiny16:.1f}x {'met' if budget / tiny16 >= 25 else 'NOT met'}"
+    )
+
+
 def engine_accuracy_case(args: dict) -> dict:
     """Each compiled variant against the torch engine: 200 one-frame blocks of an f0 and
     loudness sweep with the latent fixed, the same white noise given to both."""
@@ -710,7 +793,15 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--soak-seconds", type=float, default=60.0)
+    p.add_argument("--voices-only", action="store_true", help="only the polyphony rows")
     opts = p.parse_args()
+    if opts.voices_only:
+        results: dict = {}
+        print_voices(results, 200 if opts.quick else 1000)
+        if opts.json:
+            with open(opts.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
     size = dict(batch=4, seconds=1.0) if opts.quick else dict(batch=16, seconds=4.0)
     base = dict(size, n_harmonics=100, n_bands=65, ir_seconds=1.0)
     print(
@@ -836,6 +927,7 @@ def main() -> None:
                     f"  {name:18s} {engine:17s} {frames * HOP:6d} {r['median_ms']:10.3f} {r['p99_ms']:8.3f} "
                     f"{1 / r['real_time_factor']:10.1f}x {snr} {err}"
                 )
+    print_voices(results, 200 if opts.quick else 1000)
     soak_args = dict(
         hidden=512,
         gru=512,

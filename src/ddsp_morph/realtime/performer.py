@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddsp_morph.config import group_defaults
+from ddsp_morph.config import conf_file, group_defaults
 from ddsp_morph.control.midi import MidiController, MidiSettings, midi_events
 from ddsp_morph.dsp.resample import PolyphaseUpsampler
 from ddsp_morph.errors import DDSPMorphError
@@ -47,7 +47,7 @@ class PerformerSettings:
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
     weights: str = "int16"  # the fast engine's decoder weights: "float32", "int16" or "int8"
     input_tables: int = 2048  # the fast engine's tabulated f0/loudness branches (0: off)
-    voices: int = 1  # > 1: polyphonic (realtime.poly), one engine per voice
+    voices: int = conf_file("realtime").voices  # > 1: polyphonic (realtime.poly); 1: mono
     mpe: bool = False  # MPE lower zone: per-note bend, CC74 timbre and pressure (polyphonic)
     split: int | None = None  # notes below it play `source`, from it up `target` (polyphonic)
     layer: bool = False  # every note plays `source` and `target` together, on two voices

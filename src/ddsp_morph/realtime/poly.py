@@ -97,6 +97,8 @@ class PolyPerformer(Performer):
         gate = 0.0
         for i in range(f0.shape[0]):
             f0[i], loud[i], gate = controller.frame(self.t + i * self.hop / self.sample_rate)
+        if gate and not self.out_of_range_warned:
+            self._check_range(float(f0[-1]))
         return gate
 
     def _z(self, morph: float | None) -> np.ndarray | None:

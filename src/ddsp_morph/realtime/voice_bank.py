@@ -40,47 +40,99 @@ Z_CACHE = 64  # distinct timbres kept per bank (the split's two, a layer's two, 
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _row_times_voices(w, r, cols, x, n, out, i, scale):  # pragma: no cover - compiled
-    """out[a, i] = scale * (w[r] . x[a]) for a < n: four voices at a time share each load of
-    the weight row (four accumulators in SIMD lanes), then the rest one by one. (2-D indexing
-    throughout: a row view per call would cost a reference count each.)"""
-    cols = w.shape[1]
+def _rows_times_voices(w, r, k, cols, x, n, out, i):  # pragma: no cover - compiled
+    """out[a, i + t] = w[r + t] . x[a] for t < k (k = 4, or fewer at a matrix's end) and
+    a < n: four rows by four voices at a time, sixteen accumulators in SIMD lanes, so each
+    load of a weight is used by four voices and each load of a voice's input by four rows.
+    (2-D indexing throughout: a row view per call would cost a reference count each.)"""
     a = 0
-    while a + 4 <= n:
-        s0 = s1 = s2 = s3 = np.float32(0.0)
-        for j in range(cols):
-            wj = w[r, j]
-            s0 += wj * x[a, j]
-            s1 += wj * x[a + 1, j]
-            s2 += wj * x[a + 2, j]
-            s3 += wj * x[a + 3, j]
-        out[a, i], out[a + 1, i] = s0 * scale, s1 * scale
-        out[a + 2, i], out[a + 3, i] = s2 * scale, s3 * scale
-        a += 4
-    while a < n:
-        acc = np.float32(0.0)
-        for j in range(cols):
-            acc += w[r, j] * x[a, j]
-        out[a, i] = acc * scale
-        a += 1
+    if k == 4:
+        while a + 4 <= n:
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.float32(0.0)
+            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = np.float32(0.0)
+            for j in range(cols):
+                x0, x1, x2, x3 = x[a, j], x[a + 1, j], x[a + 2, j], x[a + 3, j]
+                w0 = w[r, j]
+                s00 += w0 * x0
+                s01 += w0 * x1
+                s02 += w0 * x2
+                s03 += w0 * x3
+                w1 = w[r + 1, j]
+                s10 += w1 * x0
+                s11 += w1 * x1
+                s12 += w1 * x2
+                s13 += w1 * x3
+                w2 = w[r + 2, j]
+                s20 += w2 * x0
+                s21 += w2 * x1
+                s22 += w2 * x2
+                s23 += w2 * x3
+                w3 = w[r + 3, j]
+                s30 += w3 * x0
+                s31 += w3 * x1
+                s32 += w3 * x2
+                s33 += w3 * x3
+            out[a, i], out[a + 1, i], out[a + 2, i], out[a + 3, i] = s00, s01, s02, s03
+            out[a, i + 1], out[a + 1, i + 1], out[a + 2, i + 1], out[a + 3, i + 1] = (
+                s10,
+                s11,
+                s12,
+                s13,
+            )
+            out[a, i + 2], out[a + 1, i + 2], out[a + 2, i + 2], out[a + 3, i + 2] = (
+                s20,
+                s21,
+                s22,
+                s23,
+            )
+            out[a, i + 3], out[a + 1, i + 3], out[a + 2, i + 3], out[a + 3, i + 3] = (
+                s30,
+                s31,
+                s32,
+                s33,
+            )
+            a += 4
+        while a < n:
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for j in range(cols):
+                xa = x[a, j]
+                s0 += w[r, j] * xa
+                s1 += w[r + 1, j] * xa
+                s2 += w[r + 2, j] * xa
+                s3 += w[r + 3, j] * xa
+            out[a, i], out[a, i + 1], out[a, i + 2], out[a, i + 3] = s0, s1, s2, s3
+            a += 1
+        return
+    for t in range(k):
+        for a in range(n):
+            acc = np.float32(0.0)
+            for j in range(cols):
+                acc += w[r + t, j] * x[a, j]
+            out[a, i + t] = acc
 
 
 @njit(cache=True, fastmath=True)
 def _rows_float(wbuf, o, rows, cols, x, n, out):  # pragma: no cover - compiled
     w = wbuf[o : o + rows * cols].reshape((rows, cols))
-    one = np.float32(1.0)
-    for i in range(rows):
-        _row_times_voices(w, i, cols, x, n, out, i, one)
+    for i in range(0, rows, 4):
+        _rows_times_voices(w, i, min(4, rows - i), cols, x, n, out, i)
 
 
 @njit(cache=True, fastmath=True)
 def _rows_int(qbuf, wbuf, o, rows, cols, x, n, out, wrow):  # pragma: no cover - compiled
-    """wrow: float32 [1, >= cols], the integer row converted once."""
+    """wrow: float32 [4, >= cols], four integer rows converted at a time; then each output
+    times its row's scale."""
     q = qbuf[o : o + rows * cols].reshape((rows, cols))
-    for i in range(rows):
-        for j in range(cols):
-            wrow[0, j] = np.float32(q[i, j])
-        _row_times_voices(wrow, 0, cols, x, n, out, i, wbuf[o + i])
+    for i in range(0, rows, 4):
+        k = min(4, rows - i)
+        for t in range(k):
+            for j in range(cols):
+                wrow[t, j] = np.float32(q[i + t, j])
+        _rows_times_voices(wrow, 0, k, cols, x, n, out, i)
+        for t in range(k):
+            scale = wbuf[o + i + t]
+            for a in range(n):
+                out[a, i + t] *= scale
 
 
 @njit(cache=True)
@@ -107,7 +159,7 @@ def bank_decoder(
     constant part), hidden [V, G] (updated), norm_gain / norm_bias [V, L, H] (the output MLP's
     LayerNorms, z's FiLM folded in), head_bias [V, n_heads]; raw [V, M, n_heads] is written.
     The rest is scratch indexed by the voice's place in ``slots``: proj [V, M, W], hx [V, G],
-    gh [V, 3G], y, yb [V, H], heads [V, n_heads], wrow [1, largest matrix width], h_a, h_b [H],
+    gh [V, 3G], y, yb [V, H], heads [V, n_heads], wrow [4, largest matrix width], h_a, h_b [H],
     tmp [W].
     """
     m = inputs.shape[1]
@@ -190,8 +242,8 @@ def bank_block(
     """One block of the voices ``slots[:n]``: decoder (together) -> exp_sigmoid -> each voice's
     harmonic bank and filtered noise -> its samples in ``voices_out[slot]`` -> summed into
     ``mix`` (a voice with ``fading[a]`` through the ``fade`` ramp). Per-voice arrays are
-    indexed by slot: f0_hz, loudness_db [V, M], h_state [V, 3], prev_amps [V, K], noise
-    [V, B] (white noise in), noise_tail [V, L - 1], voices_out [V, B]."""
+    indexed by slot: f0_hz, loudness_db [V, M], h_state [V, 3], prev_amps [V, K], noise_tail
+    [V, L - 1], voices_out [V, B]; the white noise, noise [V, B], by place in ``slots``."""
     f0_scale, f0_offset, loudness_mean, loudness_std = scaling
     m = f0_hz.shape[1]
     for a in range(n):
@@ -222,7 +274,7 @@ def bank_block(
         )  # fmt: skip
         if noise_basis.shape[0] > 0:
             noise_block_into(
-                r, 1 + n_harm, noise[s], noise_basis, noise_tail[s], noise_out, n_acc, taps
+                r, 1 + n_harm, noise[a], noise_basis, noise_tail[s], noise_out, n_acc, taps
             )
             for i in range(harm.shape[0]):
                 harm[i] += noise_out[i]
@@ -243,8 +295,9 @@ class VoiceBank:
     Args:
         model: a trained DDSPAutoencoder (f0 and loudness conditioning).
         n_voices: voices the bank holds.
-        weights, input_tables, frames_per_block, instrument_id, seed: as ``FastEngine``'s; voice ``i``'s white
-            noise comes from a generator seeded with ``seed + i``.
+        weights, input_tables, frames_per_block, instrument_id, seed: as ``FastEngine``'s; the
+            voices' white noise comes from one generator seeded with ``seed``, drawn for all
+            the sounding voices at once.
     """
 
     def __init__(
@@ -305,7 +358,7 @@ class VoiceBank:
             np.empty((v, h), f32),  # y
             np.empty((v, h), f32),  # yb
             np.empty((v, n_heads), f32),  # heads
-            np.empty((1, cols), f32),  # wrow
+            np.empty((4, cols), f32),  # wrow
             np.empty(h, f32),  # h_a
             np.empty(h, f32),  # h_b
             np.empty(width, f32),  # tmp
@@ -326,7 +379,6 @@ class VoiceBank:
             np.empty(taps_n, f32),  # taps
         )
         self._reverb_scratch = (np.empty((2, 2 * b)), np.empty((2, b + 1), f32))
-        self.rngs = [np.random.default_rng(seed + i) for i in range(v)]
         self._timbres: dict[bytes, tuple] = {}
         self._voice_z: list[bytes | None] = [None] * v
         self._base = (  # the output LayerNorms and head bias without z's FiLM
@@ -393,7 +445,7 @@ class VoiceBank:
     def reset(self) -> None:
         for slot in range(self.n_voices):
             self.reset_voice(slot)
-        self.rngs = [np.random.default_rng(self.seed + i) for i in range(self.n_voices)]
+        self.rng = np.random.default_rng(self.seed)
         e = self.mono
         e.reset()  # the shared reverb's ring and frame live in the mono engine
 
@@ -411,16 +463,14 @@ class VoiceBank:
         [n, block] replaces the voices' white noise (tests). Returns the mix after the shared
         reverb, float32 [block_size] (a buffer the next call overwrites)."""
         e = self.mono
-        if e.noise_basis.shape[0]:
-            for i in range(n):
-                s = self.slots[i]
-                if noise is None:
-                    buf = self.noise[s]
-                    self.rngs[s].random(self.block_size, dtype=np.float32, out=buf)
-                    buf *= 2.0
-                    buf -= 1.0
-                else:
-                    self.noise[s] = noise[i]
+        if e.noise_basis.shape[0] and n:
+            if noise is None:  # one draw for every voice
+                buf = self.noise[:n]
+                self.rng.random(buf.shape, dtype=np.float32, out=buf)
+                buf *= 2.0
+                buf -= 1.0
+            else:
+                self.noise[:n] = noise
         bank_block(
             n, self.slots, self.fading, self.fade, self.f0_hz, self.loudness_db, e.scaling,
             self.inputs, self.share, self.hidden, self.norm_gain, self.norm_bias, self.head_bias,
