@@ -84,9 +84,47 @@ def test_nn_tilde_contract_and_streaming_equals_the_engine(fake_run, tmp_path: P
         assert np.abs(y[:384]).max() == 0.0  # one frame of latency, then the stream
         np.testing.assert_allclose(y[384:], ref[: len(y) - 384], atol=2e-5)
     assert np.abs(ref).max() > 0.05
-    # batch of 2 (mc.nn~): both elements play the one voice
-    m.reset()
-    assert m(x[:, :, :768].expand(2, 3, 768)).shape == (2, 1, 768)
+
+
+def _engine_render(model, x: torch.Tensor, z_at) -> np.ndarray:
+    """One voice's controls [3, n] at 48 kHz through the reference engine, frame by frame
+    (controls = the frame's mean), upsampled: what the export must play for it."""
+    engine = StreamingEngine(model, frames_per_block=1)
+    up = PolyphaseUpsampler(3)
+    out = []
+    for k in range(x.shape[-1] // 384):
+        c = x[:, k * 384 : (k + 1) * 384].mean(-1)
+        with torch.no_grad():
+            out.append(up.process(engine.process(c[:1], c[1:2], z_at(c[2])).numpy()))
+    return np.concatenate(out)
+
+
+def test_nn_tilde_mc_channels_are_independent_voices(fake_run, tmp_path: Path):
+    """mc.nn~: a batch of channels, each its own voice and state: three channels play three
+    different notes (one also morphs), each equal to its mono render (the export's fourth
+    voice idles); more channels than the export's voices are refused."""
+    out = tmp_path / "mc.ts"
+    meta = export_nn_tilde(fake_run, out, host_rate=48000, source="violin", target="flute", voices=4)
+    m = torch.jit.load(str(out))
+    assert m.get_voices() == 4 and meta["voices"] == 4 and "mc.nn~" in meta["max_patch"]
+    n = 40 * 384
+    t = np.arange(n) / 48000
+    a = np.stack([np.full(n, 220.0), -30 + 6 * np.cos(2 * np.pi * t), np.zeros(n)])
+    b = np.stack([330 * 2 ** (np.sin(2 * np.pi * t) / 12), np.full(n, -28.0), np.linspace(0, 1, n)])
+    c3 = np.stack([np.full(n, 440.0), np.full(n, -35.0), np.full(n, 0.7)])
+    x = torch.from_numpy(np.stack([a, b, c3]).astype(np.float32))  # [3 channels, 3, n]
+    refs = [_engine_render(fake_run.model, x[c], m.z_at) for c in range(3)]
+    for size in (384, 1000):
+        m.reset()
+        y = torch.cat([m(x[:, :, i : i + size]) for i in range(0, n, size)], -1)[:, 0].numpy()
+        assert y.shape == (3, n)
+        for c in range(3):  # (a batched GRU rounds differently from a single one: 1e-4)
+            np.testing.assert_allclose(y[c, 384:], refs[c][: n - 384], atol=1e-3)
+            err = y[c, 384:] - refs[c][: n - 384]
+            assert 10 * np.log10(np.sum(refs[c] ** 2) / np.sum(err**2)) > 50
+    assert np.abs(refs[0] - refs[1][: len(refs[0])]).max() > 0.05  # two different voices
+    with pytest.raises(torch.jit.Error, match="more channels than this export has voices"):
+        m(torch.zeros(5, 3, 384))
 
 
 def test_nn_tilde_audio_method_follows_the_input_pitch(fake_run, tmp_path: Path):

@@ -17,7 +17,13 @@ audio out. The host's samples are gathered into model frames (one frame = ``hop 
 host samples; the controls of a frame are the mean over its samples), each frame is run
 through the traced streaming synth (GRU, phase, noise and reverb state inside) and
 upsampled to the host rate by a polyphase FIR. Latency: one frame plus the FIR's half length
-(8 ms + 0.49 ms at 48 kHz). Batches: every batch element plays element 0 (one voice).
+(8 ms + 0.49 ms at 48 kHz).
+
+Voices: in Max's ``mc.nn~`` every channel is a batch element, and here every batch element is
+an independent voice with its own state (GRU, phases, noise tail, reverb, fifos): one
+traced synth runs all ``voices`` of the export together (a batch), so a chord costs one
+call per frame. A batch of one plays the single-voice synth (the one ``audio`` also plays);
+a batch larger than the export's voices is refused. Channels above the batch are silent.
 """
 
 from pathlib import Path
@@ -60,6 +66,8 @@ class NNTildeSynth(nn.Module):
         instruments: list[str],
         follower: nn.Module,
         axes: torch.Tensor | None = None,
+        voices_synth: torch.jit.ScriptModule | None = None,
+        voices: int = 1,
     ) -> None:
         super().__init__()
         if host_rate % model_rate:
@@ -97,6 +105,12 @@ class NNTildeSynth(nn.Module):
         self.register_buffer("down_state", torch.zeros(1, 1, len(h) - 1))
         self.register_buffer("audio_fifo", torch.zeros(4, 0))
         self.register_buffer("audio_out_fifo", torch.zeros(self.frame))
+        # mc.nn~: a batch of independent voices (``voices_synth``, traced for ``voices``)
+        self.voices = int(voices)
+        self.voices_synth = voices_synth if voices_synth is not None else synth
+        self.register_buffer("v_in_fifo", torch.zeros(self.voices, 3, 0))
+        self.register_buffer("v_out_fifo", torch.zeros(self.voices, self.frame))
+        self.register_buffer("v_fir_state", torch.zeros(self.voices, 1, len(h) - 1))
 
     @torch.jit.export
     def get_methods(self) -> List[str]:  # noqa: UP006
@@ -128,6 +142,10 @@ class NNTildeSynth(nn.Module):
         return self.instruments
 
     @torch.jit.export
+    def get_voices(self) -> int:
+        return self.voices
+
+    @torch.jit.export
     def reset(self) -> None:
         self.fir_state.zero_()
         self.in_fifo = torch.zeros(3, 0)
@@ -145,6 +163,18 @@ class NNTildeSynth(nn.Module):
         self.synth.noise_tail.zero_()
         self.synth.delay_line.zero_()
         self.synth.previous.zero_()
+        self.v_in_fifo = torch.zeros(self.voices, 3, 0)
+        self.v_out_fifo.zero_()
+        self.v_fir_state.zero_()
+        if self.voices > 1:
+            self.voices_synth.hidden.zero_()
+            self.voices_synth.phase.zero_()
+            self.voices_synth.prev_f0.zero_()
+            self.voices_synth.prev_amps.zero_()
+            self.voices_synth.started.zero_()
+            self.voices_synth.noise_tail.zero_()
+            self.voices_synth.delay_line.zero_()
+            self.voices_synth.previous.zero_()
 
     def z_at(self, morph: torch.Tensor) -> torch.Tensor:
         n = self.path.shape[0]
@@ -193,7 +223,9 @@ class NNTildeSynth(nn.Module):
         return out[:n]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [batch, 3, n] at the host rate -> [batch, 1, n]."""
+        """x: [batch, 3, n] at the host rate -> [batch, 1, n]; each batch element a voice."""
+        if x.shape[0] > 1:
+            return self.forward_voices(x)
         self.in_fifo = torch.cat([self.in_fifo, x[0]], dim=-1)
         produced: list[torch.Tensor] = [self.out_fifo]
         while self.in_fifo.shape[-1] >= self.frame:
@@ -208,7 +240,37 @@ class NNTildeSynth(nn.Module):
         out = torch.cat(produced)
         n = x.shape[-1]
         self.out_fifo = out[n:]
-        return out[:n].reshape(1, 1, n).expand(x.shape[0], 1, n).contiguous()
+        return out[:n].reshape(1, 1, n)
+
+    def forward_voices(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch <= voices, 3, n] -> [batch, 1, n]: batch element b is voice b."""
+        b, n = x.shape[0], x.shape[-1]
+        if b > self.voices:
+            raise RuntimeError("more channels than this export has voices (see its .json)")
+        padded = torch.zeros(self.voices, 3, n)
+        padded[:, 0] = 220.0  # the voices above the batch: silent
+        padded[:, 1] = -120.0
+        padded[:b] = x
+        self.v_in_fifo = torch.cat([self.v_in_fifo, padded], dim=-1)
+        produced: list[torch.Tensor] = [self.v_out_fifo]
+        while self.v_in_fifo.shape[-1] >= self.frame:
+            chunk = self.v_in_fifo[:, :, : self.frame]
+            self.v_in_fifo = self.v_in_fifo[:, :, self.frame :]
+            controls = chunk.mean(dim=-1)  # [voices, 3]
+            f0 = controls[:, 0].clamp(20.0, 8000.0).reshape(self.voices, 1)
+            loud = controls[:, 1].reshape(self.voices, 1)
+            zs: list[torch.Tensor] = []
+            for v in range(self.voices):
+                zs.append(self.z_at(controls[v, 2]))
+            y = self.voices_synth(f0, loud, torch.stack(zs))  # [voices, hop]
+            up = torch.zeros(self.voices, 1, y.shape[-1] * self.ratio)
+            up[:, 0, :: self.ratio] = y
+            xin = torch.cat([self.v_fir_state, up], dim=-1)
+            self.v_fir_state = xin[:, :, xin.shape[-1] - (self.fir.shape[-1] - 1) :]
+            produced.append(torch.nn.functional.conv1d(xin, self.fir)[:, 0])
+        out = torch.cat(produced, dim=-1)
+        self.v_out_fifo = out[:, n:]
+        return out[:b, :n].reshape(b, 1, n)
 
 
 def build_nn_module(
@@ -219,8 +281,10 @@ def build_nn_module(
     source: str | None = None,
     target: str | None = None,
     even: bool = True,
+    voices: int = 1,
 ) -> tuple[NNTildeSynth, dict]:
-    """The (unscripted) module of a loaded run, and what a host needs to know about it."""
+    """The (unscripted) module of a loaded run, and what a host needs to know about it;
+    ``voices`` > 1: ``forward`` also plays a batch of up to that many voices (mc.nn~)."""
     from ddsp_morph.latent.geometry import chain_points, speed_between
     from ddsp_morph.realtime.audio_in import AudioInSettings, corpus_stats, input_follower
     from ddsp_morph.realtime.tracing import trace_synth
@@ -252,6 +316,7 @@ def build_nn_module(
             axes[: len(comps)] = comps * (2.0 * std[:, None])
     sr, hop = int(run.cfg.data.sample_rate), int(run.cfg.data.hop_length)
     synth = trace_synth(run.model, 1, 0)
+    voices_synth = trace_synth(run.model, 1, 0, voices=voices) if voices > 1 else None
     # the live mode's defaults: YIN over the run's f0 range, auto-gain
     follower = input_follower(corpus_stats(run), sr, hop, AudioInSettings())
     module = NNTildeSynth(
@@ -265,6 +330,8 @@ def build_nn_module(
         instruments=names,
         follower=follower,
         axes=axes,
+        voices_synth=voices_synth,
+        voices=voices,
     )
     fir_half = (len(lowpass_taps(module.ratio)) - 1) // 2
     lag = int(round(follower.pitch.lag_frames * hop * module.ratio))
@@ -278,6 +345,7 @@ def build_nn_module(
         if z_dim
         else None,
         "instruments": names,
+        "voices": voices,
         "latency_samples_forward": module.frame + fir_half,
         "latency_samples_audio": module.frame + 2 * fir_half + lag,
         "tracker_lag_ms": 1000 * follower.pitch.lag_frames * hop / sr,
@@ -293,13 +361,14 @@ def export_nn_tilde(
     path_kind: str | None = None,
     source: str | None = None,
     target: str | None = None,
+    voices: int = 8,
 ) -> dict:
     """Write ``out`` (.ts for nn~) from a loaded run; returns the metadata (also written as
     ``out.with_suffix('.json')``)."""
     import json
 
     module, info = build_nn_module(
-        run, host_rate=host_rate, path_kind=path_kind, source=source, target=target
+        run, host_rate=host_rate, path_kind=path_kind, source=source, target=target, voices=voices
     )
     scripted = torch.jit.script(module)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +384,8 @@ def export_nn_tilde(
                 "params": [2, 1, 1, 1],
             },
         },
-        "max_patch": f"[nn~ {out.name} forward] or [nn~ {out.name} audio]",
+        "max_patch": f"[nn~ {out.name} forward] or [nn~ {out.name} audio]; "
+        f"[mc.nn~ {out.name} forward @chans {voices}]: a voice per channel",
     }
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta

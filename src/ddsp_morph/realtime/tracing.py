@@ -23,13 +23,19 @@ from ddsp_morph.models.autoencoder import DDSPAutoencoder
 
 class StreamingSynth(nn.Module):
     """forward(f0_hz [k], loudness_db [k], z [z_dim]) -> audio [k * hop]; k = frames_per_block.
+    With ``voices`` = V > 1, a batch of independent voices, each its own state:
+    forward(f0_hz [V, k], loudness_db [V, k], z [V, z_dim]) -> audio [V, k * hop].
 
     The same computation as ``StreamingEngine`` written without Python-side state, so that it
     traces: the reverb's delay line shifts by one partition per block instead of a ring index.
     """
 
     def __init__(
-        self, model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0
+        self,
+        model: DDSPAutoencoder,
+        frames_per_block: int = 1,
+        instrument_id: int = 0,
+        voices: int = 1,
     ) -> None:
         super().__init__()
         if model.extra_inputs:
@@ -44,14 +50,15 @@ class StreamingSynth(nn.Module):
         self.block = self.frames * self.hop
         self.z_dim = model.encoder.z_dim if model.encoder is not None else 0
         k = model.synth.harmonic.n_harmonics
-        self.register_buffer("hidden", torch.zeros(1, 1, model.decoder.gru.hidden_size))
-        self.register_buffer("phase", torch.zeros(1, dtype=torch.float64))
-        self.register_buffer("prev_f0", torch.zeros(1))
-        self.register_buffer("prev_amps", torch.zeros(1, k))
-        self.register_buffer("started", torch.zeros(1))
+        v = self.voices = int(voices)
+        self.register_buffer("hidden", torch.zeros(1, v, model.decoder.gru.hidden_size))
+        self.register_buffer("phase", torch.zeros(v, dtype=torch.float64))
+        self.register_buffer("prev_f0", torch.zeros(v))
+        self.register_buffer("prev_amps", torch.zeros(v, k))
+        self.register_buffer("started", torch.zeros(v))
         self.has_noise = model.synth.noise is not None
         ir_size = 2 * (model.synth.noise.n_bands - 1) if self.has_noise else 2
-        self.register_buffer("noise_tail", torch.zeros(1, ir_size - 1))
+        self.register_buffer("noise_tail", torch.zeros(v, ir_size - 1))
         self.has_reverb = model.synth.reverb is not None
         if self.has_reverb:
             rv = model.synth.reverb
@@ -65,20 +72,21 @@ class StreamingSynth(nn.Module):
             wet, dry = torch.tensor(0.0), torch.tensor(1.0)
             spectra = torch.zeros(1, 1, self.block + 1, dtype=torch.complex64)
         self.register_buffer("ir_spectra", spectra)
-        self.register_buffer("delay_line", torch.zeros_like(spectra))
-        self.register_buffer("previous", torch.zeros(1, self.block))
+        self.register_buffer("delay_line", torch.zeros_like(spectra).repeat(v, 1, 1))
+        self.register_buffer("previous", torch.zeros(v, self.block))
         self.register_buffer("wet", wet.detach().reshape(1))
         self.register_buffer("dry", dry.detach().reshape(1))
 
     def forward(
         self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor
     ) -> torch.Tensor:
-        f0 = f0_hz.reshape(1, self.frames)
+        v = self.voices
+        f0 = f0_hz.reshape(v, self.frames)
         inputs = self.model.decoder_inputs(
-            {"f0_hz": f0, "loudness_db": loudness_db.reshape(1, self.frames)}
+            {"f0_hz": f0, "loudness_db": loudness_db.reshape(v, self.frames)}
         )
         if self.z_dim:
-            inputs["z"] = z.reshape(1, 1, self.z_dim).expand(1, self.frames, self.z_dim)
+            inputs["z"] = z.reshape(v, 1, self.z_dim).expand(v, self.frames, self.z_dim)
         raw, hidden = self.model.decoder(inputs, self.hidden, return_hidden=True)
         controls = self.model.synth.get_controls(raw)
         amplitude, dist = controls["amplitude"], controls["harmonic_distribution"]
@@ -92,7 +100,7 @@ class StreamingSynth(nn.Module):
         state = HarmonicState(
             self.phase,
             torch.where(started, self.prev_f0, f0[:, 0]),
-            torch.where(started, self.prev_amps, first),
+            torch.where(started.unsqueeze(-1), self.prev_amps, first),
         )
         audio, new_state = harmonic_synth(
             f0,
@@ -127,17 +135,19 @@ class StreamingSynth(nn.Module):
         self.prev_f0.copy_(new_state.f0_hz)
         self.prev_amps.copy_(new_state.amplitudes)
         self.started.fill_(1.0)
-        return audio[0]
+        return audio[0] if v == 1 else audio
 
 
 def trace_synth(
-    model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0
+    model: DDSPAutoencoder, frames_per_block: int = 1, instrument_id: int = 0, voices: int = 1
 ) -> torch.jit.ScriptModule:
-    """The streaming synth traced for a fixed block, its state back at silence."""
-    module = StreamingSynth(model, frames_per_block, instrument_id)
-    f0 = torch.full((frames_per_block,), 220.0)
-    loud = torch.full((frames_per_block,), -40.0)
-    z = torch.zeros(max(1, module.z_dim))
+    """The streaming synth traced for a fixed block (and number of voices), its state back at
+    silence."""
+    module = StreamingSynth(model, frames_per_block, instrument_id, voices)
+    lead = () if voices == 1 else (voices,)
+    f0 = torch.full((*lead, frames_per_block), 220.0)
+    loud = torch.full((*lead, frames_per_block), -40.0)
+    z = torch.zeros(*lead, max(1, module.z_dim))
     state = {k: v.clone() for k, v in module.named_buffers()}  # the stream's state lives in buffers
     with torch.no_grad(), warnings.catch_warnings():
         # Shape checks and chunk counts become constants: right for a fixed block size.
