@@ -104,7 +104,9 @@ def test_nn_tilde_mc_channels_are_independent_voices(fake_run, tmp_path: Path):
     different notes (one also morphs), each equal to its mono render (the export's fourth
     voice idles); more channels than the export's voices are refused."""
     out = tmp_path / "mc.ts"
-    meta = export_nn_tilde(fake_run, out, host_rate=48000, source="violin", target="flute", voices=4)
+    meta = export_nn_tilde(
+        fake_run, out, host_rate=48000, source="violin", target="flute", voices=4
+    )
     m = torch.jit.load(str(out))
     assert m.get_voices() == 4 and meta["voices"] == 4 and "mc.nn~" in meta["max_patch"]
     n = 40 * 384

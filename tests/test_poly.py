@@ -228,3 +228,71 @@ def test_a_bad_split_or_layer_is_one_line(tiny_run: Path, tmp_path: Path, capsys
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(message), err
+
+
+def _perform(run: Path, events: list, seconds: float, **settings):
+    """Drive the compiled polyphonic synth block by block with (time, message) events, as the
+    live loop does; returns (the mix, each voice slot's own dry samples)."""
+    from ddsp_morph.realtime.performer import PerformerSettings
+    from ddsp_morph.realtime.poly import PolyPerformer
+    from ddsp_morph.runs import load_run
+
+    s = PerformerSettings(device_rate=16000, **settings)
+    p = PolyPerformer(load_run(run, checkpoint="last"), s, n_voices=s.voices, mpe=s.mpe)
+    events = sorted(events, key=lambda e: e[0])
+    mix, voices = [], []
+    while p.t < seconds:
+        while events and events[0][0] <= p.t:
+            p.controller.handle(events.pop(0)[1], p.t)
+        mix.append(p.next_block())
+        voices.append(p.bank.voices_out.copy())
+    return np.concatenate(mix), np.concatenate(voices, axis=1)
+
+
+def _pitchwheel(semitones: float, channel: int, bend_range: float = 48.0):
+    return mido.Message("pitchwheel", pitch=round(8191 * semitones / bend_range), channel=channel)
+
+
+def test_an_mpe_bend_moves_only_its_own_note_in_the_audio(tiny_run: Path):
+    """Three notes on three MPE member channels; channel 3's bend takes its note up two
+    semitones. In the rendered audio that note's f0 moves 200 cents; the others stay within
+    5 cents of where they were."""
+    chord = {(60, 1): 261.63, (64, 2): 329.63, (67, 3): 392.0}
+    events = [(0.05, on(n, channel=c)) for n, c in chord]
+    events += [(1.0, _pitchwheel(2.0, channel=2))]
+    events += [(2.0, off(n, channel=c)) for n, c in chord]
+    mix, _ = _perform(tiny_run, events, 2.2, voices=8, mpe=True)
+    before = mix[int(0.4 * 16000) : int(0.9 * 16000)]
+    after = mix[int(1.3 * 16000) : int(1.8 * 16000)]
+    for (note, channel), hz in chord.items():
+        c0, h0 = _peak_cents(before, hz)
+        assert abs(c0) <= 20 and h0 > 5, (note, c0, h0)
+        if channel == 2:
+            c1, h1 = _peak_cents(after, hz * 2 ** (2 / 12))
+            assert abs(c1) <= 20 and h1 > 5, (note, c1, h1)
+            assert _peak_cents(after, hz)[1] < 0.5 * h0  # it left its old pitch
+        else:
+            c1, h1 = _peak_cents(after, hz)
+            assert abs(c1 - c0) <= 5 and h1 > 5, (note, c0, c1)
+
+
+@pytest.mark.slow
+def test_cc74_on_one_mpe_channel_moves_only_that_voice_to_the_other_timbre(two_timbre_run):
+    """Two notes held on two MPE channels on the path mellow (0) -> reedy (1); CC74 at the
+    top on the second channel. Each voice rendered apart (its own samples) and judged by the
+    corpus classifier: the moved voice is heard as reedy, the other stays mellow; before the
+    CC both are mellow."""
+    from ddsp_morph.evaluation.classifier import corpus_classifier
+
+    corpus, run = two_timbre_run
+    clf = corpus_classifier(corpus)
+    events = [(0.05, on(57, channel=1)), (0.05, on(64, channel=2))]
+    events += [(1.5, cc(74, 127, channel=2))]
+    _, voices = _perform(run, events, 3.0, voices=4, mpe=True, source="mellow", target="reedy")
+    # voice slots 0 and 1 took the two notes, in order
+    held = {"still": voices[0], "moved": voices[1]}
+    early = {k: clf.proba_of(v[int(0.3 * 16000) : int(1.4 * 16000)]) for k, v in held.items()}
+    late = {k: clf.proba_of(v[int(1.8 * 16000) : int(2.9 * 16000)]) for k, v in held.items()}
+    assert early["still"]["mellow"] > 0.5 and early["moved"]["mellow"] > 0.5, early
+    assert late["moved"]["reedy"] > 0.5, late
+    assert late["still"]["mellow"] > 0.5, late

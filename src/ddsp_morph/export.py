@@ -37,7 +37,11 @@ def main(args: DictConfig) -> int:
         rate = positive_int(args.rate, "rate", low=8000, high=384000)
         out = Path(str(args.out or Path(str(args.run)) / "export" / "ddsp_morph_nn.ts"))
         export_nn_tilde(
-            run, out, host_rate=rate, source=args["from"], target=args.to,
+            run,
+            out,
+            host_rate=rate,
+            source=args["from"],
+            target=args.to,
             voices=positive_int(args.voices, "voices", high=64),
         )
         print(f"wrote {out} and {out.with_suffix('.json')}")

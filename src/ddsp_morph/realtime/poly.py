@@ -3,8 +3,8 @@ noise-filter tail, summed, through one shared reverb, into a soft limiter.
 
 - The compiled engine (``engine="fast"``, the default) plays the active voices together in a
   ``VoiceBank``: each decoder weight is read once per frame for all of them. The torch engine
-  (the reference) runs one ``StreamingEngine`` per voice, each with the reverb (it is linear,
-  so the sum is the same to rounding).
+  (the reference, ``TorchVoices``) runs the same voices as one batch. Both put one reverb on
+  the sum, and share the code below (the live loop and the headless render alike).
 - A voice that is silent costs nothing: it is not rendered. A voice released and faded to the
   floor of the corpus's loudness is free again.
 - A stolen voice plays its old note out over 5 ms (a linear fade) before its new note starts
@@ -21,7 +21,7 @@ from numba import njit
 
 from ddsp_morph.control.voices import PolyController
 from ddsp_morph.realtime.performer import Performer, PerformerSettings
-from ddsp_morph.realtime.voice_bank import VoiceBank
+from ddsp_morph.realtime.voice_bank import TorchVoices, VoiceBank
 
 STEAL_FADE_SECONDS = 0.005
 LIMIT_KNEE = 0.7  # the sum passes unchanged below this; above it bends softly toward 1.0
@@ -63,17 +63,11 @@ class PolyPerformer(Performer):
         self.controller = PolyController(
             n_voices, self.controller.s, mpe=mpe, split=s.split, layer=s.layer
         )
-        self.bank = self.engine if isinstance(self.engine, VoiceBank) else None
-        self.engines = (
-            None if self.bank else [self.engine] + [self.make_engine() for _ in range(n_voices - 1)]
-        )
+        self.bank = self.engine  # a VoiceBank (compiled) or TorchVoices (the reference)
         self.fade = np.clip(
             1.0 - np.arange(self.block_size) / (STEAL_FADE_SECONDS * self.sample_rate), 0.0, 1.0
         ).astype(np.float32)
-        if self.bank is not None:
-            self.bank.fade[:] = self.fade
-        self.f0 = np.empty((n_voices, s.frames_per_block), np.float32)
-        self.loud = np.empty((n_voices, s.frames_per_block), np.float32)
+        self.bank.fade[:] = self.fade
         self.restart = np.zeros(n_voices, np.bool_)
         self.limited = np.empty(self.block_size, np.float32)
         self._zs: dict[tuple, np.ndarray] = {}
@@ -90,7 +84,14 @@ class PolyPerformer(Performer):
                 weights=s.weights,
                 input_tables=s.input_tables,
             )
-        return super().make_engine()
+        if s.engine == "torch":
+            return TorchVoices(
+                self.run.model,
+                self.n_voices,
+                frames_per_block=s.frames_per_block,
+                instrument_id=self.source_id,
+            )
+        return super().make_engine()  # (refuses an unknown engine)
 
     def _controls(self, controller, f0: np.ndarray, loud: np.ndarray) -> float:
         """The block's controls of one voice into ``f0`` and ``loud``; returns the last gate."""
@@ -119,7 +120,7 @@ class PolyPerformer(Performer):
 
     def next_block(self, f0_hz=None, loudness_db=None) -> np.ndarray:
         start = time.perf_counter()
-        mix = self._bank_block() if self.bank is not None else self._engines_block()
+        mix = self._bank_block()
         soft_limit_into(mix, self.limited)
         self.t += self.block_size / self.sample_rate
         audio = self.to_device_rate(self.limited)
@@ -168,36 +169,6 @@ class PolyPerformer(Performer):
                 self.restart[i] = False
         self.active_counts.append(n)
         return mix
-
-    def _engines_block(self) -> np.ndarray:
-        pc = self.controller
-        mix = np.zeros(self.block_size, np.float32)
-        active = 0
-        for i, voice in enumerate(pc.voices):
-            engine = self.engines[i]
-            if voice.steal is not None:
-                self._controls(voice.steal, self.f0[i], self.loud[i])
-                mix += self.fade * self.synthesize(engine, self.f0[i], self.loud[i], self._zt(None))
-                voice.steal = None
-                engine.reset()
-                active += 1
-                continue
-            if voice.note is None:
-                continue
-            gate = self._controls(pc.controllers[i], self.f0[i], self.loud[i])
-            if self._voice_ended(i, gate, self.loud[i]):
-                engine.reset()
-                continue
-            mix += self.synthesize(engine, self.f0[i], self.loud[i], self._zt(voice.morph))
-            active += 1
-        self.active_counts.append(active)
-        return mix
-
-    def _zt(self, morph: float | None):
-        import torch
-
-        z = self._z(morph)
-        return None if z is None else torch.from_numpy(z)
 
 
 def performer_for(run, settings: PerformerSettings) -> Performer:

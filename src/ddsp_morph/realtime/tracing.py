@@ -36,7 +36,9 @@ class StreamingSynth(nn.Module):
         frames_per_block: int = 1,
         instrument_id: int = 0,
         voices: int = 1,
+        reverb: bool = True,
     ) -> None:
+        """``reverb=False``: the voices dry (a polyphonic synth puts one reverb on their sum)."""
         super().__init__()
         if model.extra_inputs:
             raise ValueError(
@@ -59,7 +61,7 @@ class StreamingSynth(nn.Module):
         self.has_noise = model.synth.noise is not None
         ir_size = 2 * (model.synth.noise.n_bands - 1) if self.has_noise else 2
         self.register_buffer("noise_tail", torch.zeros(v, ir_size - 1))
-        self.has_reverb = model.synth.reverb is not None
+        self.has_reverb = model.synth.reverb is not None and reverb
         if self.has_reverb:
             rv = model.synth.reverb
             with torch.no_grad():
@@ -81,13 +83,72 @@ class StreamingSynth(nn.Module):
         self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor
     ) -> torch.Tensor:
         v = self.voices
-        f0 = f0_hz.reshape(v, self.frames)
-        inputs = self.model.decoder_inputs(
-            {"f0_hz": f0, "loudness_db": loudness_db.reshape(v, self.frames)}
+        state = (
+            self.hidden, self.phase, self.prev_f0, self.prev_amps, self.started,
+            self.noise_tail, self.delay_line, self.previous,
+        )  # fmt: skip
+        audio, new = self._step(
+            f0_hz.reshape(v, self.frames), loudness_db.reshape(v, self.frames), z, None, state
         )
+        for buffer, value in zip(state, new, strict=True):
+            buffer.copy_(value)
+        return audio[0] if v == 1 else audio
+
+    @torch.no_grad()
+    def play(
+        self,
+        voices: torch.Tensor,
+        f0_hz: torch.Tensor,
+        loudness_db: torch.Tensor,
+        z: torch.Tensor,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The voices ``voices`` (indices, LongTensor [n]) only, in one batch: f0_hz,
+        loudness_db [n, k], z [n, z_dim], noise [n, k * hop] (None: drawn) -> audio
+        [n, k * hop]; the other voices' state is kept (eager mode: the polyphonic reference)."""
+        n = voices.shape[0]
+        state = (
+            self.hidden[:, voices], self.phase[voices], self.prev_f0[voices],
+            self.prev_amps[voices], self.started[voices], self.noise_tail[voices],
+            self.delay_line[voices], self.previous[voices],
+        )  # fmt: skip
+        audio, new = self._step(
+            f0_hz.reshape(n, self.frames), loudness_db.reshape(n, self.frames), z, noise, state
+        )
+        self.hidden[:, voices] = new[0]
+        for buffer, value in zip(
+            (self.phase, self.prev_f0, self.prev_amps, self.started, self.noise_tail,
+             self.delay_line, self.previous),
+            new[1:],
+            strict=True,
+        ):  # fmt: skip
+            buffer[voices] = value
+        return audio
+
+    @torch.no_grad()
+    def reset_voice(self, voice: int) -> None:
+        for buffer in (
+            self.phase, self.prev_f0, self.prev_amps, self.started, self.noise_tail,
+            self.delay_line, self.previous,
+        ):  # fmt: skip
+            buffer[voice] = 0
+        self.hidden[:, voice] = 0
+
+    def _step(
+        self,
+        f0: torch.Tensor,
+        loudness_db: torch.Tensor,
+        z: torch.Tensor,
+        noise: torch.Tensor | None,
+        state: tuple[torch.Tensor, ...],
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One block of ``f0.shape[0]`` voices from their state; returns (audio, new state)."""
+        hidden, phase, prev_f0, prev_amps, started_f, noise_tail, delay_line, previous = state
+        v = f0.shape[0]
+        inputs = self.model.decoder_inputs({"f0_hz": f0, "loudness_db": loudness_db})
         if self.z_dim:
             inputs["z"] = z.reshape(v, 1, self.z_dim).expand(v, self.frames, self.z_dim)
-        raw, hidden = self.model.decoder(inputs, self.hidden, return_hidden=True)
+        raw, hidden = self.model.decoder(inputs, hidden, return_hidden=True)
         controls = self.model.synth.get_controls(raw)
         amplitude, dist = controls["amplitude"], controls["harmonic_distribution"]
         first = (
@@ -96,46 +157,44 @@ class StreamingSynth(nn.Module):
                 remove_above_nyquist(f0, dist, sample_rate=self.model.synth.harmonic.sample_rate)
             )
         )[:, 0]
-        started = self.started > 0
-        state = HarmonicState(
-            self.phase,
-            torch.where(started, self.prev_f0, f0[:, 0]),
-            torch.where(started.unsqueeze(-1), self.prev_amps, first),
+        started = started_f > 0
+        h_state = HarmonicState(
+            phase,
+            torch.where(started, prev_f0, f0[:, 0]),
+            torch.where(started.unsqueeze(-1), prev_amps, first),
         )
-        audio, new_state = harmonic_synth(
+        audio, new_h = harmonic_synth(
             f0,
             amplitude,
             dist,
             sample_rate=self.model.synth.harmonic.sample_rate,
             hop_length=self.hop,
             upsample=self.model.synth.harmonic.upsample,
-            state=state,
+            state=h_state,
             return_state=True,
         )
         if self.has_noise:
-            noise, tail = filtered_noise(
+            filtered, noise_tail = filtered_noise(
                 controls["noise_magnitudes"],
                 hop_length=self.hop,
-                tail=self.noise_tail,
+                noise=noise,
+                tail=noise_tail,
                 return_tail=True,
             )
-            audio = audio + noise
-            self.noise_tail.copy_(tail)
+            audio = audio + filtered
         if self.has_reverb:
-            spec = torch.fft.rfft(torch.cat([self.previous, audio], dim=-1))
-            delay = torch.cat([spec.unsqueeze(1), self.delay_line[:, :-1]], dim=1)
-            wet = torch.fft.irfft((delay * self.ir_spectra).sum(dim=1), 2 * self.block)[
+            spec = torch.fft.rfft(torch.cat([previous, audio], dim=-1))
+            delay_line = torch.cat([spec.unsqueeze(1), delay_line[:, :-1]], dim=1)
+            wet = torch.fft.irfft((delay_line * self.ir_spectra).sum(dim=1), 2 * self.block)[
                 ..., self.block :
             ]
-            self.delay_line.copy_(delay)
-            self.previous.copy_(audio)
+            previous = audio
             audio = self.dry * audio + self.wet * wet
-        self.hidden.copy_(hidden)
-        self.phase.copy_(new_state.phase)
-        self.prev_f0.copy_(new_state.f0_hz)
-        self.prev_amps.copy_(new_state.amplitudes)
-        self.started.fill_(1.0)
-        return audio[0] if v == 1 else audio
+        new = (
+            hidden, new_h.phase, new_h.f0_hz, new_h.amplitudes, torch.ones_like(started_f),
+            noise_tail, delay_line, previous,
+        )  # fmt: skip
+        return audio, new
 
 
 def trace_synth(

@@ -487,3 +487,97 @@ class VoiceBank:
             e.dry, self.out, *self._reverb_scratch,
         )  # fmt: skip
         return self.out
+
+
+class TorchVoices:
+    """The torch reference of ``VoiceBank``, with its interface: the voices in ``slots[:n]``
+    run as one batch of ``tracing.StreamingSynth`` (eager; each voice its own GRU state,
+    phases and noise tail, gathered and scattered by index), summed, then one reverb
+    (``dsp.stream.ReverbStream``, as ``StreamingEngine``'s). Each voice's white noise comes
+    from its own generator, reseeded with ``seed`` when the voice starts afresh, so a voice
+    alone plays exactly what the monophonic torch engine plays."""
+
+    def __init__(
+        self,
+        model,
+        n_voices: int = 8,
+        *,
+        frames_per_block: int = 1,
+        instrument_id: int = 0,
+        seed: int = 0,
+    ) -> None:
+        from ddsp_morph.dsp.stream import ReverbStream
+        from ddsp_morph.realtime.tracing import StreamingSynth
+
+        self.synth = StreamingSynth(
+            model, frames_per_block, instrument_id, voices=n_voices, reverb=False
+        )
+        self.n_voices, self.seed = n_voices, seed
+        self.frames, self.hop = self.synth.frames, self.synth.hop
+        self.block_size = self.synth.block
+        self.has_latent = self.synth.z_dim > 0
+        v, m, b = n_voices, self.frames, self.block_size
+        self.f0_hz = np.full((v, m), 220.0, np.float32)
+        self.loudness_db = np.full((v, m), -120.0, np.float32)
+        self.z = np.zeros((v, max(self.synth.z_dim, 1)), np.float32)
+        self.slots = np.zeros(v, np.int64)
+        self.fading = np.zeros(v, np.bool_)
+        self.fade = np.ones(b, np.float32)
+        self.voices_out = np.zeros((v, b), np.float32)
+        self.reverb = None
+        rv = model.synth.reverb
+        if rv is not None:
+            with torch.no_grad():
+                ir = rv.impulse_response()
+                wet, dry = rv.wet_dry()
+                idx = instrument_id if rv.n_irs > 1 else 0
+                self.reverb = ReverbStream(
+                    ir[idx], b, wet=wet.reshape(-1)[idx], dry=dry.reshape(-1)[idx]
+                )
+        self.generators = [torch.Generator() for _ in range(v)]
+        self.reset()
+
+    def set_z(self, slot: int, z: np.ndarray) -> None:
+        self.z[slot] = z
+
+    def reset_voice(self, slot: int) -> None:
+        self.synth.reset_voice(slot)
+        self.generators[slot].manual_seed(self.seed)
+        self.voices_out[slot] = 0.0
+
+    def reset(self) -> None:
+        for slot in range(self.n_voices):
+            self.reset_voice(slot)
+        if self.reverb is not None:
+            self.reverb.reset()
+
+    @torch.no_grad()
+    def process(self, n: int, noise: np.ndarray | None = None) -> np.ndarray:
+        """``VoiceBank.process``: the voices ``slots[:n]`` -> the mix after the reverb."""
+        mix = torch.zeros(self.block_size)
+        if n:
+            slots = self.slots[:n].copy()
+            if self.synth.has_noise and noise is None:
+                noise = torch.stack(
+                    [
+                        torch.rand(self.block_size, generator=self.generators[s]) * 2 - 1
+                        for s in slots
+                    ]
+                )
+            elif noise is not None:
+                noise = torch.from_numpy(np.asarray(noise, np.float32))
+            audio = self.synth.play(
+                torch.from_numpy(slots),
+                torch.from_numpy(self.f0_hz[slots]),
+                torch.from_numpy(self.loudness_db[slots]),
+                torch.from_numpy(self.z[slots]),
+                noise,
+            )
+            fade = torch.from_numpy(self.fade)
+            for a, s in enumerate(slots):
+                voice = audio[a] * fade if self.fading[a] else audio[a]
+                self.voices_out[s] = voice.numpy()
+                mix += voice
+        if self.reverb is not None:
+            mix = self.reverb.process(mix)
+        return mix.numpy()
