@@ -18,6 +18,7 @@ def write_render(
     stats: dict,
     *,
     summary: SpectrogramSummary | None = None,
+    title: str | None = None,
 ) -> None:
     """The wav (unless ``audio`` is None: already streamed), its stats JSON and its spectrogram
     PNG (from ``summary`` when given, of bounded size whatever the length)."""
@@ -34,7 +35,8 @@ def write_render(
         summary.image(),
         duration=summary.n_samples / rate,
         top_khz=rate / 2000,
-        title=f"{path.name}: {stats.get('source')} → {stats.get('target')} (morph CC)",
+        title=f"{path.name}: "
+        + (title or f"{stats.get('source')} → {stats.get('target')} (morph CC)"),
     )
 
 

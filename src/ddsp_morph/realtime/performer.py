@@ -258,11 +258,12 @@ def render_midi_file(
     *,
     tail_s: float = 0.5,
     sink: Callable[[np.ndarray], None] | None = None,
+    watch: Callable[[Performer], None] | None = None,
 ) -> tuple[np.ndarray | None, dict]:
     """The headless path: the MIDI file's events fed to the performer at the block where they
     would arrive live. Returns (audio at the device rate, timing statistics); with ``sink``,
     each block goes to it as it is made and no audio is kept (None), so a long file renders in
-    flat memory."""
+    flat memory; ``watch`` sees the performer after every block (e.g. each voice's samples)."""
     from ddsp_morph.realtime.poly import performer_for
 
     events = midi_events(midi_path)
@@ -277,6 +278,8 @@ def render_midi_file(
             p.controller.handle(events[k][1], events[k][0])
             k += 1
         put(p.next_block())
+        if watch is not None:
+            watch(p)
     put(p.flush())
     audio = np.concatenate(out).astype(np.float32) if sink is None else None
     c = np.asarray(p.compute_seconds)
