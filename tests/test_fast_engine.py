@@ -70,7 +70,9 @@ def test_kernels_equal_the_torch_stream_kernels_block_after_block(frames: int, u
         kernels.harmonic_block(
             f0[sl].numpy(), amp[sl].numpy(), dist[sl].numpy(), ramp, float(SR), h_state, prev, h_out
         )
-        kernels.noise_block(mags[sl].numpy(), nz.numpy(), ns.basis_reversed.numpy(), tail, n_out)
+        kernels.noise_block(
+            mags[sl].numpy(), nz.numpy(), kernels.fir_basis(ns.basis_reversed.numpy()), tail, n_out
+        )
         head = kernels.reverb_block(
             (ref_h + ref_n).numpy(), frame, ring_re, ring_im, ir_re, ir_im, cos_t, sin_t,
             head, 0.8, r_out,

@@ -321,7 +321,7 @@ def streaming_case(args: dict) -> dict:
 
         ns = NoiseStream(n_bands=65, hop_length=HOP, n_frames=frames)
         rs = ReverbStream(ir, HOP * frames)
-        basis, spec = ns.basis_reversed.numpy(), rs.ir_twice.numpy()
+        basis, spec = kernels.fir_basis(ns.basis_reversed.numpy()), rs.ir_twice.numpy()
         ir_re = np.ascontiguousarray(spec.real, np.float32)
         ir_im = np.ascontiguousarray(spec.imag, np.float32)
         ring_re = np.zeros((rs.n_parts, HOP * frames + 1), np.float32)

@@ -30,7 +30,13 @@ from threadpoolctl import threadpool_limits
 
 from ddsp_morph.dsp.core import upsample_ramp
 from ddsp_morph.realtime.engine import StreamingEngine, check_block
-from ddsp_morph.realtime.kernels import harmonic_block, noise_block, reverb_block, twiddles
+from ddsp_morph.realtime.kernels import (
+    fir_basis,
+    harmonic_block,
+    noise_block,
+    reverb_block,
+    twiddles,
+)
 
 WEIGHT_FORMATS = ("float32", "int16", "int8")
 _INT_FORMATS = {"int16": (np.int16, 32767), "int8": (np.int8, 127)}
@@ -316,7 +322,9 @@ class FastEngine:
         self.n_harmonics = synth.harmonic.n_harmonics
         self.n_heads = sum(step.output_sizes.values())
         self.noise_basis = (
-            np.zeros((0, 1), np.float32) if ref.noise is None else ref.noise.basis_reversed.numpy()
+            np.zeros((0, 1), np.float32)
+            if ref.noise is None
+            else fir_basis(ref.noise.basis_reversed.numpy())
         )
         self.ir_re = self.ir_im = np.zeros((0, 1), np.float32)
         self.cos_t, self.sin_t = twiddles(2 * self.block_size)

@@ -10,7 +10,7 @@ rounding (tested). Compiled on first use and cached on disk (``cache=True``).
   sin(k * phase) for k = 1..K comes from the Chebyshev recurrence
   sin(k x) = 2 cos(x) sin((k - 1) x) - sin((k - 2) x) in float64 (one multiply-add per
   harmonic and sample instead of a sine), exact to ~1e-13 for 100 harmonics.
-- ``noise_block``: per-frame FIR taps (magnitudes @ reversed frequency-sampling basis) and a
+- ``noise_block``: per-frame FIR taps (magnitudes @ the bands' frequency-sampling FIRs) and a
   direct convolution of the frame's noise, carrying the filter's ringing.
 - ``reverb_block``: uniformly partitioned overlap-save convolution over a ring of input
   spectra, with an in-place radix-2 FFT (``fft_radix2``).
@@ -127,31 +127,32 @@ def _harmonic_sums(s0, s1, c2, kmax, k_block, a_start, a_end, acc_a, acc_b):  # 
 
 
 @njit(cache=True)
-def noise_block(magnitudes, noise, basis_reversed, tail, out):  # pragma: no cover - compiled
+def noise_block(magnitudes, noise, basis, tail, out):  # pragma: no cover - compiled
     """One block of filtered noise (batch 1).
 
     Args:
         magnitudes: float32 [M, B]; noise: float32 [M * hop] white noise.
-        basis_reversed: float32 [B, L], each band's windowed linear-phase FIR, taps reversed.
+        basis: float32 [B, L], each band's windowed linear-phase FIR (``dsp.stream``'s
+            ``basis_reversed`` read backwards: ``fir_basis``).
         tail: float32 [L - 1], the ringing carried from the last block (updated).
         out: float32 [M * hop], written.
     """
-    taps_n = basis_reversed.shape[1]
+    taps_n = basis.shape[1]
     noise_block_into(
-        magnitudes, 0, noise, basis_reversed, tail, out,
+        magnitudes, 0, noise, basis, tail, out,
         np.empty(noise.shape[0] + taps_n - 1, dtype=np.float32), np.empty(taps_n, dtype=np.float32),
     )  # fmt: skip
 
 
 @njit(cache=True, fastmath=True)
 def noise_block_into(
-    magnitudes, band0, noise, basis_reversed, tail, out, acc, taps
+    magnitudes, band0, noise, basis, tail, out, acc, taps
 ):  # pragma: no cover - compiled
     """``noise_block`` with its scratch given (nothing allocated): acc float32 [M * hop + L - 1],
     taps float32 [L]; the bands are ``magnitudes[:, band0:]`` (a slice would cost a record)."""
     m = magnitudes.shape[0]
-    n_bands = basis_reversed.shape[0]
-    taps_n = basis_reversed.shape[1]
+    n_bands = basis.shape[0]
+    taps_n = basis.shape[1]
     hop = noise.shape[0] // m
     r = taps_n - 1
     acc[:] = 0.0
@@ -162,8 +163,8 @@ def noise_block_into(
         for b in range(n_bands):
             mb = magnitudes[i, band0 + b]
             for j in range(taps_n):
-                taps[taps_n - 1 - j] += mb * basis_reversed[b, j]
-        # y[t] = sum_j x[t - j] h[j]: taps holds h (the reversed basis, read backwards)
+                taps[j] += mb * basis[b, j]  # (forward: 4x faster than a reversed store)
+        # y[t] = sum_j x[t - j] h[j], h = taps
         base = i * hop
         for s in range(hop):
             x = noise[base + s]
@@ -206,6 +207,12 @@ def fft_radix2(re, im, cos_t, sin_t, inverse):  # pragma: no cover - compiled
                 re[a] += tr
                 im[a] += ti
         length *= 2
+
+
+def fir_basis(basis_reversed: np.ndarray) -> np.ndarray:
+    """``noise_block``'s basis from ``dsp.stream.NoiseStream.basis_reversed``: each band's FIR
+    in time order, contiguous."""
+    return np.ascontiguousarray(np.asarray(basis_reversed, np.float32)[:, ::-1])
 
 
 def twiddles(n: int) -> tuple[np.ndarray, np.ndarray]:

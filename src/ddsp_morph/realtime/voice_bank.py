@@ -261,8 +261,15 @@ def bank_block(
     for a in range(n):
         s = slots[a]
         r = raw[s]
+        nyquist = sample_rate / 2.0
         for i in range(m):
+            # exp_sigmoid of every head but the harmonics at or above Nyquist, which the bank
+            # silences anyway (the same test as harmonic_block's): most of them for a high note
+            f = f0_hz[s, i]
             for j in range(r.shape[1]):
+                if 1 <= j <= n_harm and np.float32(f * np.float32(j)) >= nyquist:
+                    r[i, j] = 0.0
+                    continue
                 v = 1.0 / (1.0 + math.exp(-r[i, j]))
                 r[i, j] = math.exp(log_exponent * math.log(v)) * max_value + threshold
             amp[i] = r[i, 0]
