@@ -31,13 +31,20 @@ def test_fft_matches_numpy():
         np.testing.assert_allclose((re + 1j * im) / n, x, atol=1e-12)
 
 
-@pytest.mark.parametrize("frames, upsample", [(1, "hann"), (4, "linear")])
-def test_kernels_equal_the_torch_stream_kernels_block_after_block(frames: int, upsample: str):
+@pytest.mark.parametrize(
+    "frames, upsample, steps", [(1, "hann", False), (4, "linear", False), (1, "hann", True)]
+)
+def test_kernels_equal_the_torch_stream_kernels_block_after_block(
+    frames: int, upsample: str, steps: bool
+):
     g = torch.Generator().manual_seed(0)
     k, bands, n_blocks = 60, 17, 30
     n = n_blocks * frames
-    # f0 sweeps 150 Hz -> 2.5 kHz: harmonics cross Nyquist inside blocks
+    # f0 sweeps 150 Hz -> 2.5 kHz: harmonics cross Nyquist inside blocks; or ``steps``: notes
+    # held for 5 frames each (the oscillator's steady-frequency path), then the next
     f0 = torch.linspace(150.0, 2500.0, n)
+    if steps:
+        f0 = 150.0 * 2 ** (torch.div(torch.arange(n), 5, rounding_mode="floor") / 2.0)
     amp = torch.rand(n, generator=g)
     dist = torch.rand(n, k, generator=g)
     mags = torch.rand(n, bands, generator=g)

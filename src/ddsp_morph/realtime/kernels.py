@@ -81,6 +81,34 @@ def harmonic_block_into(
     for i in range(m):
         f_end = f0_hz[i]
         k_block = 0
+        if f_end == f_start:
+            # a steady frequency: one sine and cosine of the step, then each sample's sin and
+            # cos by rotation (error ~1e-14 over a hop); the phase itself accumulates as below
+            step = np.float64(f_start) * omega
+            kn = min(k_total, int(math.ceil(nyquist / f_start)) if f_start > 0 else k_total)
+            while kn > 0 and np.float32(f_start * kn) >= nyquist:
+                kn -= 1
+            k_block = kn
+            cd, sd = math.cos(step), math.sin(step)
+            phase += step
+            if phase >= TWO_PI:
+                phase -= TWO_PI * math.floor(phase / TWO_PI)
+            sv, cv = math.sin(phase), math.cos(phase)
+            for n in range(hop):
+                kmax[n] = kn
+                s1[n] = sv
+                c2[n] = 2.0 * cv
+                if n + 1 < hop:
+                    phase += step
+                    if phase >= TWO_PI:
+                        phase -= TWO_PI * math.floor(phase / TWO_PI)
+                    sv, cv = sv * cd + cv * sd, cv * cd - sv * sd
+            _harmonic_sums(s0, s1, c2, kmax, k_block, a_start, amps[i], acc_a, acc_b)
+            for n in range(hop):
+                out[i * hop + n] = acc_a[n] + ramp[n] * (acc_b[n] - acc_a[n])
+            for k in range(k_total):
+                a_start[k] = amps[i, k]
+            continue
         for n in range(hop):
             f = f_start + ramp[n] * (f_end - f_start)  # float32, as dsp.stream
             phase += np.float64(f) * omega
