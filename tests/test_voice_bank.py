@@ -161,3 +161,24 @@ def test_a_note_that_starts_stops_or_is_stolen_allocates_nothing(tiny_run: Path)
         assert allocs == steady, (name, allocs, steady)
         assert peak <= after + min(256, block_bytes // 2), (name, peak, after)
     assert p.active_counts[-6:] == [2, 2, 2, 2, 2, 2]  # steal: the old note played out, fading
+
+
+def test_the_limiter_passes_a_quiet_sum_holds_a_loud_one_at_the_knee_and_recovers():
+    from ddsp_morph.realtime.poly import LIMIT_KNEE, limit_into, release_coefficient
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    quiet = (0.6 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    loud = (2.0 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    out, gain, rel = np.empty_like(quiet), np.ones(1), release_coefficient(sr)
+    limit_into(quiet, out, gain, rel)
+    np.testing.assert_array_equal(out, quiet)  # under the knee: untouched
+    limit_into(loud, out, gain, rel)
+    assert np.abs(out).max() <= LIMIT_KNEE + 1e-6  # held at the knee, never near 1
+    assert abs(np.abs(out[sr // 2 :]).max() - LIMIT_KNEE) < 0.01  # not pumped below it
+    assert 0.3 < gain[0] < 0.4  # about 0.7 / 2
+    limit_into(quiet, out, gain, rel)  # the gain recovers (80 ms): quiet again passes as is
+    np.testing.assert_allclose(out[int(0.8 * sr) :], quiet[int(0.8 * sr) :], atol=1e-4)
+    wild = np.full(64, 50.0, np.float32)
+    limit_into(wild, out[:64], np.ones(1), rel)
+    assert np.abs(out[:64]).max() <= LIMIT_KNEE + 1e-6

@@ -112,6 +112,41 @@ def render(run, midi: Path, out: Path, settings: PerformerSettings, title: str):
     return audio, np.concatenate(voices, axis=1), slots, stats
 
 
+def headroom(run) -> list[dict]:
+    """The limiter at work: 1, 3 and 8 notes held (minor thirds from G3) at velocity 96 and 127,
+    2.4 s each: the peak of the voices' sum (after the reverb), of the output, the deepest
+    gain reduction at a block's end, and the share of samples the sum had over the knee."""
+    from ddsp_morph.realtime.poly import LIMIT_KNEE, PolyPerformer
+
+    rows = []
+    for n_notes, velocity in ((1, 96), (3, 96), (8, 96), (8, 127)):
+        s = PerformerSettings(device_rate=SR, voices=8, source="violin", target="flute")
+        p = PolyPerformer(run, s, n_voices=8)
+        notes = [55 + 3 * k for k in range(n_notes)]
+        pre, post, gains = [], [], []
+        for b in range(350):
+            for note in notes:
+                if b == 5:
+                    p.controller.handle(mido.Message("note_on", note=note, velocity=velocity), p.t)
+                if b == 300:
+                    p.controller.handle(mido.Message("note_off", note=note), p.t)
+            post.append(p.next_block())
+            pre.append(p.bank.out.copy())
+            gains.append(float(p.limiter_gain[0]))
+        pre, post = np.concatenate(pre), np.concatenate(post)
+        rows.append(
+            {
+                "notes": n_notes,
+                "velocity": velocity,
+                "sum_peak": round(float(np.abs(pre).max()), 3),
+                "out_peak": round(float(np.abs(post).max()), 3),
+                "gain_min_db": round(20 * np.log10(min(gains)), 1),
+                "over_knee_percent": round(100 * float(np.mean(np.abs(pre) > LIMIT_KNEE)), 2),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, required=True)
@@ -211,6 +246,7 @@ def main() -> None:
             row[f"p_violin_{name}"] = round(p["violin"], 3)
             row[f"p_flute_{name}"] = round(p["flute"], 3)
     results["mpe"] = {"stats": stats, "notes": rows}
+    results["headroom"] = headroom(run)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

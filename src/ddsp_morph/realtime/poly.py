@@ -1,5 +1,5 @@
 """The polyphonic synth: ``n_voices`` voices, each its own GRU state, oscillator phases and
-noise-filter tail, summed, through one shared reverb, into a soft limiter.
+noise-filter tail, summed, through one shared reverb, into a peak limiter.
 
 - The compiled engine (``engine="fast"``, the default) plays the active voices together in a
   ``VoiceBank``: each decoder weight is read once per frame for all of them. The torch engine
@@ -24,28 +24,37 @@ from ddsp_morph.realtime.performer import Performer, PerformerSettings
 from ddsp_morph.realtime.voice_bank import TorchVoices, VoiceBank
 
 STEAL_FADE_SECONDS = 0.005
-LIMIT_KNEE = 0.7  # the sum passes unchanged below this; above it bends softly toward 1.0
+LIMIT_KNEE = 0.7  # the limiter holds the sum's peaks here (-3.1 dBFS)
+LIMIT_RELEASE_SECONDS = 0.08  # the limiter's gain recovers with this time constant
 SILENT_DB = 1.0  # a released voice this close to the loudness floor is over
 Z_KEYS = 256  # timbre vectors kept per (morph, pc) position
 
 
 @njit(cache=True)
-def soft_limit_into(x, out):  # pragma: no cover - compiled
-    """Identity below LIMIT_KNEE, then a tanh knee: |out| < 1 for any input."""
+def limit_into(x, out, state, release):  # pragma: no cover - compiled
+    """A peak limiter on the voices' sum: unity gain while |x| stays under LIMIT_KNEE (a voice
+    alone plays exactly as the mono synth); a peak above it pulls the gain down at once to
+    hold the peak at the knee, and the gain recovers toward 1 with the ``release``
+    coefficient per sample. A tanh knee after it (identity below LIMIT_KNEE) keeps |out| < 1
+    whatever comes. ``state[0]``: the gain, carried from block to block."""
     room = 1.0 - LIMIT_KNEE
+    g = state[0]
     for i in range(x.shape[0]):
         a = abs(x[i])
-        if a <= LIMIT_KNEE:
-            out[i] = x[i]
-        else:
-            v = LIMIT_KNEE + room * np.tanh((a - LIMIT_KNEE) / room)
-            out[i] = v if x[i] > 0 else -v
+        if a * g > LIMIT_KNEE:
+            g = LIMIT_KNEE / a
+        v = x[i] * g
+        av = abs(v)
+        if av > LIMIT_KNEE:
+            w = LIMIT_KNEE + room * np.tanh((av - LIMIT_KNEE) / room)
+            v = w if v > 0 else -w
+        out[i] = v
+        g += (1.0 - g) * release
+    state[0] = g
 
 
-def soft_limit(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    soft_limit_into(np.ascontiguousarray(x, np.float32), out)
-    return out
+def release_coefficient(sample_rate: float) -> float:
+    return 1.0 - float(np.exp(-1.0 / (LIMIT_RELEASE_SECONDS * sample_rate)))
 
 
 class PolyPerformer(Performer):
@@ -70,6 +79,8 @@ class PolyPerformer(Performer):
         self.bank.fade[:] = self.fade
         self.restart = np.zeros(n_voices, np.bool_)
         self.limited = np.empty(self.block_size, np.float32)
+        self.limiter_gain = np.ones(1)  # the limiter's state
+        self.release = release_coefficient(self.sample_rate)
         self._zs: dict[tuple, np.ndarray] = {}
         self.active_counts: list[int] = []
 
@@ -121,7 +132,7 @@ class PolyPerformer(Performer):
     def next_block(self, f0_hz=None, loudness_db=None) -> np.ndarray:
         start = time.perf_counter()
         mix = self._bank_block()
-        soft_limit_into(mix, self.limited)
+        limit_into(mix, self.limited, self.limiter_gain, self.release)
         self.t += self.block_size / self.sample_rate
         audio = self.to_device_rate(self.limited)
         if audio is self.limited:
