@@ -118,8 +118,8 @@ class PolyPerformer(Performer):
         computed once per position and kept."""
         if self.latent is None:
             return None
-        if self.z_override is not None:
-            return np.asarray(self.z_override, np.float32)
+        if self.z_override is not None:  # a copy: the bank skips an array it has seen
+            return np.array(self.z_override, np.float32)
         pc = self.controller
         key = (pc.morph if morph is None else morph, pc.pc[0], pc.pc[1])
         z = self._zs.get(key)

@@ -388,6 +388,7 @@ class VoiceBank:
         self._reverb_scratch = (np.empty((2, 2 * b)), np.empty((2, b + 1), f32))
         self._timbres: dict[bytes, tuple] = {}
         self._voice_z: list[bytes | None] = [None] * v
+        self._voice_obj: list[np.ndarray | None] = [None] * v
         self._base = (  # the output LayerNorms and head bias without z's FiLM
             np.stack([gain.reshape(-1).numpy() for gain, _ in step.norms()]).astype(f32),
             np.stack([bias.reshape(-1).numpy() for _, bias in step.norms()]).astype(f32),
@@ -425,10 +426,12 @@ class VoiceBank:
 
     def set_z(self, slot: int, z: np.ndarray) -> None:
         """Voice ``slot`` plays timbre ``z`` [z_dim] from its next block (computed once per
-        distinct z and kept; a voice already on it does nothing)."""
-        if not self.has_latent:
-            return
+        distinct z and kept; a voice already on it does nothing). The array handed last is
+        skipped without a look: hand a new array, not the same one changed in place."""
+        if not self.has_latent or z is self._voice_obj[slot]:
+            return  # (the performer hands the same cached array while a voice's timbre holds)
         key = z.tobytes()
+        self._voice_obj[slot] = z
         if key == self._voice_z[slot]:
             return
         timbre = self._timbres.get(key)
