@@ -183,6 +183,19 @@ class DecoderStep:
         return dict(zip(self.output_sizes, torch.split(y, sizes, dim=-1), strict=True))
 
 
+def reverb_stream(model, instrument_id: int, block_size: int) -> ReverbStream | None:
+    """The model's reverb (the instrument's IR when it holds one per instrument) as a
+    block-by-block convolver; None for a model without reverb."""
+    rv = model.synth.reverb
+    if rv is None:
+        return None
+    with torch.no_grad():
+        ir = rv.impulse_response()
+        wet, dry = rv.wet_dry()
+        idx = instrument_id if rv.n_irs > 1 else 0
+        return ReverbStream(ir[idx], block_size, wet=wet.reshape(-1)[idx], dry=dry.reshape(-1)[idx])
+
+
 class StreamingEngine:
     """Args:
     model: a trained DDSPAutoencoder (put in eval mode; gradients off).
@@ -237,15 +250,7 @@ class StreamingEngine:
             if synth.noise is None
             else NoiseStream(n_bands=synth.noise.n_bands, hop_length=self.hop, n_frames=self.frames)
         )
-        self.reverb: ReverbStream | None = None
-        if synth.reverb is not None:
-            with torch.no_grad():
-                ir = synth.reverb.impulse_response()
-                wet, dry = synth.reverb.wet_dry()
-                idx = instrument_id if synth.reverb.n_irs > 1 else 0
-                self.reverb = ReverbStream(
-                    ir[idx], self.block_size, wet=wet.reshape(-1)[idx], dry=dry.reshape(-1)[idx]
-                )
+        self.reverb = reverb_stream(model, instrument_id, self.block_size)
         self.reset()
 
     def reset(self) -> None:

@@ -516,7 +516,7 @@ class TorchVoices:
         instrument_id: int = 0,
         seed: int = 0,
     ) -> None:
-        from ddsp_morph.dsp.stream import ReverbStream
+        from ddsp_morph.realtime.engine import reverb_stream
         from ddsp_morph.realtime.tracing import StreamingSynth
 
         self.synth = StreamingSynth(
@@ -534,16 +534,7 @@ class TorchVoices:
         self.fading = np.zeros(v, np.bool_)
         self.fade = np.ones(b, np.float32)
         self.voices_out = np.zeros((v, b), np.float32)
-        self.reverb = None
-        rv = model.synth.reverb
-        if rv is not None:
-            with torch.no_grad():
-                ir = rv.impulse_response()
-                wet, dry = rv.wet_dry()
-                idx = instrument_id if rv.n_irs > 1 else 0
-                self.reverb = ReverbStream(
-                    ir[idx], b, wet=wet.reshape(-1)[idx], dry=dry.reshape(-1)[idx]
-                )
+        self.reverb = reverb_stream(model, instrument_id, b)
         self.generators = [torch.Generator() for _ in range(v)]
         self.reset()
 
