@@ -333,6 +333,10 @@ def test_the_fast_and_torch_engines_render_a_midi_file_alike(tiny_run: Path, tmp
         (["--device-rate", "0"], "error: --device-rate: expected an integer >= 8000"),
         (["--device-rate", "-44100"], "error: --device-rate: expected an integer >= 8000"),
         (["--seconds", "0"], "error: --seconds: expected a duration > 0, got 0.0"),
+        (
+            ["--activations", "int16", "--weights", "float32"],
+            "error: --activations int16: needs --weights int16, got float32",
+        ),
     ],
 )
 def test_bad_realtime_settings_are_one_line(tiny_run: Path, tmp_path: Path, capsys, args, message):

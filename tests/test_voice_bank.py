@@ -26,6 +26,7 @@ def _voice_controls(n: int, k: int):
     [
         ("harmonic_noise_reverb", 1, "float32"),
         ("harmonic_noise_reverb", 2, "int16"),
+        ("harmonic_noise_reverb", 1, "int16:int16"),  # int16 activations too (int_dot)
         ("harmonic_noise", 1, "float32"),
         ("harmonic_noise_reverb", 1, "torch"),  # the torch reference, TorchVoices
     ],
@@ -34,7 +35,9 @@ def test_the_bank_equals_the_offline_render_of_every_voice_summed(
     tmp_path: Path, synth: str, frames: int, weights: str
 ):
     torch.manual_seed(0)
-    model = _model(tmp_path, synth, "vae")
+    weights, _, activations = weights.partition(":")
+    # int16 activations: 48 columns, one 32-column integer chunk and a float tail
+    model = _model(tmp_path, synth, "vae", hidden=48 if activations else 32)
     n, voices = 40, 5  # 5 voices: the four-at-a-time path and the one left over
     zs = [torch.randn(4) for _ in range(voices)]
     offline = torch.zeros(n * HOP)
@@ -46,7 +49,10 @@ def test_the_bank_equals_the_offline_render_of_every_voice_summed(
     if weights == "torch":
         bank = TorchVoices(model, 8, frames_per_block=frames)
     else:
-        bank = VoiceBank(model, 8, frames_per_block=frames, weights=weights)
+        bank = VoiceBank(
+            model, 8, frames_per_block=frames, weights=weights, activations=activations or "float32"
+        )
+        assert (bank._scratch[-1] > 0).any() == bool(activations)  # the integer path is taken
     slots = [6, 0, 3, 7, 2]  # any slots: voice k plays in slot slots[k]
     for k, slot in enumerate(slots):
         bank.set_z(slot, zs[k].numpy())
@@ -61,7 +67,7 @@ def test_the_bank_equals_the_offline_render_of_every_voice_summed(
         out.append(bank.process(voices, noise).copy())
     played = torch.from_numpy(np.concatenate(out))
     assert offline.abs().max() > 1e-2
-    tol = 2e-3 if weights == "int16" else 2e-4
+    tol = 2e-3 if weights == "int16" else 2e-4  # int16 activations: as int16 weights alone
     torch.testing.assert_close(played, offline, atol=tol, rtol=0)
     if weights == "torch":
         return

@@ -82,9 +82,40 @@ def _layer_norm_leaky(x, gain, bias, eps, slope):  # pragma: no cover - compiled
         x[i] = v if v >= 0 else v * slope
 
 
-@njit(cache=True, fastmath=True)
-def _sigmoid(x):  # pragma: no cover - compiled
-    return np.float32(1.0) / (np.float32(1.0) + np.exp(-x))
+# tanh as x P(x^2) / Q(x^2), fitted by reweighted least squares on [0, 7.9] (beyond, tanh is
+# 1 within 3e-7): within 6e-7 of tanh everywhere (tested). Unlike libm's tanhf and expf, which
+# are calls, it vectorizes: with the GRU's gates this way a voice's update is 14x faster.
+TANH_P = (0.9999991579685623, 0.12708752768434678, 0.0026935696874718276, 7.151030847526651e-06,
+          -6.140653374595698e-09)  # fmt: skip
+TANH_Q = (1.0, 0.460417769578746, 0.022836160608422803, 0.00019645990199043903)
+TANH_CLAMP = 7.9
+
+
+# error_model="numpy": no zero-division check, which would keep LLVM from vectorizing the loop
+@njit(cache=True, fastmath=True, inline="always", error_model="numpy")
+def tanh32(x):  # pragma: no cover - compiled
+    x = min(max(x, np.float32(-TANH_CLAMP)), np.float32(TANH_CLAMP))
+    x2 = x * x
+    p = np.float32(TANH_P[4])
+    for c in (TANH_P[3], TANH_P[2], TANH_P[1], TANH_P[0]):
+        p = p * x2 + np.float32(c)
+    q = np.float32(TANH_Q[3])
+    for c in (TANH_Q[2], TANH_Q[1], TANH_Q[0]):
+        q = q * x2 + np.float32(c)
+    return x * p / q
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def gru_update(pre, gh, b_hh, hidden):  # pragma: no cover - compiled
+    """The GRU's gates and new state, in place: pre [>= 3G], the input projection (r, u, n
+    parts); gh [3G], W_hh @ hidden; b_hh [3G]; hidden [G]. sigmoid(x) = (1 + tanh(x / 2)) / 2."""
+    g = hidden.shape[0]
+    half = np.float32(0.5)
+    for j in range(g):
+        r = half + half * tanh32(half * (pre[j] + gh[j] + b_hh[j]))
+        u = half + half * tanh32(half * (pre[g + j] + gh[g + j] + b_hh[g + j]))
+        c = tanh32(pre[2 * g + j] + r * (gh[2 * g + j] + b_hh[2 * g + j]))
+        hidden[j] = c + u * (hidden[j] - c)
 
 
 @njit(cache=True, fastmath=True)
@@ -188,11 +219,7 @@ def decoder_block(
     y = np.empty(hsize, dtype=np.float32)
     for f in range(m):
         _matvec(wbuf, qbuf, mtab, base_m, hidden, gh)
-        for j in range(g):
-            r = _sigmoid(proj[f, j] + gh[j] + b_hh[j])
-            u = _sigmoid(proj[f, g + j] + gh[g + j] + b_hh[g + j])
-            n = np.tanh(proj[f, 2 * g + j] + r * (gh[2 * g + j] + b_hh[2 * g + j]))
-            hidden[j] = n + u * (hidden[j] - n)
+        gru_update(proj[f], gh, b_hh, hidden)
         _matvec(wbuf, qbuf, mtab, base_m + 1, hidden, y)
         for j in range(hsize):
             y[j] += proj[f, 3 * g + j]

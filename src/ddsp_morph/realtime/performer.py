@@ -47,6 +47,7 @@ class PerformerSettings:
     engine: str = "fast"  # "fast": the compiled engine (realtime.fast); "torch": StreamingEngine
     weights: str = "int16"  # the fast engine's decoder weights: "float32", "int16" or "int8"
     input_tables: int = 2048  # the fast engine's tabulated f0/loudness branches (0: off)
+    activations: str = conf_file("realtime").activations  # the voice bank's (polyphonic)
     voices: int = conf_file("realtime").voices  # > 1: polyphonic (realtime.poly); 1: mono
     mpe: bool = False  # MPE lower zone: per-note bend, CC74 timbre and pressure (polyphonic)
     split: int | None = None  # notes below it play `source`, from it up `target` (polyphonic)

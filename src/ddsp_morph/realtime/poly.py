@@ -94,6 +94,7 @@ class PolyPerformer(Performer):
                 instrument_id=self.source_id,
                 weights=s.weights,
                 input_tables=s.input_tables,
+                activations=s.activations,
             )
         if s.engine == "torch":
             return TorchVoices(

@@ -30,9 +30,17 @@ from ddsp_morph.realtime.fast import (
     FastEngine,
     _layer_norm_leaky,
     _mlp_rest,
-    _sigmoid,
     _vec,
+    gru_update,
     latent_share,
+)
+from ddsp_morph.realtime.int_dot import (
+    CHUNK,
+    HAS_AVX512BW,
+    activation_range,
+    dot_1x1,
+    dot_4x1,
+    dot_4x4,
 )
 from ddsp_morph.realtime.kernels import harmonic_block_into, noise_block_into, reverb_block_into
 
@@ -135,14 +143,54 @@ def _rows_int(qbuf, wbuf, o, rows, cols, x, n, out, wrow):  # pragma: no cover -
                 out[a, i + t] *= scale
 
 
+@njit(cache=True, fastmath=True)
+def _rows_int16x16(qbuf, wbuf, o, rows, cols, x, n, out, xq, xinv, top):  # pragma: no cover
+    """int16 weights times int16 activations (``int_dot``): each voice's vector is scaled so
+    that its largest magnitude is ``top`` (the matrix's ``activation_range``) and rounded;
+    the integer sums, exact, are then scaled back by the row's and the voice's scales. The
+    columns past the last 32-column chunk are summed in float32."""
+    q = qbuf[o : o + rows * cols].reshape((rows, cols))
+    c = cols - cols % CHUNK
+    for a in range(n):
+        m = np.float32(0.0)
+        for j in range(cols):
+            m = max(m, abs(x[a, j]))
+        s = np.float32(top) / m if m > 0.0 else np.float32(0.0)
+        xinv[a] = m / np.float32(top)
+        for j in range(c):
+            xq[a, j] = np.int16(math.floor(x[a, j] * s + np.float32(0.5)))
+    whole = rows - rows % 4
+    for r in range(0, whole, 4):
+        a = 0
+        while a + 4 <= n:
+            dot_4x4(q, r, xq, a, out, r)
+            a += 4
+        while a < n:
+            dot_4x1(q, r, xq, a, out, r)
+            a += 1
+    for r in range(whole, rows):
+        for a in range(n):
+            dot_1x1(q, r, xq, a, out, r)
+    for i in range(rows):
+        scale = wbuf[o + i]
+        for a in range(n):
+            tail = np.float32(0.0)
+            for j in range(c, cols):
+                tail += np.float32(q[i, j]) * x[a, j]
+            out[a, i] = (out[a, i] * xinv[a] + tail) * scale
+
+
 @njit(cache=True)
-def _matmat(wbuf, qbuf, table, index, x, n, out, wrow):  # pragma: no cover - compiled
+def _matmat(wbuf, qbuf, table, index, x, n, out, wrow, xq, xinv, xrange):  # pragma: no cover
     """out[a] = W @ x[a] for the first ``n`` rows of x, W = matrix ``index`` of the packed
     weights (``fast._matvec``'s layout). Each row of W is read once (an integer row is
-    converted once, into ``wrow``) and applied to every voice while it sits in the L1 cache."""
+    converted once, into ``wrow``) and applied to every voice while it sits in the L1 cache.
+    With ``xrange[index] > 0`` an int16 matrix meets int16 activations (``_rows_int16x16``)."""
     o, rows, cols, q = table[index]
     if q == 0:
         _rows_float(wbuf, o, rows, cols, x, n, out)
+    elif xrange[index] > 0:
+        _rows_int16x16(qbuf, wbuf, o, rows, cols, x, n, out, xq, xinv, xrange[index])
     else:
         _rows_int(qbuf, wbuf, o, rows, cols, x, n, out, wrow)
 
@@ -151,7 +199,7 @@ def _matmat(wbuf, qbuf, table, index, x, n, out, wrow):  # pragma: no cover - co
 def bank_decoder(
     n, slots, inputs, share, hidden, norm_gain, norm_bias, head_bias,
     wbuf, qbuf, mtab, vbuf, vtab, n_layers, eps, slope, tables, table_lo, table_inv_step,
-    proj, hx, gh, y, yb, heads, wrow, h_a, h_b, tmp, raw,
+    proj, hx, gh, y, yb, heads, wrow, h_a, h_b, tmp, xq, xinv, xrange, raw,
 ):  # fmt: skip  # pragma: no cover - compiled
     """``fast.decoder_block`` for the voices ``slots[:n]`` at once.
 
@@ -160,7 +208,7 @@ def bank_decoder(
     LayerNorms, z's FiLM folded in), head_bias [V, n_heads]; raw [V, M, n_heads] is written.
     The rest is scratch indexed by the voice's place in ``slots``: proj [V, M, W], hx [V, G],
     gh [V, 3G], y, yb [V, H], heads [V, n_heads], wrow [4, largest matrix width], h_a, h_b [H],
-    tmp [W].
+    tmp [W], xq int16 [V, largest matrix width], xinv [V]; xrange [matrices] (``_matmat``).
     """
     m = inputs.shape[1]
     g = hidden.shape[1]
@@ -198,28 +246,24 @@ def bank_decoder(
     base_v = 2 * (3 * n_layers + 1)
     b_hh = _vec(vbuf, vtab, base_v)
     for f in range(m):
-        _matmat(wbuf, qbuf, mtab, base_m, hx, n, gh, wrow)
+        _matmat(wbuf, qbuf, mtab, base_m, hx, n, gh, wrow, xq, xinv, xrange)
         for a in range(n):
-            for j in range(g):
-                r = _sigmoid(proj[a, f, j] + gh[a, j] + b_hh[j])
-                u = _sigmoid(proj[a, f, g + j] + gh[a, g + j] + b_hh[g + j])
-                c = np.tanh(proj[a, f, 2 * g + j] + r * (gh[a, 2 * g + j] + b_hh[2 * g + j]))
-                hx[a, j] = c + u * (hx[a, j] - c)
-        _matmat(wbuf, qbuf, mtab, base_m + 1, hx, n, y, wrow)
+            gru_update(proj[a, f], gh[a], b_hh, hx[a])
+        _matmat(wbuf, qbuf, mtab, base_m + 1, hx, n, y, wrow, xq, xinv, xrange)
         for a in range(n):
             s = slots[a]
             for j in range(hsize):
                 y[a, j] += proj[a, f, 3 * g + j]
             _layer_norm_leaky(y[a], norm_gain[s, 0], norm_bias[s, 0], eps, slope)
         for layer in range(1, n_layers):
-            _matmat(wbuf, qbuf, mtab, base_m + 1 + layer, y, n, yb, wrow)
+            _matmat(wbuf, qbuf, mtab, base_m + 1 + layer, y, n, yb, wrow, xq, xinv, xrange)
             b = _vec(vbuf, vtab, base_v + 3 * layer)
             for a in range(n):
                 s = slots[a]
                 for j in range(hsize):
                     y[a, j] = yb[a, j] + b[j]
                 _layer_norm_leaky(y[a], norm_gain[s, layer], norm_bias[s, layer], eps, slope)
-        _matmat(wbuf, qbuf, mtab, base_m + n_layers + 1, y, n, heads, wrow)
+        _matmat(wbuf, qbuf, mtab, base_m + n_layers + 1, y, n, heads, wrow, xq, xinv, xrange)
         for a in range(n):
             s = slots[a]
             for j in range(heads.shape[1]):
@@ -234,8 +278,8 @@ def bank_decoder(
 def bank_block(
     n, slots, fading, fade, f0_hz, loudness_db, scaling, inputs, share, hidden,
     norm_gain, norm_bias, head_bias, wbuf, qbuf, mtab, vbuf, vtab, n_layers, eps, slope,
-    tables, table_lo, table_inv_step, proj, hx, gh, y, yb, heads, wrow, h_a, h_b, tmp, raw,
-    exp_sigmoid, n_harm, ramp, sample_rate, h_state, prev_amps, amp, dist, amps, a_start,
+    tables, table_lo, table_inv_step, proj, hx, gh, y, yb, heads, wrow, h_a, h_b, tmp, xq, xinv,
+    xrange, raw, exp_sigmoid, n_harm, ramp, sample_rate, h_state, prev_amps, amp, dist, amps, a_start,
     h_scratch, kmax, harm, noise, noise_basis, noise_tail, noise_out, n_acc, taps,
     voices_out, mix,
 ):  # fmt: skip  # pragma: no cover - compiled
@@ -254,7 +298,7 @@ def bank_block(
     bank_decoder(
         n, slots, inputs, share, hidden, norm_gain, norm_bias, head_bias,
         wbuf, qbuf, mtab, vbuf, vtab, n_layers, eps, slope, tables, table_lo, table_inv_step,
-        proj, hx, gh, y, yb, heads, wrow, h_a, h_b, tmp, raw,
+        proj, hx, gh, y, yb, heads, wrow, h_a, h_b, tmp, xq, xinv, xrange, raw,
     )  # fmt: skip
     log_exponent, max_value, threshold = exp_sigmoid
     mix[:] = 0.0
@@ -305,6 +349,11 @@ class VoiceBank:
         weights, input_tables, frames_per_block, instrument_id, seed: as ``FastEngine``'s; the
             voices' white noise comes from one generator seeded with ``seed``, drawn for all
             the sounding voices at once.
+        activations: "float32", or "int16" (with int16 weights): the decoder's products as
+            int16 x int16 summed exactly in int32 (``int_dot``), twice float32's multiply-adds
+            per instruction where the CPU has AVX-512 VNNI; each voice's vector rounded to
+            int16 at the largest scale that cannot overflow (about 12 bits for full-range rows).
+            "auto": int16 with int16 weights on a CPU with AVX-512 BW, else float32.
     """
 
     def __init__(
@@ -317,9 +366,19 @@ class VoiceBank:
         seed: int = 0,
         weights: str = "int16",
         input_tables: int = 2048,
+        activations: str = "auto",
     ) -> None:
         if n_voices < 1:
             raise ValueError(f"n_voices: need at least 1, got {n_voices}")
+        if activations == "auto":  # int16 where the CPU multiplies int16 pairs fastest
+            activations = "int16" if weights == "int16" and HAS_AVX512BW else "float32"
+        if activations not in ("float32", "int16") or (
+            activations == "int16" and weights != "int16"
+        ):
+            raise ValueError(
+                f"activations: float32, or int16 with int16 weights; got {activations!r} "
+                f"with {weights!r} weights"
+            )
         # FastEngine packs the weights, tabulates the input branches and builds the reverb
         self.mono = e = FastEngine(
             model,
@@ -329,7 +388,7 @@ class VoiceBank:
             weights=weights,
             input_tables=input_tables,
         )
-        self.n_voices, self.seed = n_voices, seed
+        self.n_voices, self.seed, self.activations = n_voices, seed, activations
         self.frames, self.hop, self.block_size = e.frames, e.hop, e.block_size
         self.sample_rate, self.has_latent = e.sample_rate, e.has_latent
         step = e.step
@@ -369,6 +428,9 @@ class VoiceBank:
             np.empty(h, f32),  # h_a
             np.empty(h, f32),  # h_b
             np.empty(width, f32),  # tmp
+            np.zeros((v, cols), np.int16),  # xq
+            np.zeros(v, f32),  # xinv
+            self._activation_ranges(activations),  # xrange
         )
         taps_n = e.noise_basis.shape[1]
         self._dsp = (
@@ -398,6 +460,19 @@ class VoiceBank:
             self._write_timbre(slot, self._timbre(None))
         self.reset()
         self._warm_up()
+
+    def _activation_ranges(self, activations: str) -> np.ndarray:
+        """Per packed matrix, the int16 activations' range (``int_dot.activation_range``);
+        0 keeps a matrix on float32 activations (all of them unless ``activations="int16"``)."""
+        e = self.mono
+        ranges = np.zeros(len(e.mtab), np.float32)
+        if activations == "int16":
+            for index, (o, rows, cols, q) in enumerate(e.mtab):
+                if q:
+                    ranges[index] = activation_range(
+                        e.qbuf[o : o + rows * cols].reshape(rows, cols)
+                    )
+        return ranges
 
     # --- timbre -----------------------------------------------------------------------------
     def _timbre(self, z: np.ndarray | None) -> tuple:
