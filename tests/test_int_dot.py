@@ -8,33 +8,14 @@ from numba import njit
 from ddsp_morph.realtime import int_dot
 from ddsp_morph.realtime.fast import tanh32
 
+SHAPES = ((4, 4), (4, 1), (1, 1))
 
-def _matmat(tile_4x4, tile_4x1, tile_1x1):
-    @njit
-    def matmat(q, x, n, out):
-        rows = q.shape[0]
-        whole = rows - rows % 4
-        for r in range(0, whole, 4):
-            a = 0
-            while a + 4 <= n:
-                tile_4x4(q, r, x, a, out, r)
-                a += 4
-            while a < n:
-                tile_4x1(q, r, x, a, out, r)
-                a += 1
-        for r in range(whole, rows):
-            for a in range(n):
-                tile_1x1(q, r, x, a, out, r)
 
-    return matmat
+def _tile(tile, q, r, x, a, out):
+    njit(lambda q, r, x, a, out: tile(q, r, x, a, out, r))(q, r, x, a, out)
 
 
 def test_integer_tiles_are_exact_at_the_largest_activation_that_cannot_overflow():
-    paths = [int_dot.HAS_AVX512BW, False]  # this CPU's instructions, and the portable IR
-    matmats = [
-        _matmat(*(int_dot.make_tile(r, v, x86) for r, v in ((4, 4), (4, 1), (1, 1))))
-        for x86 in paths
-    ]
     rng = np.random.default_rng(0)
     rows, cols, n = 23, 96, 7  # rows and voices past a multiple of four
     q = rng.integers(-32767, 32768, (rows, cols)).astype(np.int16)
@@ -44,17 +25,23 @@ def test_integer_tiles_are_exact_at_the_largest_activation_that_cannot_overflow(
     x = rng.integers(-top, top + 1, (n, cols)).astype(np.int16)
     x[2] = top  # every product of row 5 with voice 2 at its largest: the worst case
     x[3] = np.where(q[7] >= 0, top, -top)  # every sign aligned with row 7
-    outs = []
-    for matmat in matmats:
-        outs.append(np.zeros((n, rows), np.float32))
-        matmat(q, x, n, outs[-1])
-    np.testing.assert_array_equal(outs[0], outs[1])  # the two paths agree bit for bit
+    out = np.zeros((n, rows), np.float32)
+    int_dot.int_matmat(q, x, n, out)  # this CPU's instructions (AVX-512 where it has them)
+    # the portable IR agrees bit for bit, tile by tile (a 4 x 4, a voice left over, a row left over)
+    portable = np.zeros_like(out)
+    tile_4x4, tile_4x1, tile_1x1 = (int_dot.make_tile(*shape, False) for shape in SHAPES)
+    _tile(tile_4x4, q, 4, x, 0, portable)
+    _tile(tile_4x1, q, 16, x, 6, portable)
+    _tile(tile_1x1, q, 22, x, 3, portable)
+    np.testing.assert_array_equal(portable[0:4, 4:8], out[0:4, 4:8])
+    np.testing.assert_array_equal(portable[6, 16:20], out[6, 16:20])
+    assert portable[3, 22] == out[3, 22]
     exact = x.astype(np.int64) @ q.astype(np.int64).T
     assert np.abs(exact).max() > 2**31  # the whole sums leave int32; the lanes do not
     # exact int32 lanes, then sixteen of them summed in float32: float32 rounding only
     lanes = np.abs(x.astype(np.int64)) @ np.abs(q.astype(np.int64)).T
-    assert (np.abs(outs[0] - exact) <= 2.0**-22 * lanes).all()
-    assert np.abs(outs[0] - exact).max() < 1e-6 * np.abs(exact).max()
+    assert (np.abs(out - exact) <= 2.0**-22 * lanes).all()
+    assert np.abs(out - exact).max() < 1e-6 * np.abs(exact).max()
     # one more unit of activation and the worst lane would overflow int32
     lane = np.abs(q.astype(np.int64)).reshape(rows, cols // 32, 16, 2).sum(axis=(1, 3)).max()
     assert lane * top <= 2**31 - 1 < lane * (top + 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
@@ -157,3 +157,22 @@ def make_tile(n_rows: int, n_voices: int, x86: bool = HAS_AVX512BW):
 dot_4x4 = make_tile(4, 4)  # four rows by four voices: the inner tile
 dot_4x1 = make_tile(4, 1)  # four rows, one voice (the voices past a multiple of four)
 dot_1x1 = make_tile(1, 1)  # one row, one voice (the rows past a multiple of four)
+
+
+@njit(cache=True)
+def int_matmat(q, x, n, out):  # pragma: no cover - compiled
+    """out[a, r] = the integer sum of q[r] . x[a] over the whole 32-column chunks, for every row
+    r and a < n: four rows by four voices at a time, then the voices and rows left over."""
+    rows = q.shape[0]
+    whole = rows - rows % 4
+    for r in range(0, whole, 4):
+        a = 0
+        while a + 4 <= n:
+            dot_4x4(q, r, x, a, out, r)
+            a += 4
+        while a < n:
+            dot_4x1(q, r, x, a, out, r)
+            a += 1
+    for r in range(whole, rows):
+        for a in range(n):
+            dot_1x1(q, r, x, a, out, r)

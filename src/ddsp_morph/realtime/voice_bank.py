@@ -34,14 +34,7 @@ from ddsp_morph.realtime.fast import (
     gru_update,
     latent_share,
 )
-from ddsp_morph.realtime.int_dot import (
-    CHUNK,
-    HAS_AVX512BW,
-    activation_range,
-    dot_1x1,
-    dot_4x1,
-    dot_4x4,
-)
+from ddsp_morph.realtime.int_dot import CHUNK, HAS_AVX512BW, activation_range, int_matmat
 from ddsp_morph.realtime.kernels import harmonic_block_into, noise_block_into, reverb_block_into
 
 Z_CACHE = 64  # distinct timbres kept per bank (the split's two, a layer's two, the morph's steps)
@@ -159,18 +152,7 @@ def _rows_int16x16(qbuf, wbuf, o, rows, cols, x, n, out, xq, xinv, top):  # prag
         xinv[a] = m / np.float32(top)
         for j in range(c):
             xq[a, j] = np.int16(math.floor(x[a, j] * s + np.float32(0.5)))
-    whole = rows - rows % 4
-    for r in range(0, whole, 4):
-        a = 0
-        while a + 4 <= n:
-            dot_4x4(q, r, xq, a, out, r)
-            a += 4
-        while a < n:
-            dot_4x1(q, r, xq, a, out, r)
-            a += 1
-    for r in range(whole, rows):
-        for a in range(n):
-            dot_1x1(q, r, xq, a, out, r)
+    int_matmat(q, xq, n, out)
     for i in range(rows):
         scale = wbuf[o + i]
         for a in range(n):
