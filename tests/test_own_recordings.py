@@ -318,3 +318,25 @@ def test_the_morph_table_is_said_plainly_for_a_listener():
     line = listener_line(summarize(good, renders.assign(correct=1.0)))
     assert "every pair ends as its target instrument (at least 93%" in line
     assert "moves gradually" in line and "every instrument is recognised" in line
+
+
+def test_the_audio_a_corpus_gives_the_morph_is_said_against_what_was_measured(tmp_path: Path):
+    from ddsp_morph.evaluation.morph_table import AUDIO_ENOUGH_MINUTES, audio_line, corpus_minutes
+
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    pd.DataFrame(
+        {"instrument": ["flute"] * 3 + ["violin"] * 2, "split": ["train"] * 5, "seconds": 60.0}
+    ).to_csv(rendered / "manifest.csv", index=False)
+    assert corpus_minutes(rendered) == {"flute": 3.0, "violin": 2.0}
+    imported = tmp_path / "imported"
+    imported.mkdir()
+    pd.DataFrame(  # an import counts the sounding seconds, not the padded examples
+        {"instrument": ["flute", "flute"], "seconds": 4.0, "sound_seconds": [3.0, 1.5]}
+    ).to_csv(imported / "manifest.csv", index=False)
+    assert corpus_minutes(imported) == {"flute": 4.5 / 60}
+    short = audio_line({"flute": 9.0, "violin": AUDIO_ENOUGH_MINUTES - 0.5})
+    assert f"{AUDIO_ENOUGH_MINUTES - 0.5:.1f} min per instrument at the least (violin)" in short
+    assert "under the" in short and "expect blends" in short and "8 min:" in short
+    enough = audio_line({"flute": 9.0, "violin": AUDIO_ENOUGH_MINUTES})
+    assert "enough:" in enough and "expect blends" not in enough

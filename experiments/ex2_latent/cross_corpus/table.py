@@ -25,7 +25,9 @@ def row(run: Path) -> str:
     cfg = OmegaConf.load(run / "config.yaml")
     s = json.loads((run / "morph_summary.json").read_text())
     stab = json.loads((run / "stability.json").read_text())
-    steps = sum(1 for _ in open(run / "train_history.csv")) - 1
+    steps = stab.get("train_steps")  # the committed folders keep stability.json, not the history
+    if steps is None:
+        steps = sum(1 for _ in open(run / "train_history.csv")) - 1
     cells = []
     for _, key, fmt in COLUMNS:
         v = s.get(key)

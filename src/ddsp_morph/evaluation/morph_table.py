@@ -372,6 +372,45 @@ def listener_line(s: dict) -> str:
     )
 
 
+# Audio per instrument against the morph targets: make train's default on the csound GM bank
+# at 2, 4 and 8 minutes per instrument (experiments/ex2_latent/cross_corpus/REPORT.md, "How much
+# audio per instrument"). On the SoundFont where the recipe fails (FluidR3), more audio does
+# not help: 8 minutes gives 3 of 7 there.
+AUDIO_MEASURED = (
+    (8.0, "all 7 targets on two seeds, every pair its target (P(B) >= 0.95)"),
+    (4.0, "every pair its target (P(B) >= 0.93), pitch 5.9 cents against 5"),
+    (2.0, "6 of 12 pairs a blend (P(B) down to 0.78)"),
+)
+AUDIO_ENOUGH_MINUTES = 4.0
+
+
+def corpus_minutes(corpus_dir: Path) -> dict[str, float]:
+    """Minutes of audio per instrument in a corpus, every split (an import's sounding minutes)."""
+    manifest = pd.read_csv(Path(corpus_dir) / "manifest.csv")
+    column = "sound_seconds" if "sound_seconds" in manifest else "seconds"
+    return {k: float(v) / 60 for k, v in manifest.groupby("instrument")[column].sum().items()}
+
+
+def audio_line(minutes: dict[str, float]) -> str:
+    """How much audio this corpus gives the morph per instrument, against what was measured."""
+    name, least = min(minutes.items(), key=lambda kv: kv[1])
+    if least >= AUDIO_ENOUGH_MINUTES:
+        verdict = (
+            f"enough: {AUDIO_ENOUGH_MINUTES:g} min gave every pair its target where the recipe "
+            "suits the sounds (where it does not, more audio did not help)"
+        )
+    else:
+        verdict = (
+            f"under the {AUDIO_ENOUGH_MINUTES:g} min that gave every pair its target: expect "
+            "blends; more audio of that instrument is the first thing to add"
+        )
+    measured = "; ".join(f"{m:g} min: {what}" for m, what in AUDIO_MEASURED)
+    return (
+        f"audio, for a listener: {least:.1f} min per instrument at the least ({name}), {verdict} "
+        f"(make train's default on another corpus, minutes per instrument: {measured})"
+    )
+
+
 def summary_line(s: dict) -> str:
     """One line for the log."""
     if not s.get("n_pairs"):

@@ -45,6 +45,8 @@ def morph_at_the_end(
     from ddsp_morph.evaluation.classifier import corpus_classifier
     from ddsp_morph.evaluation.morph_table import (
         MorphSettings,
+        audio_line,
+        corpus_minutes,
         listener_line,
         measure_morph,
         summary_line,
@@ -66,6 +68,7 @@ def morph_at_the_end(
     )
     log.info("%s (%.0f s; %s)", summary_line(summary), summary["seconds"], output_dir / "morph.csv")
     log.info("%s", listener_line(summary))
+    log.info("%s", audio_line(corpus_minutes(Path(cfg.data.corpus_dir))))
     return summary
 
 
