@@ -106,7 +106,9 @@ def test_the_readmes_own_recordings_commands_keep_the_import(takes: Path, tmp_pa
     assert sorted(used["instrument"].unique()) == ["flute", "violin"]
     assert (run / "morph.csv").exists() and (run / "stability.json").exists()
     said = trained.stdout + trained.stderr  # what the end of the run says of the user's audio
-    assert "audio, for a listener:" in said and "under the 4 min" in said and "expect blends" in said
+    assert (
+        "audio, for a listener:" in said and "under the 4 min" in said and "expect blends" in said
+    )
 
 
 def cfg_for_prepare(data: Path, *overrides: str):
