@@ -153,13 +153,17 @@ def _rows_int16x16(qbuf, wbuf, o, rows, cols, x, n, out, xq, xinv, top):  # prag
         for j in range(c):
             xq[a, j] = np.int16(math.floor(x[a, j] * s + np.float32(0.5)))
     int_matmat(q, xq, n, out)
-    for i in range(rows):
-        scale = wbuf[o + i]
-        for a in range(n):
-            tail = np.float32(0.0)
-            for j in range(c, cols):
-                tail += np.float32(q[i, j]) * x[a, j]
-            out[a, i] = (out[a, i] * xinv[a] + tail) * scale
+    scales = wbuf[o : o + rows]
+    for a in range(n):  # along each voice's output row: contiguous, vectorized
+        inv = xinv[a]
+        for i in range(rows):
+            out[a, i] *= inv * scales[i]
+        if c < cols:
+            for i in range(rows):
+                tail = np.float32(0.0)
+                for j in range(c, cols):
+                    tail += np.float32(q[i, j]) * x[a, j]
+                out[a, i] += tail * scales[i]
 
 
 @njit(cache=True)
