@@ -693,6 +693,7 @@ def voices_accuracy_case(args: dict) -> dict:
     from ddsp_morph.realtime.voice_bank import TorchVoices, VoiceBank
 
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the same untrained weights every run: a figure that reproduces
     ref = _tiny_or_full_engine(args["hidden"], args["gru"], 1)
     with torch.no_grad():  # away from the initial state: a loud, harmonic-rich output
         ref.model.decoder.head.bias.add_(2.0)

@@ -42,7 +42,7 @@ HAS_AVX512BW = _host_has_avx512bw()
 
 
 def activation_range(q: np.ndarray) -> int:
-    """The largest integer activation magnitude X with which ``dot_tile`` cannot overflow on
+    """The largest integer activation magnitude X with which the tiles cannot overflow on
     this int16 matrix [rows, cols]: (2^31 - 1) // (largest sum of |q| over one lane's
     columns), at most 32767."""
     rows, cols = q.shape
