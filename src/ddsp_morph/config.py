@@ -95,6 +95,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "latent.path_weight": ((float, int), (">= 0", lambda v: v >= 0)),
     "model.loss.fluctuation_weight": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.cycle_weight": ((float, int), (">= 0", lambda v: v >= 0)),
+    "latent.cycle_class_weight": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.window_frames": ((int,), (">= 0", lambda v: v >= 0)),
     "latent.prior": ((str,), ("'standard' or 'label'", lambda v: v in ("standard", "label"))),
     "latent.prior_radius": ((float, int), (">= 0", lambda v: v >= 0)),

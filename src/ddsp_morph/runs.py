@@ -47,6 +47,7 @@ BEFORE_THE_KEY: dict = {
         "free_bits": 0.0,
         "path_weight": 0.0,
         "cycle_weight": 0.0,
+        "cycle_class_weight": 0.0,
         "window_frames": 0,
         "monitor_every_n_epochs": 4,
     },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ class DDSPModule(L.LightningModule):
         free_bits: float = 0.0,
         path_weight: float = 0.0,
         cycle_weight: float = 0.0,
+        cycle_class_weight: float = 0.0,
         window_frames: int = 0,
         fluctuation_weight: float = 0.0,
         conversion_fluctuation_weight: float = 0.0,
@@ -74,6 +76,7 @@ class DDSPModule(L.LightningModule):
         self.instruments = list(instruments)
         self.beta, self.beta_warmup_steps, self.free_bits = beta, beta_warmup_steps, free_bits
         self.path_weight, self.cycle_weight = path_weight, cycle_weight
+        self.cycle_class_weight = cycle_class_weight
         self.window_frames = window_frames
         self.fluctuation_weight = fluctuation_weight
         self.conversion_fluctuation_weight = conversion_fluctuation_weight
@@ -130,12 +133,11 @@ class DDSPModule(L.LightningModule):
             self.log(f"{stage}/fluctuation", fluct, batch_size=n)
             if stage == "train":  # val/loss stays spectral + beta * KL, comparable across runs
                 spectral = spectral + self.fluctuation_weight * fluct
-        extra = (
-            self.path_weight > 0 or self.cycle_weight > 0 or self.conversion_fluctuation_weight > 0
-        )
+        cycles = self.cycle_weight > 0 or self.cycle_class_weight > 0
+        extra = self.path_weight > 0 or cycles or self.conversion_fluctuation_weight > 0
         if stage == "train" and "z" in out and extra:
             cut = self._window(out["z"].shape[1])
-            cycle_on = self.cycle_weight > 0 and "mu" in out
+            cycle_on = cycles and "mu" in out
             convert = cycle_on or self.conversion_fluctuation_weight > 0
             controls = self.window_controls(
                 out, batch, cut, path=self.path_weight > 0, conversion=convert
@@ -147,9 +149,13 @@ class DDSPModule(L.LightningModule):
             converted = self.conversion_render(out, batch, cut, controls) if convert else None
             ramp = beta_at(int(self.global_step), 1.0, self.beta_warmup_steps)
             if cycle_on:
-                cycle = self.timbre_cycle(out, batch, cut, converted)
+                cycle, found, other = self.timbre_cycle(out, batch, cut, converted, found=True)
                 self.log(f"{stage}/timbre_cycle", cycle, batch_size=n)
                 spectral = spectral + ramp * self.cycle_weight * cycle
+                if self.cycle_class_weight > 0 and "instrument_id" in batch:
+                    ce = self.cycle_class(found, batch["instrument_id"][other])
+                    self.log(f"{stage}/timbre_cycle_class", ce, batch_size=n)
+                    spectral = spectral + ramp * self.cycle_class_weight * ce
             if self.conversion_fluctuation_weight > 0:
                 conv = self.conversion_fluctuation(out, batch, cut, converted)
                 self.log(f"{stage}/conversion_fluctuation", conv, batch_size=n)
@@ -275,12 +281,17 @@ class DDSPModule(L.LightningModule):
         batch: dict[str, torch.Tensor],
         cut: slice | None = None,
         converted: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+        *,
+        found: bool = False,
+    ):
         """The conversion, trained: every clip's f0 and loudness played with the next clip's z,
         and the encoder (its weights held fixed here) must find that z's posterior mean in the
         result — mean squared distance per latent dimension. The decoder cannot keep the
         source's timbre when the performance hints at it: what it renders must read as the
-        target's timbre to the encoder that placed the instruments apart."""
+        target's timbre to the encoder that placed the instruments apart.
+
+        ``found``: also return what the encoder found (Shape [batch, z_dim]) and the index of
+        the clip whose z each row was played with, for ``cycle_class``."""
         audio, other = (
             converted if converted is not None else self.conversion_render(out, batch, cut)
         )
@@ -288,8 +299,22 @@ class DDSPModule(L.LightningModule):
         f0 = batch["f0_hz"] if cut is None else batch["f0_hz"][:, cut]
         encoder = self.model.encoder
         fixed = {k: p.detach() for k, p in encoder.named_parameters()}
-        found = torch.func.functional_call(encoder, fixed, (audio, f0.shape[1], f0))["mu"]
-        return torch.mean((found.mean(dim=1) - mu[other].detach()) ** 2)
+        got = torch.func.functional_call(encoder, fixed, (audio, f0.shape[1], f0))["mu"].mean(1)
+        value = torch.mean((got - mu[other].detach()) ** 2)
+        return (value, got, other) if found else value
+
+    def cycle_class(self, found: torch.Tensor, target_id: torch.Tensor) -> torch.Tensor:
+        """The conversion judged by instrument, not by clip: the cross-entropy of the target
+        instrument under the label prior's components, read as a classifier of what the encoder
+        found in the conversion (log-likelihood of each instrument's N(m_k, prior_std^2 I), the
+        means held fixed here). Where the timbre cycle pulls every latent dimension to the
+        target clip's z, this term pulls only along what tells the instruments apart, and fades
+        once a conversion reads as its target: its push goes to the pairs that still blend."""
+        encoder = self.model.encoder
+        means = encoder.prior_mean.detach()
+        d2 = ((found.float()[:, None, :] - means[None]) ** 2).sum(-1)
+        logits = -d2 / (2.0 * math.exp(encoder.prior_logvar))
+        return torch.nn.functional.cross_entropy(logits.float(), target_id.long().reshape(-1))
 
     def conversion_fluctuation(
         self,

@@ -50,6 +50,7 @@ def build_module(
         free_bits=float(cfg.latent.free_bits),
         path_weight=float(cfg.latent.path_weight),
         cycle_weight=float(cfg.latent.cycle_weight),
+        cycle_class_weight=float(cfg.latent.cycle_class_weight),
         window_frames=int(cfg.latent.window_frames),
         fluctuation_weight=float(loss.fluctuation_weight),
         conversion_fluctuation_weight=float(loss.conversion_fluctuation_weight),
