@@ -429,6 +429,49 @@ def test_timbre_cycle_trains_the_decoder_towards_the_target_z_and_leaves_the_enc
     assert float(value) == pytest.approx(float(shift.square().mean()), rel=1e-4)
 
 
+def test_the_cycle_by_instrument_is_the_cross_entropy_under_the_prior_components(
+    tmp_path: Path,
+):
+    """cycle_class: a re-encoding at the target's prior mean costs almost nothing, one at
+    another instrument's mean a lot, one halfway ln 2; the means are held fixed; with the
+    weight from the config the train objective adds the term and trains the decoder only."""
+    from ddsp_morph.build import build_model
+    from ddsp_morph.training.setup import build_module
+
+    cfg = cfg_for(tmp_path, tmp_path)
+    cfg.latent.cycle_class_weight = 2.0
+    model = build_model(cfg, n_instruments=2)
+    module = build_module(cfg, model)
+    assert module.cycle_class_weight == 2.0
+    m = model.encoder.prior_mean.detach()
+    target = torch.tensor([0, 1])
+    at_target = module.cycle_class(m.clone(), target)
+    at_other = module.cycle_class(m.flip(0).clone(), target)
+    halfway = module.cycle_class(0.5 * (m[:1] + m[1:]).repeat(2, 1), target)
+    d2 = float(((m[0] - m[1]) ** 2).sum())  # prior_std 1: the logit gap is d^2 / 2
+    assert float(at_target) == pytest.approx(math.log1p(math.exp(-d2 / 2)), rel=1e-3)
+    assert float(at_other) == pytest.approx(d2 / 2 + math.log1p(math.exp(-d2 / 2)), rel=1e-4)
+    assert float(halfway) == pytest.approx(math.log(2.0), rel=1e-5)
+    found = m.flip(0).clone().requires_grad_(True)
+    module.cycle_class(found, target).backward()
+    assert model.encoder.prior_mean.grad is None  # the components are the judge here
+    assert float(found.grad.abs().sum()) > 0
+    # in the objective: the decoder learns from it, the encoder does not
+    batch = two_instrument_batch(40)
+    module.path_weight = module.cycle_weight = 0.0
+    module.fluctuation_weight = 0.0
+    module.beta_warmup_steps = 0  # no trainer: step 0, past the ramp
+    out = model(batch)
+    module.objective(out, batch, "train").backward()
+    with_term = float(model.decoder.timbre.weight.grad.abs().sum())
+    model.zero_grad()
+    module.cycle_class_weight = 0.0
+    out = model(batch)
+    module.objective(out, batch, "train").backward()
+    without = float(model.decoder.timbre.weight.grad.abs().sum())
+    assert with_term != pytest.approx(without, rel=1e-3)
+
+
 def test_the_fluctuation_term_adds_its_weight_times_the_loss_and_comes_from_the_config(
     tmp_path: Path,
 ):
