@@ -96,6 +96,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
     "model.loss.fluctuation_weight": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.cycle_weight": ((float, int), (">= 0", lambda v: v >= 0)),
     "latent.cycle_class_weight": ((float, int), (">= 0", lambda v: v >= 0)),
+    "trainer.validation_morph.every_n_validations": ((int,), (">= 0", lambda v: v >= 0)),
+    "trainer.validation_morph.n_examples": ((int,), _POSITIVE),
     "latent.window_frames": ((int,), (">= 0", lambda v: v >= 0)),
     "latent.prior": ((str,), ("'standard' or 'label'", lambda v: v in ("standard", "label"))),
     "latent.prior_radius": ((float, int), (">= 0", lambda v: v >= 0)),
@@ -249,6 +251,18 @@ def validate_training_config(cfg: DictConfig) -> None:
             f"config data.crop_seconds: {crop} s is longer than an example "
             f"(data.example_seconds={example}); use at most {example}, or null for whole examples"
         )
+    vm = OmegaConf.select(cfg, "trainer.validation_morph", default=None)
+    if vm is not None and (vm.get("keep_best") or vm.get("stop_at") is not None):
+        if int(vm.get("every_n_validations", 0)) != 1:
+            raise ConfigError(
+                "config trainer.validation_morph: stop_at and keep_best judge every validation; "
+                f"set every_n_validations=1 (got {vm.get('every_n_validations')})"
+            )
+        if cfg.latent.name == "none":
+            raise ConfigError(
+                "config trainer.validation_morph: a model without a latent (latent=none) has no "
+                "morph to measure; leave stop_at null and keep_best false"
+            )
     shift = OmegaConf.select(cfg, "data.pitch_shift.semitones", default=0.0) or 0.0
     inputs = OmegaConf.select(cfg, "conditioning.inputs", default=None) or []
     context = [name for name in inputs if name not in ("f0", "loudness")]

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from ddsp_morph.build import build_datamodule, build_model
 from ddsp_morph.config import validate_training_config
-from ddsp_morph.runs import add_path_speeds
+from ddsp_morph.runs import add_path_speeds, load_checkpoint, load_state_checked, model_state
 from ddsp_morph.training.finish import write_run_files
 from ddsp_morph.training.resume import acquire_run_lock, find_resumable, prepare_run_dir
 from ddsp_morph.training.setup import (
@@ -83,4 +83,21 @@ def _train_locked(cfg: DictConfig, output_dir: Path, resume_from: Path | None) -
         add_path_speeds(best, module.model, dm.datasets["train"], dm.instruments)
     if not trainer.is_global_zero:  # under DDP, rank 0 alone writes the run's files
         return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if best is not None and best_keeper.monitor == "val/morph_min_p_b":
+        end_with_best(module, best, float(best_keeper.best_model_score))
     return write_run_files(cfg, trainer, module, dm, output_dir, wall=wall, averaging=averaging)
+
+
+def end_with_best(module, best: Path, score: float) -> None:
+    """``trainer.validation_morph.keep_best``: the run's end-of-run files (resynthesis, morph
+    table) measure the checkpoint whose valid morph was best, as every tool's ``best`` does."""
+    ckpt = load_checkpoint(best)
+    load_state_checked(module.model, model_state(ckpt), best)
+    module.latent_summary = None  # the end-of-run morph recomputes it for these weights
+    log.info(
+        "the run ends with %s (step %d: the valid split's worst pair P(B) %.3f, the best check), "
+        "not the last step's weights",
+        best.name,
+        int(ckpt.get("global_step", 0)),
+        score,
+    )

@@ -215,12 +215,14 @@ def build_callbacks(
     cfg: DictConfig, output_dir: Path, model: DDSPAutoencoder
 ) -> tuple[list[L.Callback], RunCheckpoint, L.Callback | None]:
     """The run's callbacks, and among them the best-checkpoint keeper and the weight average."""
+    vm = cfg.trainer.get("validation_morph") or {}
+    on_morph = bool(vm.get("keep_best", False)) and model.encoder is not None
     best = RunCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="step{step:06d}",
         auto_insert_metric_name=False,
-        monitor="val/loss",
-        mode="min",
+        monitor="val/morph_min_p_b" if on_morph else "val/loss",
+        mode="max" if on_morph else "min",
         save_last=False,
         save_top_k=1,
     )
@@ -234,12 +236,32 @@ def build_callbacks(
     averaging = weight_average(cfg)
     # the average first: the latent maps at validation ends and at the end are then its own
     callbacks: list[L.Callback] = [averaging] if averaging is not None else []
+    every = int(vm.get("every_n_validations", 0) or 0)
+    if every > 0 and model.encoder is not None:
+        # before the best keeper: the metric it may monitor is logged at the validation's end
+        callbacks.append(validation_morph(cfg, output_dir, every))
     callbacks += [best, last]
     if model.encoder is not None:
         callbacks.append(
             LatentMonitor(output_dir / "latent", int(cfg.latent.monitor_every_n_epochs))
         )
     return callbacks, best, averaging
+
+
+def validation_morph(cfg: DictConfig, output_dir: Path, every: int) -> L.Callback:
+    from ddsp_morph.evaluation.classifier import corpus_classifier
+    from ddsp_morph.training.morph_check import ValidationMorph
+
+    vm = cfg.trainer.validation_morph
+    stop = vm.get("stop_at")
+    return ValidationMorph(
+        corpus_classifier(Path(cfg.data.corpus_dir)),
+        output_dir / "morph_valid.csv",
+        every=every,
+        n_examples=int(vm.n_examples),
+        stop_at=None if stop is None else float(stop),
+        sample_rate=int(cfg.data.sample_rate),
+    )
 
 
 def build_trainer(
