@@ -194,6 +194,110 @@ def training_step_case(args: dict) -> dict:
     return {"time_s": statistics.median(times), "peak_process_mb": _rss_kb("VmHWM") / 1024}
 
 
+def _synthetic_batch(batch: int, seconds: float, hop: int):
+    """Clips each in its own register (MIDI 45-93) with vibrato, noise for audio."""
+    g = torch.Generator().manual_seed(0)
+    m = int(seconds * SR) // hop
+    midi = torch.rand(batch, 1, generator=g) * 48 + 45
+    t = torch.arange(m) * hop / SR
+    f0 = 440.0 * 2 ** ((midi - 69) / 12) * (1 + 0.01 * torch.sin(2 * math.pi * 5.5 * t))
+    loud = torch.randn(batch, m, generator=g) * 5 - 40
+    audio = torch.randn(batch, m * hop, generator=g) * 0.1
+    return f0, loud, audio
+
+
+def matched_step_case(args: dict) -> dict:
+    """One training step (forward, objective, backward, Adam) on a batch of ``batch`` x
+    ``seconds`` clips, one thread: ``which`` = "reference" (ddsp_pytorch's shape,
+    ``reference_step.py``, its block of 160) or "ours" (the default config's Lightning module,
+    its whole training objective, decoder ``hidden``/``gru``). Median seconds of ``reps``."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    b, secs = args["batch"], args["seconds"]
+    if args["which"] == "reference":
+        from reference_step import ReferenceDDSP, reference_loss
+
+        model = ReferenceDDSP(hidden=args["hidden"], sample_rate=SR, block=160)
+        f0, loud, audio = _synthetic_batch(b, secs, 160)
+        params = list(model.parameters())
+
+        def loss_fn():
+            out = model(f0.unsqueeze(-1), ((loud + 40) / 12).unsqueeze(-1))
+            return reference_loss(out, audio)
+
+    else:
+        from pathlib import Path
+
+        from hydra import compose, initialize_config_dir
+
+        import ddsp_morph
+        from ddsp_morph.build import build_model
+        from ddsp_morph.training.setup import build_module
+
+        conf = str(Path(ddsp_morph.__file__).parent / "conf")
+        with initialize_config_dir(conf, version_base=None):
+            cfg = compose(
+                "config",
+                overrides=[f"model.hidden_size={args['hidden']}", f"model.gru_size={args['gru']}"],
+            )
+        hop = int(cfg.data.hop_length)
+        model = build_model(cfg, n_instruments=4)
+        model.set_loudness_stats(-40.0, 12.0)
+        module = build_module(cfg, model, instruments=["a", "b", "c", "d"])
+        module.log = lambda *a, **k: None
+        f0, loud, audio = _synthetic_batch(b, secs, hop)
+        batch = {
+            "f0_hz": f0,
+            "loudness_db": loud,
+            "audio": audio,
+            "instrument_id": torch.arange(b) % 4,
+        }
+        params = list(module.parameters())
+
+        def loss_fn():
+            return module.objective(module(batch), batch, "train")
+
+    opt = torch.optim.Adam(params, 1e-3)
+    times = []
+    _reset_peak()
+    for i in range(args.get("reps", 3) + 1):
+        t = time.perf_counter()
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    return {"time_s": statistics.median(times), "peak_process_mb": _rss_kb("VmHWM") / 1024}
+
+
+def print_matched_steps(results: dict, size: dict, reps: int) -> None:
+    """The training step against ddsp_pytorch's shape at the same batch (issue 34: the step is
+    part of the 25-minute budget), one thread each: audio-seconds trained per CPU-second."""
+    audio_s = size["batch"] * size["seconds"]
+    print(
+        f"\nTraining step against ddsp_pytorch's shape (reference_step.py), batch {size['batch']} x "
+        f"{size['seconds']} s, one thread each (audio-seconds per CPU-second; peak process memory):"
+    )
+    ref = _run(matched_step_case, dict(size, which="reference", hidden=512, reps=reps))
+    results["matched_step/reference/512"] = ref
+    print(
+        f"  {'reference, hidden/GRU 512':38s} {ref['time_s']:7.2f} s/step {audio_s / ref['time_s']:6.1f} "
+        f"audio-s/s {ref['peak_process_mb']:7.0f} MB"
+    )
+    for label, hidden, gru in (
+        ("ours, default objective, 512/512", 512, 512),
+        ("ours, default objective, 128/128", 128, 128),
+    ):
+        r = _run(matched_step_case, dict(size, which="ours", hidden=hidden, gru=gru, reps=reps))
+        results[f"matched_step/ours/{hidden}"] = r
+        print(
+            f"  {label:38s} {r['time_s']:7.2f} s/step {audio_s / r['time_s']:6.1f} audio-s/s "
+            f"{r['peak_process_mb']:7.0f} MB: {ref['time_s'] / r['time_s']:.2f}x the reference's "
+            f"rate at {r['peak_process_mb'] / ref['peak_process_mb']:.2f}x its memory"
+        )
+
+
 def encoder_stride_case(args: dict) -> dict:
     """The default timbre encoder (30 MFCCs, GRU 256, pooled VAE) fwd+bwd on a batch of 1 s
     crops, reading every frame and every second frame (``latent.frame_stride``): both in this
@@ -854,7 +958,18 @@ def main() -> None:
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--soak-seconds", type=float, default=60.0)
     p.add_argument("--voices-only", action="store_true", help="only the polyphony rows")
+    p.add_argument(
+        "--steps-only", action="store_true", help="only the training step against ddsp_pytorch's"
+    )
     opts = p.parse_args()
+    if opts.steps_only:
+        results: dict = {}
+        step_size = dict(batch=4, seconds=1.0) if opts.quick else dict(batch=16, seconds=4.0)
+        print_matched_steps(results, step_size, 1 if opts.quick else 3)
+        if opts.json:
+            with open(opts.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
     if opts.voices_only:
         results: dict = {}
         print_voices(results, 200 if opts.quick else 1000)
@@ -942,6 +1057,7 @@ def main() -> None:
             f"malloc {alloc:8s}: {r['time_s']:.2f} s/step, {size['batch'] / r['time_s']:.1f} examples/s, "
             f"peak process memory {r['peak_process_mb']:.0f} MB"
         )
+    print_matched_steps(results, size, 1 if opts.quick else 3)
     print(
         "\nStreaming harmonic + noise + reverb (1 s IR, partitioned), one thread: the compiled kernels "
         "(realtime.kernels), the torch realtime kernels (dsp.stream) and the general functions block by block:"
