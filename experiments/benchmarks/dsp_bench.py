@@ -180,12 +180,22 @@ def training_step_case(args: dict) -> dict:
         "loudness_db": torch.randn(b, m, generator=g) * 10 - 40,
         "audio": torch.randn(b, m * hop, generator=g) * 0.1,
     }
-    times = []
-    for i in range(args.get("reps", 3) + 1):
-        t = time.perf_counter()
+
+    def loss_fn():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args["precision"] == "bf16-mixed"):
             out = model(batch)
-        loss = multiscale_spectral_loss(out["audio"], batch["audio"])
+        return multiscale_spectral_loss(out["audio"], batch["audio"])
+
+    return _timed_steps(loss_fn, opt, args.get("reps", 3))
+
+
+def _timed_steps(loss_fn, opt, reps: int) -> dict:
+    """Median seconds of ``reps`` steps (loss, backward, optimizer) after one warm-up, and the
+    process's peak memory."""
+    times = []
+    for i in range(reps + 1):
+        t = time.perf_counter()
+        loss = loss_fn()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -258,17 +268,8 @@ def matched_step_case(args: dict) -> dict:
             return module.objective(module(batch), batch, "train")
 
     opt = torch.optim.Adam(params, 1e-3)
-    times = []
     _reset_peak()
-    for i in range(args.get("reps", 3) + 1):
-        t = time.perf_counter()
-        loss = loss_fn()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i:
-            times.append(time.perf_counter() - t)
-    return {"time_s": statistics.median(times), "peak_process_mb": _rss_kb("VmHWM") / 1024}
+    return _timed_steps(loss_fn, opt, args.get("reps", 3))
 
 
 def print_matched_steps(results: dict, size: dict, reps: int) -> None:
