@@ -121,10 +121,7 @@ def case(name: str, args: dict) -> dict:
     }
     if args.get("registers"):
         # clips each in its own register (MIDI 45-93, as a multi-instrument batch) with vibrato
-        g = torch.Generator().manual_seed(1)
-        midi = torch.rand(b, 1, generator=g) * 48 + 45
-        t = torch.arange(f0.shape[1]) * HOP / SR
-        f0 = 440.0 * 2 ** ((midi - 69) / 12) * (1 + 0.01 * torch.sin(2 * math.pi * 5.5 * t))
+        f0 = _synthetic_batch(b, secs, HOP, seed=1)[0]
     if args.get("one_group"):
         # the bank as before frame grouping: every frame computes the harmonics of the batch's
         # lowest pitch
@@ -204,9 +201,10 @@ def _timed_steps(loss_fn, opt, reps: int) -> dict:
     return {"time_s": statistics.median(times), "peak_process_mb": _rss_kb("VmHWM") / 1024}
 
 
-def _synthetic_batch(batch: int, seconds: float, hop: int):
-    """Clips each in its own register (MIDI 45-93) with vibrato, noise for audio."""
-    g = torch.Generator().manual_seed(0)
+def _synthetic_batch(batch: int, seconds: float, hop: int, seed: int = 0):
+    """Clips each in its own register (MIDI 45-93) with vibrato, noise for audio:
+    f0 (Hz), loudness (dB) [batch, frames] and audio [batch, frames * hop]."""
+    g = torch.Generator().manual_seed(seed)
     m = int(seconds * SR) // hop
     midi = torch.rand(batch, 1, generator=g) * 48 + 45
     t = torch.arange(m) * hop / SR

@@ -14,15 +14,13 @@ import numpy as np
 import torch
 
 from ddsp_morph.build import build_datamodule
-from ddsp_morph.evaluation.classifier import clip_features, corpus_classifier
+from ddsp_morph.evaluation.classifier import N_MELS, clip_features, corpus_classifier
 from ddsp_morph.evaluation.morph_table import render_many, test_items_by_instrument
 from ddsp_morph.runs import load_run
 
+# clip_features: mean, std, delta mean, delta std, N_MELS bands each
 GROUPS = {
-    "mean": slice(0, 64),
-    "std": slice(64, 128),
-    "dmean": slice(128, 192),
-    "dstd": slice(192, 256),
+    g: slice(i * N_MELS, (i + 1) * N_MELS) for i, g in enumerate(("mean", "std", "dmean", "dstd"))
 }
 PAIRS = ["trumpet:flute", "flute:trumpet", "clarinet:flute", "flute:clarinet", "clarinet:trumpet"]
 
@@ -62,8 +60,8 @@ def main() -> None:
                 + " ".join(f"{g} {contrib[s].sum():+6.1f}" for g, s in GROUPS.items())
             )
         for label, key in [("conversion", (a, b)), (f"real {a}", ("real", a))]:
-            d = mean[key][:64] - mean[("real", b)][:64]
-            bands = [round(float(d[i : i + 8].mean()), 1) for i in range(0, 64, 8)]
+            d = mean[key][GROUPS["mean"]] - mean[("real", b)][GROUPS["mean"]]
+            bands = [round(float(x.mean()), 1) for x in np.array_split(d, 8)]
             print(f"  {label} - real {b}, mean log-mel (dB, low to high): {bands}")
 
 
