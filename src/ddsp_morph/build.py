@@ -137,6 +137,7 @@ def build_model(cfg: DictConfig, *, n_instruments: int = 1) -> DDSPAutoencoder:
         encoder=encoder,
         n_mfcc=int(cfg.data.context.n_mfcc),
         lfo_rates=tuple(lfo_rates),
+        loudness_reference=str(cfg.model.loudness_reference),
     )
 
 

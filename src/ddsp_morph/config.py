@@ -87,6 +87,10 @@ SCHEMA: dict[str, tuple[tuple[type, ...], tuple[str, Any]]] = {
         (f">= {MIN_CROP_SECONDS} s", lambda v: v >= MIN_CROP_SECONDS),
     ),
     "model.z_mode": ((str,), ("'concat' or 'film'", lambda v: v in ("concat", "film"))),
+    "model.loudness_reference": (
+        (str,),
+        ("'corpus' or 'clip'", lambda v: v in ("corpus", "clip")),
+    ),
     "latent.z_dim": ((int,), _POSITIVE),
     "latent.encoder_gru_size": ((int,), _POSITIVE),
     "latent.beta": ((float, int), (">= 0", lambda v: v >= 0)),

@@ -32,6 +32,7 @@ BEFORE_THE_KEY: dict = {
     "model": {
         "z_mode": "concat",
         "lfo_rates": [],
+        "loudness_reference": "corpus",
         "lr_cooldown": 0.0,
         "loss": {"fluctuation_weight": 0.0, "conversion_fluctuation_weight": 0.0},
     },

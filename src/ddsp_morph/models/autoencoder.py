@@ -26,6 +26,19 @@ def input_sizes_for(conditioning: list[str], *, n_mfcc: int = 20) -> dict[str, i
     return {c: n_mfcc if c == "mfcc" else 1 for c in conditioning}
 
 
+LOUDNESS_REFERENCES = ("corpus", "clip")
+SOUNDING_DB = 30.0  # a clip's sounding frames: within this many dB of its loudest
+
+
+def sounding_level(loudness_db: torch.Tensor) -> torch.Tensor:
+    """The mean loudness of each clip's sounding frames (within SOUNDING_DB of its loudest).
+
+    Args: loudness_db Shape [batch, n_frames]. Returns Shape [batch]."""
+    top = loudness_db.amax(dim=-1, keepdim=True)
+    mask = (loudness_db >= top - SOUNDING_DB).to(loudness_db.dtype)
+    return (loudness_db * mask).sum(-1) / mask.sum(-1)
+
+
 class Standardize(nn.Module):
     """One context input: batch[key] -> conditioning_transform -> (x - mean) / std, with the
     corpus statistics held as buffers (a checkpoint carries them)."""
@@ -66,6 +79,7 @@ class DDSPAutoencoder(nn.Module):
         encoder: TimbreEncoder | None = None,
         n_mfcc: int = 20,
         lfo_rates: tuple[float, ...] = (),
+        loudness_reference: str = "corpus",
     ) -> None:
         super().__init__()
         sizes = input_sizes_for(list(conditioning), n_mfcc=n_mfcc)
@@ -77,6 +91,17 @@ class DDSPAutoencoder(nn.Module):
         self.lfo_rates = tuple(float(r) for r in lfo_rates)
         if self.lfo_rates and decoder.input_names.count("lfo") != 1:
             raise ValueError("lfo_rates: the decoder needs an 'lfo' input of 2 per rate")
+        # What the loudness input is measured from: "corpus" (the corpus mean: the decoder hears
+        # the performance's absolute level) or "clip" (each clip's own sounding level: the
+        # decoder hears the dynamics only and takes the level from z, so a conversion plays at
+        # the target instrument's level, not the source phrase's). A batch's "loudness_ref"
+        # (Shape [batch] or a scalar) overrides either: the streaming synth passes the corpus
+        # mean, the level a live performance is heard from.
+        if loudness_reference not in LOUDNESS_REFERENCES:
+            raise ValueError(
+                f"loudness_reference: expected one of {LOUDNESS_REFERENCES}, got {loudness_reference!r}"
+            )
+        self.loudness_reference = loudness_reference
         self.register_buffer("loudness_mean", torch.tensor(float(loudness_mean)))
         self.register_buffer("loudness_std", torch.tensor(float(loudness_std)))
         # Context inputs: mean and std on the conditioning_transform scale, from stats.json.
@@ -148,11 +173,20 @@ class DDSPAutoencoder(nn.Module):
             inputs["f0"] = (hz_to_midi(batch["f0_hz"]) / 127.0).unsqueeze(-1)
         if "loudness" in self.conditioning:
             inputs["loudness"] = (
-                (batch["loudness_db"] - self.loudness_mean) / self.loudness_std
+                (batch["loudness_db"] - self.loudness_ref(batch)) / self.loudness_std
             ).unsqueeze(-1)
         for c, norm in self.context_norms.items():
             inputs[c] = norm(batch)
         return inputs
+
+    def loudness_ref(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The level the loudness input is measured from. Shape [batch, 1] or a scalar."""
+        if "loudness_ref" in batch:
+            ref = torch.as_tensor(batch["loudness_ref"], dtype=batch["loudness_db"].dtype)
+            return ref.reshape(-1, 1) if ref.dim() else ref
+        if self.loudness_reference == "clip":
+            return sounding_level(batch["loudness_db"]).unsqueeze(-1)
+        return self.loudness_mean
 
     def latent(self, batch: dict[str, torch.Tensor], n_frames: int) -> dict[str, torch.Tensor]:
         """z for every frame: given in the batch, else encoded from its audio."""

@@ -145,7 +145,9 @@ class StreamingSynth(nn.Module):
         """One block of ``f0.shape[0]`` voices from their state; returns (audio, new state)."""
         hidden, phase, prev_f0, prev_amps, started_f, noise_tail, delay_line, previous = state
         v = f0.shape[0]
-        inputs = self.model.decoder_inputs({"f0_hz": f0, "loudness_db": loudness_db})
+        inputs = self.model.decoder_inputs(
+            {"f0_hz": f0, "loudness_db": loudness_db, "loudness_ref": self.model.loudness_mean}
+        )
         if self.z_dim:
             inputs["z"] = z.reshape(v, 1, self.z_dim).expand(v, self.frames, self.z_dim)
         raw, hidden = self.model.decoder(inputs, hidden, return_hidden=True)
