@@ -272,3 +272,72 @@ def test_centroid_change_is_reported_in_percent():
     moved = ctl.measure({"centroid_hz": np.full(10, 1200.0)}, voiced)
     assert ctl.change(moved, base) == pytest.approx(20.0)
     assert ctl.change(base, base) == 0.0
+
+
+def test_sounding_level_averages_the_frames_near_the_loudest():
+    from ddsp_morph.dsp.loudness import sounding_level
+
+    loud = torch.tensor([[-120.0, -20.0, -30.0, -60.0], [-10.0, -10.0, -10.0, -10.0]])
+    # -60 and -120 are more than 30 dB under the loudest (-20): left out
+    assert sounding_level(loud).tolist() == [-25.0, -10.0]
+
+
+@pytest.mark.parametrize("reference", ["corpus", "clip"])
+def test_loudness_reference_decides_whether_the_decoder_hears_the_level(
+    reference: str, tiny_corpus: Path, tmp_path: Path
+):
+    from ddsp_morph.build import build_datamodule, build_model
+    from ddsp_morph.data.augment import with_gain
+    from ddsp_morph.dsp.loudness import sounding_level
+
+    cfg = cfg_for(tiny_corpus, tmp_path, f"model.loudness_reference={reference}")
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    model = build_model(cfg, n_instruments=len(dm.instruments))
+    model.set_stats(dm.stats)
+    batch = next(iter(dm.train_dataloader()))
+    # A crop carries its whole example's level, moved by the gain augmentation with the crop.
+    item = dm.datasets["train"].items[0]
+    assert float(item["sounding_db"]) == pytest.approx(
+        float(sounding_level(item["loudness_db"][None])[0])
+    )
+    assert float(with_gain(item, 5.0)["sounding_db"]) == pytest.approx(
+        float(item["sounding_db"]) + 5.0
+    )
+    louder = {
+        **batch,
+        "loudness_db": batch["loudness_db"] + 12.0,
+        "sounding_db": batch["sounding_db"] + 12.0,
+    }
+    before = model.decoder_inputs(batch)["loudness"]
+    after = model.decoder_inputs(louder)["loudness"]
+    std = float(model.loudness_std)
+    if reference == "clip":
+        # the same performance 12 dB louder: the same input (the level is z's to say) ...
+        torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+        # ... measured from each example's level; without one, from the clip's own
+        level = (batch["loudness_db"] - batch["sounding_db"][:, None]) / std
+        torch.testing.assert_close(before.squeeze(-1), level)
+        bare = {k: v for k, v in batch.items() if k != "sounding_db"}
+        own = sounding_level(batch["loudness_db"])[:, None]
+        torch.testing.assert_close(
+            model.decoder_inputs(bare)["loudness"].squeeze(-1),
+            (batch["loudness_db"] - own) / std,
+        )
+    else:
+        torch.testing.assert_close(after - before, torch.full_like(before, 12.0 / std))
+    # A given reference (the streaming synth's: the corpus mean) overrides the clip's own.
+    fixed = {**louder, "loudness_ref": model.loudness_mean}
+    torch.testing.assert_close(
+        model.decoder_inputs(fixed)["loudness"],
+        ((louder["loudness_db"] - model.loudness_mean) / std).unsqueeze(-1),
+    )
+
+
+def test_unknown_loudness_reference_is_a_clear_error(tiny_corpus: Path, tmp_path: Path):
+    from ddsp_morph.config import validate_config
+    from ddsp_morph.errors import ConfigError
+
+    cfg = cfg_for(tiny_corpus, tmp_path, "model.loudness_reference=peak")
+    with pytest.raises(ConfigError, match="model.loudness_reference"):
+        validate_config(cfg)

@@ -183,6 +183,8 @@ def with_gain(
     loud = crop["loudness_db"]
     sounding = loud > floor
     out["loudness_db"] = torch.where(sounding, (loud + gain_db).clamp_min(floor), loud)
+    if "sounding_db" in crop:
+        out["sounding_db"] = crop["sounding_db"] + gain_db
     if "mfcc" in crop:
         mfcc = crop["mfcc"]
         moved = mfcc + gain_db * _mfcc_shift_per_db(n_mels, mfcc.shape[-1]).to(mfcc.dtype)

@@ -17,6 +17,7 @@ from ddsp_morph.data.features import CONTEXT_FEATURES, context_path
 from ddsp_morph.data.io import load_npz, read_audio
 from ddsp_morph.data.origin import IMPORTED, read_origin
 from ddsp_morph.dsp.core import hz_to_midi
+from ddsp_morph.dsp.loudness import sounding_level
 from ddsp_morph.errors import ConfigError, DDSPMorphError
 
 
@@ -257,6 +258,9 @@ class CorpusDataModule(L.LightningDataModule):
         valid = getattr(row, "valid_samples", None)
         if valid is not None and not pd.isna(valid):
             item["mask"] = sample_mask_frames(int(valid), n_frames, self.hop_length)
+        # the example's level (model.loudness_reference=clip): its crops share it
+        loud = item["loudness_db"][item["mask"] > 0] if "mask" in item else item["loudness_db"]
+        item["sounding_db"] = sounding_level(loud[None])[0]
         return item
 
     @staticmethod

@@ -68,3 +68,15 @@ def a_weighted_loudness_db(
 def rms_db(audio: torch.Tensor) -> float:
     """Unweighted RMS level of a whole signal in dB."""
     return 10.0 * math.log10(max(float((audio.double() ** 2).mean()), POWER_FLOOR))
+
+
+SOUNDING_DB = 30.0  # a clip's sounding frames: within this many dB of its loudest
+
+
+def sounding_level(loudness_db: torch.Tensor) -> torch.Tensor:
+    """The mean loudness of each clip's sounding frames (within SOUNDING_DB of its loudest).
+
+    Args: loudness_db Shape [batch, n_frames]. Returns Shape [batch]."""
+    top = loudness_db.amax(dim=-1, keepdim=True)
+    mask = (loudness_db >= top - SOUNDING_DB).to(loudness_db.dtype)
+    return (loudness_db * mask).sum(-1) / mask.sum(-1)

@@ -5,6 +5,7 @@ from torch import nn
 
 from ddsp_morph.dsp.core import hz_to_midi
 from ddsp_morph.dsp.descriptors import CONDITIONING_KEYS, conditioning_transform
+from ddsp_morph.dsp.loudness import sounding_level
 from ddsp_morph.models.decoder import Decoder
 from ddsp_morph.models.encoder import TimbreEncoder
 from ddsp_morph.synths.stack import SynthStack
@@ -27,16 +28,6 @@ def input_sizes_for(conditioning: list[str], *, n_mfcc: int = 20) -> dict[str, i
 
 
 LOUDNESS_REFERENCES = ("corpus", "clip")
-SOUNDING_DB = 30.0  # a clip's sounding frames: within this many dB of its loudest
-
-
-def sounding_level(loudness_db: torch.Tensor) -> torch.Tensor:
-    """The mean loudness of each clip's sounding frames (within SOUNDING_DB of its loudest).
-
-    Args: loudness_db Shape [batch, n_frames]. Returns Shape [batch]."""
-    top = loudness_db.amax(dim=-1, keepdim=True)
-    mask = (loudness_db >= top - SOUNDING_DB).to(loudness_db.dtype)
-    return (loudness_db * mask).sum(-1) / mask.sum(-1)
 
 
 class Standardize(nn.Module):
@@ -94,7 +85,8 @@ class DDSPAutoencoder(nn.Module):
         # What the loudness input is measured from: "corpus" (the corpus mean: the decoder hears
         # the performance's absolute level) or "clip" (each clip's own sounding level: the
         # decoder hears the dynamics only and takes the level from z, so a conversion plays at
-        # the target instrument's level, not the source phrase's). A batch's "loudness_ref"
+        # the target instrument's level, not the source phrase's; the clip's level is the
+        # batch's "sounding_db" where the dataset gives it). A batch's "loudness_ref"
         # (Shape [batch] or a scalar) overrides either: the streaming synth passes the corpus
         # mean, the level a live performance is heard from.
         if loudness_reference not in LOUDNESS_REFERENCES:
@@ -185,7 +177,12 @@ class DDSPAutoencoder(nn.Module):
             ref = torch.as_tensor(batch["loudness_ref"], dtype=batch["loudness_db"].dtype)
             return ref.reshape(-1, 1) if ref.dim() else ref
         if self.loudness_reference == "clip":
-            return sounding_level(batch["loudness_db"]).unsqueeze(-1)
+            # a training crop is measured from its whole example's level (the dataset's
+            # "sounding_db"), as the whole example is when it is converted
+            level = batch.get("sounding_db")
+            if level is None:
+                level = sounding_level(batch["loudness_db"])
+            return torch.as_tensor(level, dtype=batch["loudness_db"].dtype).reshape(-1, 1)
         return self.loudness_mean
 
     def latent(self, batch: dict[str, torch.Tensor], n_frames: int) -> dict[str, torch.Tensor]:
