@@ -12,12 +12,25 @@ from .conftest import cfg_for, exit_code, hydra_task
 
 
 @pytest.mark.parametrize(
-    "synth, latent, frames",
-    [("harmonic_noise", "vae", 1), ("harmonic_noise_reverb", "vae", 4), ("harmonic", "none", 3)],
+    "synth, latent, frames, reference",
+    [
+        ("harmonic_noise", "vae", 1, "corpus"),
+        ("harmonic_noise_reverb", "vae", 4, "corpus"),
+        ("harmonic", "none", 3, "corpus"),
+        # a model that takes the level from z: live, the loudness is measured from the corpus mean
+        ("harmonic_noise", "vae", 2, "clip"),
+    ],
 )
-def test_streaming_equals_offline(tmp_path: Path, synth: str, latent: str, frames: int):
+def test_streaming_equals_offline(
+    tmp_path: Path, synth: str, latent: str, frames: int, reference: str
+):
     cfg = cfg_for(
-        tmp_path, tmp_path, f"synth={synth}", f"latent={latent}", "synth.reverb_seconds=0.05"
+        tmp_path,
+        tmp_path,
+        f"synth={synth}",
+        f"latent={latent}",
+        "synth.reverb_seconds=0.05",
+        f"model.loudness_reference={reference}",
     )
     model = build_model(cfg, n_instruments=2)
     with torch.no_grad():  # a model that is not at its initial, near-silent state

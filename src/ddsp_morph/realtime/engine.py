@@ -310,10 +310,12 @@ def render_offline(
     instrument_id: int = 0,
     seed: int = 0,
 ) -> torch.Tensor:
-    """The same controls through the model in one pass: the reference the engine must equal."""
+    """The same controls through the model in one pass: the reference the engine must equal
+    (the loudness measured from the corpus mean, as the engine measures it)."""
     batch = {
         "f0_hz": f0_hz.reshape(1, -1),
         "loudness_db": loudness_db.reshape(1, -1),
+        "loudness_ref": model.loudness_mean,
         "instrument_id": torch.tensor([instrument_id]),
     }
     if z is not None:
