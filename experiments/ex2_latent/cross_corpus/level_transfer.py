@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 
 from ddsp_morph.build import build_datamodule
+from ddsp_morph.dsp.loudness import SOUNDING_DB
 from ddsp_morph.evaluation.classifier import corpus_classifier
 from ddsp_morph.evaluation.morph_table import render_many, test_items_by_instrument
 from ddsp_morph.runs import load_run
 
-SOUNDING_DB = 30.0
 MODES = ("none", "level", "dist")
 
 
