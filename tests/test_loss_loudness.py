@@ -150,3 +150,37 @@ def test_fluctuation_loss_is_zero_on_the_target_and_pushes_a_steady_render_to_mo
     loss = fluctuation_loss(pred.unsqueeze(0), target, basis, hop=128)
     loss.backward()
     assert float(loss) > 0 and float(depth.grad) < 0  # deeper is better
+
+
+@pytest.mark.parametrize("n_fft,hop,pad_mode", [(64, 16, "reflect"), (63, 20, "constant")])
+def test_frame_spectrum_is_torch_stft_with_its_gradient(n_fft, hop, pad_mode):
+    # the loss's frame-major spectrum: torch.stft's values, and through the adjoint real FFT the
+    # gradient torch.stft's own backward gives (odd n_fft: no Nyquist bin to double)
+    from ddsp_morph.dsp.spectral import frame_spectrum
+
+    g = torch.Generator().manual_seed(6)
+    x1 = torch.randn(2, 500, generator=g, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    ours = frame_spectrum(x1, n_fft, hop, window, pad_mode=pad_mode)
+    ref = torch.stft(
+        x2, n_fft, hop, window=window, center=True, pad_mode=pad_mode, return_complex=True
+    ).transpose(1, 2)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
+    upstream = torch.randn(ref.shape, generator=g, dtype=torch.complex128)
+    (ours * upstream.conj()).real.sum().backward()
+    (ref * upstream.conj()).real.sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, atol=1e-10, rtol=0)
+    assert float(x1.grad.abs().max()) > 1.0
+    assert torch.autograd.gradcheck(
+        lambda a: frame_spectrum(a, n_fft, hop, window, pad_mode=pad_mode), (x1[:1, :100],)
+    )
+
+
+def test_magnitude_is_abs():
+    from ddsp_morph.dsp.spectral import magnitude
+
+    spec = torch.randn(3, 40, 33, dtype=torch.complex64)
+    spec[0, 0, :5] = 0
+    torch.testing.assert_close(magnitude(spec), spec.abs())
+    assert float(magnitude(spec)[0, 0, :5].abs().max()) == 0.0

@@ -10,6 +10,7 @@ import math
 import torch
 
 from ddsp_morph.dsp.core import check_shape
+from ddsp_morph.dsp.spectral import frame_spectrum, magnitude
 
 EPS = 1e-10
 
@@ -49,16 +50,7 @@ def frame_magnitudes(
     check_shape("audio", audio, "[batch, n_samples]", 2)
     n = audio.shape[-1] // hop_length if n_frames is None else n_frames
     w = analysis_window(window, n_fft, dtype=audio.dtype, device=audio.device)
-    spec = torch.stft(
-        audio,
-        n_fft,
-        hop_length=hop_length,
-        window=w,
-        center=True,
-        pad_mode="constant",
-        return_complex=True,
-    ).abs()
-    spec = spec.transpose(1, 2)[:, :n]
+    spec = magnitude(frame_spectrum(audio, n_fft, hop_length, w, pad_mode="constant"))[:, :n]
     if spec.shape[1] < n:
         spec = torch.nn.functional.pad(spec, (0, 0, 0, n - spec.shape[1]))
     return spec

@@ -9,6 +9,70 @@ import torch
 DEFAULT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
 
 
+class _RealFFT(torch.autograd.Function):
+    """``torch.fft.rfft`` over the last dimension, differentiated by its adjoint: one inverse
+    real FFT of the gradient (end bins doubled, scaled by n / 2). torch's own backward of the
+    one-sided transform pads the gradient to the full spectrum and runs a complex FFT, which
+    measured ten times the forward's cost on the loss's frames; this is the same gradient."""
+
+    @staticmethod
+    def forward(ctx, frames):
+        ctx.n = frames.shape[-1]
+        return torch.fft.rfft(frames, dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        n = ctx.n
+        grad = grad.clone()
+        grad[..., 0] *= 2.0
+        if n % 2 == 0:
+            grad[..., -1] *= 2.0
+        return torch.fft.irfft(grad, n=n, dim=-1) * (n / 2)
+
+
+def frame_spectrum(
+    audio: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    window: torch.Tensor,
+    *,
+    pad_mode: str = "reflect",
+) -> torch.Tensor:
+    """Complex spectrum of centred frames, frame-major: ``torch.stft(audio, n_fft, hop,
+    window=window, center=True, pad_mode=pad_mode)`` transposed, with the same values, and a
+    backward pass that costs about a third of torch.stft's (``_RealFFT``).
+
+    Args:
+        audio: Shape [batch, n_samples].
+        window: Shape [n_fft].
+
+    Returns:
+        Shape [batch, 1 + n_samples // hop, n_fft // 2 + 1], complex.
+    """
+    half = n_fft // 2
+    padded = torch.nn.functional.pad(audio.unsqueeze(1), (half, half), mode=pad_mode).squeeze(1)
+    frames = padded.unfold(-1, n_fft, hop) * window
+    if frames.requires_grad:
+        return _RealFFT.apply(frames)
+    return torch.fft.rfft(frames, dim=-1)
+
+
+def magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """|spec| as sqrt(re^2 + im^2): several times faster than ``Tensor.abs`` of a complex
+    tensor on the CPU (which calls hypot per element); not for values near float overflow."""
+    parts = torch.view_as_real(spec)
+    re, im = parts[..., 0], parts[..., 1]
+    return torch.addcmul(re * re, im, im).sqrt_()
+
+
+def _hop(n_fft: int, overlap: float) -> int:
+    return max(1, int(n_fft * (1.0 - overlap)))
+
+
+def _hann(n_fft: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.hann_window(n_fft, dtype=like.dtype, device=like.device)
+
+
 def stft(audio: torch.Tensor, n_fft: int, *, overlap: float = 0.75) -> torch.Tensor:
     """Complex STFT with a periodic Hann window, centred frames, hop = n_fft * (1 - overlap).
 
@@ -18,14 +82,12 @@ def stft(audio: torch.Tensor, n_fft: int, *, overlap: float = 0.75) -> torch.Ten
     Returns:
         Shape [batch, n_fft // 2 + 1, n_frames], complex.
     """
-    hop = max(1, int(n_fft * (1.0 - overlap)))
-    window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
-    return torch.stft(audio, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
+    return frame_spectrum(audio, n_fft, _hop(n_fft, overlap), _hann(n_fft, audio)).transpose(1, 2)
 
 
 def stft_magnitude(audio: torch.Tensor, n_fft: int, *, overlap: float = 0.75) -> torch.Tensor:
     """|stft(audio)|. Shape [batch, n_fft // 2 + 1, n_frames]."""
-    return stft(audio, n_fft, overlap=overlap).abs()
+    return magnitude(stft(audio, n_fft, overlap=overlap))
 
 
 def _magnitude_errors(mag, mag_true, log_true, eps):
@@ -42,16 +104,16 @@ class _FusedMagnitudeLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec, mag_true, log_true, linear_weight, log_weight, eps):
-        mag = spec.abs()
+        mag = magnitude(spec)
         lin_err, log_err = _magnitude_errors(mag, mag_true, log_true, eps)
         n = mag.numel()
         loss = linear_weight * lin_err.abs().mean() + log_weight * log_err.abs().mean()
         if ctx.needs_input_grad[0]:
-            dmag = torch.sign(lin_err).mul_(linear_weight / n)
-            dmag.addcdiv_(torch.sign(log_err), mag + eps, value=log_weight / n)
+            dmag = torch.sign(log_err).div_(mag + eps).mul_(log_weight / n)
+            dmag.add_(torch.sign(lin_err), alpha=linear_weight / n)
             # spec / |spec|, with 0 where |spec| = 0 (torch.sgn's convention)
-            dmag.div_(torch.where(mag > 0, mag, torch.ones_like(mag))).mul_(mag > 0)
-            ctx.save_for_backward(spec * dmag)
+            inverse = mag.reciprocal().masked_fill_(mag == 0, 0.0)
+            ctx.save_for_backward(spec * dmag.mul_(inverse))
         return loss
 
     @staticmethod
@@ -70,15 +132,14 @@ def _scale_loss(
     eps: float,
     fused: bool,
 ) -> torch.Tensor:
+    hop, window = _hop(n_fft, overlap), _hann(n_fft, pred)
     with torch.no_grad():
-        mag_true = stft_magnitude(target, n_fft, overlap=overlap)
+        mag_true = magnitude(frame_spectrum(target, n_fft, hop, window))
         log_true = torch.log(mag_true + eps)
+    spec = frame_spectrum(pred, n_fft, hop, window)  # frame-major: contiguous, same sums
     if fused:
-        spec = stft(pred, n_fft, overlap=overlap)
         return _FusedMagnitudeLoss.apply(spec, mag_true, log_true, linear_weight, log_weight, eps)
-    lin_err, log_err = _magnitude_errors(
-        stft_magnitude(pred, n_fft, overlap=overlap), mag_true, log_true, eps
-    )
+    lin_err, log_err = _magnitude_errors(spec.abs(), mag_true, log_true, eps)
     return linear_weight * lin_err.abs().mean() + log_weight * log_err.abs().mean()
 
 
@@ -123,10 +184,11 @@ def multiscale_spectral_loss(
 def mel_band_db(audio: torch.Tensor, mel_basis: torch.Tensor, hop: int) -> torch.Tensor:
     """Mel band levels in dB of a centred Hann STFT. Shape [batch, n_bands, n_frames]."""
     n_fft = (mel_basis.shape[-1] - 1) * 2
-    window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
-    spec = torch.stft(audio, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
-    power = spec.real.square() + spec.imag.square()
-    return 10.0 * torch.log10((mel_basis.to(power.dtype) @ power).clamp_min(1e-10))
+    spec = frame_spectrum(audio, n_fft, hop, _hann(n_fft, audio))
+    parts = torch.view_as_real(spec)
+    power = torch.addcmul(parts[..., 0] ** 2, parts[..., 1], parts[..., 1])  # [batch, frames, bins]
+    bands = (power @ mel_basis.to(power.dtype).T).transpose(1, 2)
+    return 10.0 * torch.log10(bands.clamp_min(1e-10))
 
 
 def _sounding_changes(ref_db: torch.Tensor, n_fft: int, hop: int, top_db: float) -> torch.Tensor:

@@ -3,6 +3,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddsp_morph.models.gru import gru_scan, wants_scan
+
 
 def mlp(in_size: int, hidden_size: int, n_layers: int) -> nn.Sequential:
     """Dense -> LayerNorm -> LeakyReLU, ``n_layers`` times (the DDSP MLP). The activation runs
@@ -112,9 +114,17 @@ class Decoder(nn.Module):
                     f"inputs: {k} has {v.shape[0]} rows x {v.shape[1]} frames; expected rows "
                     f"dividing {rows} and 1 or {frames} frames"
                 )
-        hs = [_tile(self.input_mlps[k](v), rows).expand(-1, frames, -1) for k, v in given.items()]
-        x = torch.cat(hs, dim=-1)
-        if torch.is_autocast_enabled(x.device.type) and not torch.is_grad_enabled():
+        own = [self.input_mlps[k](v) for k, v in given.items()]  # each its own rows, frames
+        x = torch.cat([_tile(h, rows).expand(-1, frames, -1) for h in own], dim=-1)
+        if wants_scan(self.gru, x):
+            # the GRU's input projection input by input, each on its own rows and frames (a
+            # clip's z once per clip, a performance played with several z once), then summed
+            w_ih = self.gru.weight_ih_l0.split([h.shape[-1] for h in own], dim=1)
+            gx = self.gru.bias_ih_l0 + sum(
+                _tile(nn.functional.linear(h, w), rows) for h, w in zip(own, w_ih, strict=True)
+            )
+            g, hidden = gru_scan(self.gru, gx.expand(rows, frames, -1), hidden)
+        elif torch.is_autocast_enabled(x.device.type) and not torch.is_grad_enabled():
             # Validation under bf16 autocast: torch's CPU GRU in inference mode took 2.3 GB more
             # for a batch of 8 x 4 s (measured); without gradients float32 costs little.
             with torch.autocast(x.device.type, enabled=False):

@@ -10,6 +10,7 @@ from torch import nn
 from ddsp_morph.dsp.core import hz_to_midi
 from ddsp_morph.dsp.descriptors import frame_magnitudes, harmonic_levels, mfcc
 from ddsp_morph.dsp.filters import dct_matrix, mel_filterbank
+from ddsp_morph.models.gru import run_gru
 
 
 class MFCC(nn.Module):
@@ -177,7 +178,7 @@ class TimbreEncoder(nn.Module):
                     power=power,
                 )
                 x = torch.cat([x, self.harmonic_norm(levels / 20.0)], dim=-1)
-            h, _ = self.gru(x)
+            h, _ = run_gru(self.gru, x)
             if self.pooled:
                 h = h.mean(dim=1, keepdim=True)
             elif stride > 1:
