@@ -49,23 +49,27 @@ def test_the_scan_runs_only_where_gradients_are_wanted():
     assert not wants_scan(frozen, x)
 
 
-def test_the_decoder_trains_through_the_scan_as_through_torchs_gru(monkeypatch):
+@pytest.mark.parametrize("z_mode,z_dim", [("film", 3), ("concat", 3), ("concat", 0)])
+def test_the_decoder_trains_through_the_scan_as_through_torchs_gru(monkeypatch, z_mode, z_dim):
     # z held over the frames and a performance played with two z: the decoder projects each
     # input once on its own rows; outputs and every parameter's gradient as torch's GRU gives
     torch.manual_seed(1)
+    sizes = {"f0": 1, "loudness": 1, **({"z": z_dim} if z_dim else {})}
     dec = Decoder(
-        input_sizes={"f0": 1, "loudness": 1, "z": 3},
+        input_sizes=sizes,
         output_sizes={"amps": 2, "noise": 4},
         hidden_size=8,
         gru_size=6,
-        z_mode="film",
+        z_mode=z_mode,
     ).double()
     with torch.no_grad():
         for p in dec.parameters():
             p.add_(0.1 * torch.randn_like(p))  # the FiLM layers start at zero
     f0, loud = torch.randn(1, 9, 1).double(), torch.randn(1, 9, 1).double()
-    z = torch.randn(2, 1, 3).double().expand(-1, 9, -1)
-    inputs = {"f0": f0, "loudness": loud, "z": z}
+    inputs = {"f0": f0, "loudness": loud}
+    if z_dim:
+        inputs["z"] = torch.randn(2, 1, z_dim).double().expand(-1, 9, -1)
+    rows = 2 if z_dim else 1
 
     def run():
         out = dec(inputs)
@@ -82,7 +86,7 @@ def test_the_decoder_trains_through_the_scan_as_through_torchs_gru(monkeypatch):
     monkeypatch.setattr("ddsp_morph.models.decoder.wants_scan", lambda *a: False)
     native, native_grads = run()
     for k in native:
-        assert native[k].shape == (2, 9, dec.output_sizes[k])
+        assert native[k].shape == (rows, 9, dec.output_sizes[k])
         torch.testing.assert_close(scanned[k], native[k], atol=1e-12, rtol=0)
     for a, b in zip(scanned_grads, native_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

@@ -257,3 +257,18 @@ def test_a_batch_of_registers_matches_the_reference_and_each_clip_alone(monkeypa
             f0[i : i + 1], amp[i : i + 1], dist[i : i + 1], sample_rate=SR, hop_length=HOP
         )
         torch.testing.assert_close(fast[i : i + 1], alone, atol=1e-12, rtol=0)
+
+
+def test_a_traced_bank_masks_by_the_pitch_it_is_given_not_the_one_it_was_traced_with():
+    # traced on a low pitch (every harmonic below Nyquist), run on a high one: the harmonics
+    # the high pitch puts above Nyquist must still be silenced, as in eager mode
+    def synth(f0, amp, dist):
+        return harmonic_synth(f0, amp, dist, sample_rate=SR, hop_length=HOP)
+
+    amp, dist = const(1, 6, 0.5, 1), torch.rand(1, 6, 30)
+    traced = torch.jit.trace(synth, (const(1, 6, 100.0), amp, dist), check_trace=False)
+    # leaps of an octave each frame: inside each hop the pitch glides, and a harmonic crosses
+    # Nyquist at a sample that the frames' own pitches do not show
+    high = torch.tensor([[1000.0, 2000.0, 1000.0, 2000.0, 1000.0, 2000.0]])
+    want = synth(high, amp, dist)
+    torch.testing.assert_close(traced(high, amp, dist), want, atol=1e-5, rtol=0)

@@ -127,8 +127,11 @@ def _sines(phase: torch.Tensor, limit: torch.Tensor, k: torch.Tensor, cos: bool)
     sines = torch.cos(kphase).mul_(k) if cos else torch.sin(kphase)
     # Harmonics below every sample's limit need no mask: only the top few (the frames of a
     # group differ by < GROUP_STEP harmonics) are masked, which measured 3x faster than
-    # masking the whole [R, H, K] tensor.
-    n_safe = max(0, min(k.shape[0], math.ceil(float(limit.min())) - 1)) if limit.numel() else 0
+    # masking the whole [R, H, K] tensor. Under tracing every harmonic is masked: the count
+    # read from the example's pitch would be frozen into the graph.
+    n_safe = 0
+    if limit.numel() and not torch.jit.is_tracing():
+        n_safe = max(0, min(k.shape[0], math.ceil(float(limit.min())) - 1))
     if n_safe < k.shape[0]:
         sines[..., n_safe:].mul_(k[n_safe:] < limit.unsqueeze(-1))
     return sines

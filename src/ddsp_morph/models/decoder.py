@@ -80,13 +80,22 @@ class Decoder(nn.Module):
         gb = gb.reshape(*z.shape[:-1], 2, n_layers, -1)
         return gb[..., 0, :, :], gb[..., 1, :, :], self.timbre(z)
 
-    def _out_mlp(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        if self.film is None or z is None:
-            return self.head(self.out_mlp(x))
-        gamma, beta, offset = self.film_params(z.to(x.dtype) if z.dtype != x.dtype else z)
+    def _out_mlp(
+        self, x: torch.Tensor | None, z: torch.Tensor | None, first: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The output MLP and heads on ``x``, or from ``first``: its first Linear's output."""
         mods = list(self.out_mlp)
+        if self.film is None or z is None:
+            if first is None:
+                return self.head(self.out_mlp(x))
+            for m in mods[1:]:
+                first = m(first)
+            return self.head(first)
+        like = x if first is None else first
+        gamma, beta, offset = self.film_params(z.to(like.dtype) if z.dtype != like.dtype else z)
         for i, (lin, ln, act) in enumerate(zip(mods[0::3], mods[1::3], mods[2::3], strict=True)):
-            x = act(ln(lin(x)) * (1.0 + gamma[..., i, :]) + beta[..., i, :])
+            y = first if i == 0 and first is not None else lin(x)
+            x = act(ln(y) * (1.0 + gamma[..., i, :]) + beta[..., i, :])
         return self.head(x) + offset
 
     def forward(
@@ -115,24 +124,30 @@ class Decoder(nn.Module):
                     f"dividing {rows} and 1 or {frames} frames"
                 )
         own = [self.input_mlps[k](v) for k, v in given.items()]  # each its own rows, frames
-        x = torch.cat([_tile(h, rows).expand(-1, frames, -1) for h in own], dim=-1)
-        if wants_scan(self.gru, x):
-            # the GRU's input projection input by input, each on its own rows and frames (a
-            # clip's z once per clip, a performance played with several z once), then summed
-            w_ih = self.gru.weight_ih_l0.split([h.shape[-1] for h in own], dim=1)
-            gx = self.gru.bias_ih_l0 + sum(
-                _tile(nn.functional.linear(h, w), rows) for h, w in zip(own, w_ih, strict=True)
-            )
-            g, hidden = gru_scan(self.gru, gx.expand(rows, frames, -1), hidden)
-        elif torch.is_autocast_enabled(x.device.type) and not torch.is_grad_enabled():
-            # Validation under bf16 autocast: torch's CPU GRU in inference mode took 2.3 GB more
-            # for a batch of 8 x 4 s (measured); without gradients float32 costs little.
-            with torch.autocast(x.device.type, enabled=False):
-                g, hidden = self.gru(x.float(), None if hidden is None else hidden.float())
-        else:
-            g, hidden = self.gru(x, hidden)
         z = given.get("z")
-        y = self._out_mlp(torch.cat([g, x], dim=-1), None if z is None else _tile(z, rows))
+        z = None if z is None else _tile(z, rows)
+        if wants_scan(self.gru, own[0]):
+            # Training: the GRU's input projection and the output MLP's first layer, which read
+            # the inputs' concatenation, are summed input by input, each projected on its own
+            # rows and frames (a clip's z once per clip, a performance played with several z
+            # once): the same sums, without the per-frame copies of held inputs.
+            sizes = [h.shape[-1] for h in own]
+            gx = self.gru.bias_ih_l0 + _projections(own, self.gru.weight_ih_l0, sizes, rows)
+            g, hidden = gru_scan(self.gru, gx.expand(rows, frames, -1), hidden)
+            lin = self.out_mlp[0]
+            w_g, w_in = lin.weight.split([g.shape[-1], sum(sizes)], dim=1)
+            first = nn.functional.linear(g, w_g, lin.bias) + _projections(own, w_in, sizes, rows)
+            y = self._out_mlp(None, z, first)
+        else:
+            x = torch.cat([_tile(h, rows).expand(-1, frames, -1) for h in own], dim=-1)
+            if torch.is_autocast_enabled(x.device.type) and not torch.is_grad_enabled():
+                # Validation under bf16 autocast: torch's CPU GRU in inference mode took 2.3 GB
+                # more for a batch of 8 x 4 s (measured); without gradients float32 costs little.
+                with torch.autocast(x.device.type, enabled=False):
+                    g, hidden = self.gru(x.float(), None if hidden is None else hidden.float())
+            else:
+                g, hidden = self.gru(x, hidden)
+            y = self._out_mlp(torch.cat([g, x], dim=-1), z)
         out = dict(
             zip(
                 self.output_sizes,
@@ -146,6 +161,16 @@ class Decoder(nn.Module):
 def held_over_frames(v: torch.Tensor) -> torch.Tensor:
     """An input expanded over its frames (stride 0) as its one frame, else itself."""
     return v[:, :1] if v.dim() == 3 and v.shape[1] > 1 and v.stride(1) == 0 else v
+
+
+def _projections(
+    hs: list[torch.Tensor], weight: torch.Tensor, sizes: list[int], rows: int
+) -> torch.Tensor:
+    """sum_k hs[k] @ W_k.T over the column blocks W_k of ``weight`` (``sizes`` wide): the product
+    of the inputs' concatenation, each input on its own rows (tiled to ``rows``) and frames
+    (1 broadcasts). Shape [rows, frames or 1, weight rows]."""
+    blocks = weight.split(sizes, dim=1)
+    return sum(_tile(nn.functional.linear(h, w), rows) for h, w in zip(hs, blocks, strict=True))
 
 
 def _tile(v: torch.Tensor, rows: int) -> torch.Tensor:
