@@ -44,6 +44,8 @@ def test_the_scan_runs_only_where_gradients_are_wanted():
     with torch.no_grad():
         assert not wants_scan(gru, x)
     assert not wants_scan(gru, x.to(torch.bfloat16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert wants_scan(gru, x.to(torch.bfloat16))  # the scan runs in float32
     assert not wants_scan(nn.GRU(4, 3, num_layers=2, batch_first=True), x)
     frozen = nn.GRU(4, 3, batch_first=True).requires_grad_(False)
     assert not wants_scan(frozen, x)
@@ -90,3 +92,20 @@ def test_the_decoder_trains_through_the_scan_as_through_torchs_gru(monkeypatch, 
         torch.testing.assert_close(scanned[k], native[k], atol=1e-12, rtol=0)
     for a, b in zip(scanned_grads, native_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_under_bf16_autocast_the_scan_runs_in_float32():
+    # mixed-precision training: the projections in bf16, the recurrence in the weights' float32;
+    # outputs within bf16 rounding of float32 and gradients reach every weight
+    torch.manual_seed(2)
+    gru = nn.GRU(6, 5, batch_first=True)
+    x = torch.randn(3, 20, 6)
+    ref, _ = gru(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gx = nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)
+        assert gx.dtype == torch.bfloat16
+        got, last = gru_scan(gru, gx)
+    assert got.dtype == torch.float32 and last.dtype == torch.float32
+    torch.testing.assert_close(got, ref, atol=0.03, rtol=0)
+    got.square().sum().backward()
+    assert all(float(p.grad.abs().max()) > 0 for p in gru.parameters())

@@ -67,15 +67,18 @@ class _GRUScan(torch.autograd.Function):
 
 def wants_scan(gru: nn.GRU, x: torch.Tensor) -> bool:
     """Whether ``gru_scan`` should run this pass: gradients wanted, a one-layer one-direction
-    GRU, float32 or float64, and not while tracing or scripting."""
+    GRU with float32 or float64 weights, inputs of that type (or of half precision under
+    autocast: the scan then runs in the weights' type), and not while tracing or scripting."""
+    weights = gru.weight_hh_l0.dtype
+    autocast = torch.is_autocast_enabled(x.device.type)
     return (
         torch.is_grad_enabled()
         and (x.requires_grad or gru.weight_hh_l0.requires_grad)
         and gru.num_layers == 1
         and not gru.bidirectional
         and gru.bias
-        and x.dtype in (torch.float32, torch.float64)
-        and x.dtype == gru.weight_hh_l0.dtype
+        and weights in (torch.float32, torch.float64)
+        and (x.dtype == weights or (autocast and x.dtype in (torch.bfloat16, torch.float16)))
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
     )
@@ -88,13 +91,16 @@ def gru_scan(
     from the input projection ``gx = x @ gru.weight_ih_l0.T + gru.bias_ih_l0`` (Shape
     [batch, steps, 3 * hidden_size]; any broadcastable-over-steps sum of projections will do).
     Returns (Shape [batch, steps, hidden_size], Shape [1, batch, hidden_size])."""
-    batch = gx.shape[0]
+    batch, w_hh = gx.shape[0], gru.weight_hh_l0
     h0 = (
-        gx.new_zeros(batch, gru.hidden_size)
+        w_hh.new_zeros(batch, gru.hidden_size)
         if hidden is None
-        else hidden.reshape(batch, gru.hidden_size).to(gx.dtype)
+        else hidden.reshape(batch, gru.hidden_size).to(w_hh.dtype)
     )
-    out = _GRUScan.apply(gx.transpose(0, 1).contiguous(), h0, gru.weight_hh_l0, gru.bias_hh_l0)
+    # the recurrence in the weights' precision (under autocast, gx comes in bf16 or fp16)
+    with torch.autocast(gx.device.type, enabled=False):
+        gx = gx.to(w_hh.dtype).transpose(0, 1).contiguous()
+        out = _GRUScan.apply(gx, h0, w_hh, gru.bias_hh_l0)
     return out.transpose(0, 1), out[-1].unsqueeze(0)
 
 
