@@ -262,8 +262,11 @@ def matched_step_case(args: dict) -> dict:
         }
         params = list(module.parameters())
 
+        bf16 = args.get("precision") == "bf16-mixed"
+
         def loss_fn():
-            return module.objective(module(batch), batch, "train")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return module.objective(module(batch), batch, "train")
 
     opt = torch.optim.Adam(params, 1e-3)
     _reset_peak()
@@ -295,6 +298,22 @@ def print_matched_steps(results: dict, size: dict, reps: int) -> None:
             f"{r['peak_process_mb']:7.0f} MB: {ref['time_s'] / r['time_s']:.2f}x the reference's "
             f"rate at {r['peak_process_mb'] / ref['peak_process_mb']:.2f}x its memory"
         )
+    # the step make train runs: its crops (16 x 1 s) at the precision trainer.precision=auto
+    # picks on this CPU (bf16-mixed where it has AMX); not comparable with the rows above
+    from ddsp_morph.training.setup import resolve_precision
+
+    precision = str(resolve_precision("auto", "cpu"))
+    crops = dict(batch=size["batch"], seconds=min(1.0, size["seconds"]))
+    r = _run(
+        matched_step_case,
+        dict(crops, which="ours", hidden=128, gru=128, reps=3 * reps, precision=precision),
+    )
+    results["training_step/ours/128"] = dict(r, precision=precision, **crops)
+    print(
+        f"  {'ours, make train: ' + str(crops['batch']) + ' x ' + str(crops['seconds']) + ' s, ' + precision:38s} "
+        f"{r['time_s']:7.3f} s/step {crops['batch'] * crops['seconds'] / r['time_s']:6.1f} audio-s/s "
+        f"{r['peak_process_mb']:7.0f} MB"
+    )
 
 
 def encoder_stride_case(args: dict) -> dict:
