@@ -57,12 +57,17 @@ def frame_spectrum(
     return torch.fft.rfft(frames, dim=-1)
 
 
+def power_spectrum(spec: torch.Tensor) -> torch.Tensor:
+    """|spec|^2 as re^2 + im^2, a real tensor of ``spec``'s shape."""
+    parts = torch.view_as_real(spec)
+    re, im = parts[..., 0], parts[..., 1]
+    return torch.addcmul(re * re, im, im)
+
+
 def magnitude(spec: torch.Tensor) -> torch.Tensor:
     """|spec| as sqrt(re^2 + im^2): several times faster than ``Tensor.abs`` of a complex
     tensor on the CPU (which calls hypot per element); not for values near float overflow."""
-    parts = torch.view_as_real(spec)
-    re, im = parts[..., 0], parts[..., 1]
-    return torch.addcmul(re * re, im, im).sqrt_()
+    return power_spectrum(spec).sqrt_()
 
 
 def _hop(n_fft: int, overlap: float) -> int:
@@ -184,10 +189,8 @@ def multiscale_spectral_loss(
 def mel_band_db(audio: torch.Tensor, mel_basis: torch.Tensor, hop: int) -> torch.Tensor:
     """Mel band levels in dB of a centred Hann STFT. Shape [batch, n_bands, n_frames]."""
     n_fft = (mel_basis.shape[-1] - 1) * 2
-    spec = frame_spectrum(audio, n_fft, hop, _hann(n_fft, audio))
-    parts = torch.view_as_real(spec)
-    power = torch.addcmul(parts[..., 0] ** 2, parts[..., 1], parts[..., 1])  # [batch, frames, bins]
-    bands = (power @ mel_basis.to(power.dtype).T).transpose(1, 2)
+    power = power_spectrum(frame_spectrum(audio, n_fft, hop, _hann(n_fft, audio)))
+    bands = (power @ mel_basis.to(power.dtype).T).transpose(1, 2)  # [batch, bands, frames]
     return 10.0 * torch.log10(bands.clamp_min(1e-10))
 
 
