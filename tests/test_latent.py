@@ -875,3 +875,67 @@ def test_add_path_speeds_completes_a_checkpoint_with_its_own_weights(tmp_path: P
     assert add_path_speeds(path, other, train, ["a", "b"]) is False  # already there: untouched
     assert path.stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_the_conversion_critic_learns_the_instruments_from_real_crops_and_judges_conversions(
+    tmp_path: Path,
+):
+    from ddsp_morph.build import build_model
+    from ddsp_morph.training.setup import build_module
+
+    cfg = cfg_for(tmp_path, tmp_path)
+    assert build_module(cfg, build_model(cfg, n_instruments=2)).critic is None  # off by default
+    cfg.model.loss.conversion_critic_weight = 0.5
+    with pytest.raises(ValueError, match="at least 2 instruments"):
+        build_module(cfg, build_model(cfg, n_instruments=2))
+    torch.manual_seed(0)
+    model = build_model(cfg, n_instruments=2)
+    module = build_module(cfg, model, instruments=["flute", "violin"])
+    critic = module.critic
+    assert critic is not None and module.conversion_critic_weight == 0.5
+    assert any(n.startswith("critic.") for n, _ in module.named_parameters())  # optimized
+    n, hop = 40, model.synth.hop_length
+    batch = two_instrument_batch(n)
+    t = torch.arange(n * hop) / 16000
+    tone = 0.1 * torch.sin(2 * torch.pi * 440 * t)
+    batch["audio"] = torch.stack([tone, torch.randn(n * hop) * 0.1, tone * 0.5, torch.randn(n * hop) * 0.05])
+    # the critic alone, on the real crops: it learns to tell the tone from the noise
+    opt = torch.optim.Adam(critic.parameters(), lr=0.1)
+    for _ in range(30):
+        opt.zero_grad()
+        learn, accuracy = critic.learn(batch["audio"], batch["instrument_id"])
+        learn.backward()
+        opt.step()
+    assert float(accuracy) == 1.0 and float(learn.detach()) < 0.1
+    assert int(critic.updates) == 30
+    # a conversion is judged against the instrument of the clip whose z it was played with:
+    # the real clips, each labelled as the other instrument, read as wrong
+    wrong = critic.judge(batch["audio"], 1 - batch["instrument_id"])
+    right = critic.judge(batch["audio"], batch["instrument_id"])
+    assert float(wrong) > 2.0 > 0.1 > float(right)
+    # in the objective: the critic's loss moves the critic only, the judgement the decoder only
+    out = model(batch)
+    cut = slice(8, 32)
+    converted = module.conversion_render(out, batch, cut)
+    learn, judged = module.critic_terms(batch, cut, converted)
+    critic.zero_grad()
+    model.zero_grad()
+    judged.backward(retain_graph=True)
+    assert critic.linear.weight.grad is None or float(critic.linear.weight.grad.abs().sum()) == 0
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert float(model.decoder.timbre.weight.grad.abs().sum()) > 0
+    model.zero_grad()
+    learn.backward()
+    assert float(critic.linear.weight.grad.abs().sum()) > 0
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.parameters())
+    # its weight counts in training (ramped with beta's warm-up), never in val/loss
+    module.path_weight = module.cycle_weight = 0.0
+    module.beta_warmup_steps = 0
+    critic.eval()  # the feature statistics stay put between the two objectives
+    torch.manual_seed(1)
+    total = module.objective(out, batch, "train")
+    module.conversion_critic_weight = 0.0
+    torch.manual_seed(1)
+    without = module.objective(out, batch, "train")
+    assert float(total - without) > 0
+    assert float(module.objective(out, batch, "valid")) < float(without)

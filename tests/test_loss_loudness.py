@@ -184,3 +184,34 @@ def test_magnitude_is_abs():
     spec[0, 0, :5] = 0
     torch.testing.assert_close(magnitude(spec), spec.abs())
     assert float(magnitude(spec)[0, 0, :5].abs().max()) == 0.0
+
+
+def test_band_statistics_hear_level_shape_and_movement_over_the_sounding_frames():
+    from ddsp_morph.dsp.filters import mel_filterbank
+    from ddsp_morph.dsp.spectral import band_fluctuation, band_statistics
+
+    basis = torch.as_tensor(mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40, fmin=30.0))
+    basis = basis.float()
+    band = int(basis[:, 14].argmax())  # the band holding 440 Hz
+    x = torch.stack([_tremolo(0.0), 0.1 * _tremolo(0.0), _tremolo(12.0)])
+    s = band_statistics(x, basis, hop=128)
+    assert s.shape == (3, 160)
+    level_mean, level_std, change_mean, change_std = s.split(40, dim=-1)
+    # a tenth of the amplitude: 20 dB lower in every band it sounds in
+    assert float(level_mean[0, band] - level_mean[1, band]) == pytest.approx(20.0, abs=0.01)
+    # a steady tone neither spreads nor moves; the tremolo does both, and its movement is
+    # band_fluctuation's
+    assert float(level_std[0, band]) < 0.05 and float(change_std[0, band]) < 0.05
+    assert float(level_std[2, band]) > 2.0
+    assert abs(float(change_mean[2, band])) < 0.1
+    torch.testing.assert_close(change_std, band_fluctuation(x, basis, hop=128), rtol=1e-4, atol=1e-4)
+    # silence after the note changes nothing
+    short = torch.cat([x[2:3], torch.zeros(1, 8000)], dim=1)
+    long = torch.cat([x[2:3], torch.zeros(1, 24000)], dim=1)
+    torch.testing.assert_close(
+        band_statistics(long, basis, hop=128), band_statistics(short, basis, hop=128), rtol=1e-4, atol=1e-4
+    )
+    # differentiable: a louder render raises the level statistics
+    gain = torch.tensor(0.5, requires_grad=True)
+    band_statistics(gain * x[:1], basis, hop=128)[0, band].backward()
+    assert float(gain.grad) == pytest.approx(20 / math.log(10) / 0.5, rel=1e-3)

@@ -34,7 +34,11 @@ BEFORE_THE_KEY: dict = {
         "lfo_rates": [],
         "loudness_reference": "corpus",
         "lr_cooldown": 0.0,
-        "loss": {"fluctuation_weight": 0.0, "conversion_fluctuation_weight": 0.0},
+        "loss": {
+            "fluctuation_weight": 0.0,
+            "conversion_fluctuation_weight": 0.0,
+            "conversion_critic_weight": 0.0,
+        },
     },
     "latent": {
         "prior": "standard",

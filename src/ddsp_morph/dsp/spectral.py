@@ -194,23 +194,57 @@ def mel_band_db(audio: torch.Tensor, mel_basis: torch.Tensor, hop: int) -> torch
     return 10.0 * torch.log10(bands.clamp_min(1e-10))
 
 
-def _sounding_changes(ref_db: torch.Tensor, n_fft: int, hop: int, top_db: float) -> torch.Tensor:
-    """Weights of the frame-to-frame changes that count: both frames within ``top_db`` of the
-    loudest, neither reaching into the centring padding. Shape [batch, 1, n_frames - 1]."""
+def _sounding_frames(ref_db: torch.Tensor, n_fft: int, hop: int, top_db: float) -> torch.Tensor:
+    """Weights of the frames that count: within ``top_db`` of the loudest, the window not
+    reaching into the centring padding. Shape [batch, n_frames]."""
     energy = ref_db.detach().amax(dim=1)  # [batch, frames]
     sounding = (energy > energy.amax(dim=1, keepdim=True) - top_db).to(ref_db.dtype)
     edge = -(-n_fft // (2 * hop))  # frames whose window reaches into the centring padding
     sounding[:, :edge] = 0
     sounding[:, sounding.shape[1] - edge :] = 0
+    return sounding
+
+
+def _sounding_changes(ref_db: torch.Tensor, n_fft: int, hop: int, top_db: float) -> torch.Tensor:
+    """Weights of the frame-to-frame changes that count: both frames sounding
+    (``_sounding_frames``). Shape [batch, 1, n_frames - 1]."""
+    sounding = _sounding_frames(ref_db, n_fft, hop, top_db)
     return (sounding[:, 1:] * sounding[:, :-1]).unsqueeze(1)
 
 
-def _change_std(db: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _weighted_mean_std(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over the last axis of ``x`` with weights ``w`` (broadcast to it)."""
     n = w.sum(dim=-1).clamp_min(1.0)
-    delta = db[..., 1:] - db[..., :-1]
-    mean = (w * delta).sum(dim=-1) / n
-    var = (w * (delta - mean.unsqueeze(-1)).square()).sum(dim=-1) / n
-    return torch.sqrt(var + 1e-6)
+    mean = (w * x).sum(dim=-1) / n
+    var = (w * (x - mean.unsqueeze(-1)).square()).sum(dim=-1) / n
+    return mean, torch.sqrt(var + 1e-6)
+
+
+def _change_std(db: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return _weighted_mean_std(db[..., 1:] - db[..., :-1], w)[1]
+
+
+def band_statistics(
+    audio: torch.Tensor, mel_basis: torch.Tensor, *, hop: int, top_db: float = 50.0
+) -> torch.Tensor:
+    """A clip summarized as a listener comparing instruments hears it: over its sounding frames
+    (``_sounding_frames`` of the audio itself), the mean and std of every mel band's level in
+    dB, and the mean and std of its frame-to-frame change. Differentiable.
+
+    Args:
+        audio: Shape [batch, n_samples].
+        mel_basis: Shape [n_bands, n_fft // 2 + 1] (its width sets n_fft).
+
+    Returns:
+        Shape [batch, 4 * n_bands]: level mean, level std, change mean, change std.
+    """
+    n_fft = (mel_basis.shape[-1] - 1) * 2
+    db = mel_band_db(audio, mel_basis, hop)
+    frames = _sounding_frames(db, n_fft, hop, top_db)
+    level = _weighted_mean_std(db, frames.unsqueeze(1))
+    pairs = (frames[:, 1:] * frames[:, :-1]).unsqueeze(1)
+    change = _weighted_mean_std(db[..., 1:] - db[..., :-1], pairs)
+    return torch.cat([*level, change[0], change[1]], dim=-1)
 
 
 def band_fluctuation(

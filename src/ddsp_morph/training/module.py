@@ -21,6 +21,7 @@ from ddsp_morph.dsp.spectral import (
 from ddsp_morph.models.autoencoder import DDSPAutoencoder
 from ddsp_morph.models.decoder import held_over_frames
 from ddsp_morph.models.encoder import beta_at, kl_loss, kl_per_dim
+from ddsp_morph.training.critic import InstrumentCritic
 
 # The fluctuation term's bands (a 32 ms Hann STFT, 8 ms hop, 40 mel bands from 30 Hz).
 FLUCTUATION_FFT, FLUCTUATION_BANDS = 512, 40
@@ -65,6 +66,7 @@ class DDSPModule(L.LightningModule):
         window_frames: int = 0,
         fluctuation_weight: float = 0.0,
         conversion_fluctuation_weight: float = 0.0,
+        conversion_critic_weight: float = 0.0,
         lr_cooldown: float = 0.0,
         budget_minutes: float | None = None,
     ) -> None:
@@ -80,7 +82,8 @@ class DDSPModule(L.LightningModule):
         self.window_frames = window_frames
         self.fluctuation_weight = fluctuation_weight
         self.conversion_fluctuation_weight = conversion_fluctuation_weight
-        if fluctuation_weight > 0 or conversion_fluctuation_weight > 0:
+        self.conversion_critic_weight = conversion_critic_weight
+        if fluctuation_weight > 0 or conversion_fluctuation_weight > 0 or conversion_critic_weight > 0:
             from ddsp_morph.dsp.filters import mel_filterbank
 
             basis = mel_filterbank(
@@ -91,6 +94,13 @@ class DDSPModule(L.LightningModule):
             )
             self.register_buffer(
                 "fluctuation_basis", torch.as_tensor(basis, dtype=torch.float32), persistent=False
+            )
+        # A listener of band statistics trained on real crops; conversions must be heard as
+        # their z's instrument (training.critic)
+        self.critic: InstrumentCritic | None = None
+        if conversion_critic_weight > 0:
+            self.critic = InstrumentCritic(
+                len(self.instruments), self.fluctuation_basis, hop=FLUCTUATION_FFT // 4
             )
         self.latent_summary: dict | None = None  # centroids + PCA axes, saved with checkpoints
         self.optimizer_factory, self.lr_decay = optimizer, lr_decay
@@ -134,11 +144,12 @@ class DDSPModule(L.LightningModule):
             if stage == "train":  # val/loss stays spectral + beta * KL, comparable across runs
                 spectral = spectral + self.fluctuation_weight * fluct
         cycles = self.cycle_weight > 0 or self.cycle_class_weight > 0
-        extra = self.path_weight > 0 or cycles or self.conversion_fluctuation_weight > 0
+        critic = self.critic is not None and "instrument_id" in batch
+        extra = self.path_weight > 0 or cycles or self.conversion_fluctuation_weight > 0 or critic
         if stage == "train" and "z" in out and extra:
             cut = self._window(out["z"].shape[1])
             cycle_on = cycles and "mu" in out
-            convert = cycle_on or self.conversion_fluctuation_weight > 0
+            convert = cycle_on or self.conversion_fluctuation_weight > 0 or critic
             controls = self.window_controls(
                 out, batch, cut, path=self.path_weight > 0, conversion=convert
             )
@@ -160,6 +171,9 @@ class DDSPModule(L.LightningModule):
                 conv = self.conversion_fluctuation(out, batch, cut, converted)
                 self.log(f"{stage}/conversion_fluctuation", conv, batch_size=n)
                 spectral = spectral + ramp * self.conversion_fluctuation_weight * conv
+            if critic:
+                learn, judged = self.critic_terms(batch, cut, converted, stage)
+                spectral = spectral + learn + ramp * self.conversion_critic_weight * judged
         if "logvar" not in out:
             return spectral
         prior_mean, prior_logvar = self.model.encoder.prior_params(batch.get("instrument_id"))
@@ -343,6 +357,30 @@ class DDSPModule(L.LightningModule):
             with torch.no_grad():
                 want = band_fluctuation(batch["audio"][other].float(), basis, hop=fl_hop)
         return (got - want).abs().mean()
+
+    def critic_terms(
+        self,
+        batch: dict[str, torch.Tensor],
+        cut: slice | None,
+        converted: tuple[torch.Tensor, torch.Tensor],
+        stage: str = "train",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The critic learns the instruments from the real crops (over the window ``cut``, as
+        long as the conversions), and judges every conversion against the instrument of the clip
+        whose z it was played with. Returns (the critic's loss, the conversions' cross-entropy);
+        the first moves the critic only, the second the decoder only."""
+        assert self.critic is not None
+        audio, other = converted
+        hop = self.model.synth.hop_length
+        real = batch["audio"] if cut is None else batch["audio"][:, cut.start * hop : cut.stop * hop]
+        ids = batch["instrument_id"].reshape(-1)
+        learn, accuracy = self.critic.learn(real, ids)
+        judged = self.critic.judge(audio, ids[other])
+        n = audio.shape[0]
+        self.log(f"{stage}/critic", learn, batch_size=n)
+        self.log(f"{stage}/critic_accuracy", accuracy, batch_size=n)
+        self.log(f"{stage}/conversion_critic", judged, batch_size=n)
+        return learn, judged
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         out = self.model(batch)

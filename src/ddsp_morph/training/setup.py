@@ -54,6 +54,7 @@ def build_module(
         window_frames=int(cfg.latent.window_frames),
         fluctuation_weight=float(loss.fluctuation_weight),
         conversion_fluctuation_weight=float(loss.conversion_fluctuation_weight),
+        conversion_critic_weight=float(loss.conversion_critic_weight),
         lr_cooldown=float(m.lr_cooldown),
         budget_minutes=None if minutes is None else float(minutes),
     )
