@@ -898,7 +898,9 @@ def test_the_conversion_critic_learns_the_instruments_from_real_crops_and_judges
     batch = two_instrument_batch(n)
     t = torch.arange(n * hop) / 16000
     tone = 0.1 * torch.sin(2 * torch.pi * 440 * t)
-    batch["audio"] = torch.stack([tone, torch.randn(n * hop) * 0.1, tone * 0.5, torch.randn(n * hop) * 0.05])
+    batch["audio"] = torch.stack(
+        [tone, torch.randn(n * hop) * 0.1, tone * 0.5, torch.randn(n * hop) * 0.05]
+    )
     # the critic alone, on the real crops: it learns to tell the tone from the noise
     opt = torch.optim.Adam(critic.parameters(), lr=0.1)
     for _ in range(30):

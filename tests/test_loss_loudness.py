@@ -204,12 +204,17 @@ def test_band_statistics_hear_level_shape_and_movement_over_the_sounding_frames(
     assert float(level_std[0, band]) < 0.05 and float(change_std[0, band]) < 0.05
     assert float(level_std[2, band]) > 2.0
     assert abs(float(change_mean[2, band])) < 0.1
-    torch.testing.assert_close(change_std, band_fluctuation(x, basis, hop=128), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        change_std, band_fluctuation(x, basis, hop=128), rtol=1e-4, atol=1e-4
+    )
     # silence after the note changes nothing
     short = torch.cat([x[2:3], torch.zeros(1, 8000)], dim=1)
     long = torch.cat([x[2:3], torch.zeros(1, 24000)], dim=1)
     torch.testing.assert_close(
-        band_statistics(long, basis, hop=128), band_statistics(short, basis, hop=128), rtol=1e-4, atol=1e-4
+        band_statistics(long, basis, hop=128),
+        band_statistics(short, basis, hop=128),
+        rtol=1e-4,
+        atol=1e-4,
     )
     # differentiable: a louder render raises the level statistics
     gain = torch.tensor(0.5, requires_grad=True)

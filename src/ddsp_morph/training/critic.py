@@ -35,7 +35,9 @@ class InstrumentCritic(nn.Module):
         if n_instruments < 2:
             raise ValueError(f"critic: needs at least 2 instruments, got {n_instruments}")
         self.hop, self.momentum = int(hop), float(momentum)
-        self.register_buffer("basis", torch.as_tensor(mel_basis, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "basis", torch.as_tensor(mel_basis, dtype=torch.float32), persistent=False
+        )
         n = 4 * self.basis.shape[0]
         self.register_buffer("feature_mean", torch.zeros(n))
         self.register_buffer("feature_var", torch.ones(n))
@@ -80,4 +82,6 @@ class InstrumentCritic(nn.Module):
 
     def judge(self, audio: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of ``target`` for ``audio`` (gradient to the audio only)."""
-        return F.cross_entropy(self.logits(self.features(audio), fixed=True), target.long().reshape(-1))
+        return F.cross_entropy(
+            self.logits(self.features(audio), fixed=True), target.long().reshape(-1)
+        )

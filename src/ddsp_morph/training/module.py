@@ -83,7 +83,11 @@ class DDSPModule(L.LightningModule):
         self.fluctuation_weight = fluctuation_weight
         self.conversion_fluctuation_weight = conversion_fluctuation_weight
         self.conversion_critic_weight = conversion_critic_weight
-        if fluctuation_weight > 0 or conversion_fluctuation_weight > 0 or conversion_critic_weight > 0:
+        if (
+            fluctuation_weight > 0
+            or conversion_fluctuation_weight > 0
+            or conversion_critic_weight > 0
+        ):
             from ddsp_morph.dsp.filters import mel_filterbank
 
             basis = mel_filterbank(
@@ -372,7 +376,9 @@ class DDSPModule(L.LightningModule):
         assert self.critic is not None
         audio, other = converted
         hop = self.model.synth.hop_length
-        real = batch["audio"] if cut is None else batch["audio"][:, cut.start * hop : cut.stop * hop]
+        real = (
+            batch["audio"] if cut is None else batch["audio"][:, cut.start * hop : cut.stop * hop]
+        )
         ids = batch["instrument_id"].reshape(-1)
         learn, accuracy = self.critic.learn(real, ids)
         judged = self.critic.judge(audio, ids[other])
