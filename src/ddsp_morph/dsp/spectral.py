@@ -208,8 +208,12 @@ def _sounding_frames(ref_db: torch.Tensor, n_fft: int, hop: int, top_db: float) 
 def _sounding_changes(ref_db: torch.Tensor, n_fft: int, hop: int, top_db: float) -> torch.Tensor:
     """Weights of the frame-to-frame changes that count: both frames sounding
     (``_sounding_frames``). Shape [batch, 1, n_frames - 1]."""
-    sounding = _sounding_frames(ref_db, n_fft, hop, top_db)
-    return (sounding[:, 1:] * sounding[:, :-1]).unsqueeze(1)
+    return _both_sounding(_sounding_frames(ref_db, n_fft, hop, top_db))
+
+
+def _both_sounding(frames: torch.Tensor) -> torch.Tensor:
+    """Frame weights [batch, n_frames] -> change weights [batch, 1, n_frames - 1]."""
+    return (frames[:, 1:] * frames[:, :-1]).unsqueeze(1)
 
 
 def _weighted_mean_std(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,8 +246,7 @@ def band_statistics(
     db = mel_band_db(audio, mel_basis, hop)
     frames = _sounding_frames(db, n_fft, hop, top_db)
     level = _weighted_mean_std(db, frames.unsqueeze(1))
-    pairs = (frames[:, 1:] * frames[:, :-1]).unsqueeze(1)
-    change = _weighted_mean_std(db[..., 1:] - db[..., :-1], pairs)
+    change = _weighted_mean_std(db[..., 1:] - db[..., :-1], _both_sounding(frames))
     return torch.cat([*level, change[0], change[1]], dim=-1)
 
 
