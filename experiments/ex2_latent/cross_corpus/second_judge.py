@@ -18,25 +18,20 @@ import torch
 
 from ddsp_morph.build import build_datamodule
 from ddsp_morph.data.io import read_audio
-from ddsp_morph.evaluation.classifier import corpus_classifier
+from ddsp_morph.evaluation.classifier import corpus_classifier, log_mel_frames
 from ddsp_morph.evaluation.morph_table import render_many, test_items_by_instrument
 from ddsp_morph.latent.geometry import centroids_of
 from ddsp_morph.runs import load_run
 
-SR, N_FFT, HOP, N_MFCC, FRAMES_PER_CLIP = 16000, 1024, 256, 20, 200
+SR, N_MFCC, FRAMES_PER_CLIP = 16000, 20, 200
 
 
 def frame_features(audio: np.ndarray) -> np.ndarray:
     """Sounding frames (within 50 dB of the loudest) x [c1..c19, their change]."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(
-        y=np.asarray(audio, np.float32), sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=64, fmin=30.0
-    )
-    db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+    db, sounding = log_mel_frames(audio, SR)
     mfcc = librosa.feature.mfcc(S=db, n_mfcc=N_MFCC)[1:]
-    energy = db.max(axis=0)
-    sounding = energy > energy.max() - 50.0
     delta = np.diff(mfcc, axis=1, prepend=mfcc[:, :1])
     x = np.concatenate([mfcc, delta]).T
     keep = sounding & (np.arange(len(sounding)) > 0)

@@ -14,9 +14,10 @@ from ddsp_morph.data.io import read_audio, save_npz
 N_MELS = 64
 
 
-def clip_features(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-    """Mean and std over the clip's sounding frames (within 50 dB of its loudest) of 64
-    log-mel bands, and the same of their frame-to-frame deltas. Shape [4 * 64]."""
+def log_mel_frames(audio: np.ndarray, sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray]:
+    """64 log-mel bands (dB, 1024-point FFT, 256 hop, from 30 Hz) and which frames sound
+    (within 50 dB of the loudest; every frame where fewer than 2 do). Shapes [64, n_frames],
+    [n_frames]."""
     import librosa
 
     mel = librosa.feature.melspectrogram(
@@ -32,6 +33,13 @@ def clip_features(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     sounding = energy > energy.max() - 50.0
     if sounding.sum() < 2:
         sounding[:] = True
+    return db, sounding
+
+
+def clip_features(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """Mean and std over the clip's sounding frames (within 50 dB of its loudest) of 64
+    log-mel bands, and the same of their frame-to-frame deltas. Shape [4 * 64]."""
+    db, sounding = log_mel_frames(audio, sample_rate)
     d = db[:, sounding]
     delta = np.diff(d, axis=1) if d.shape[1] > 1 else np.zeros_like(d)
     return np.concatenate([d.mean(1), d.std(1), delta.mean(1), delta.std(1)]).astype(np.float32)
