@@ -186,6 +186,44 @@ def test_magnitude_is_abs():
     assert float(magnitude(spec)[0, 0, :5].abs().max()) == 0.0
 
 
+def test_magnitude_has_the_gradient_of_abs_also_at_silent_bins():
+    # sqrt(re^2 + im^2) through autograd is 0 * inf = NaN at a zero bin: every training step
+    # whose re-encoded conversion held a silent frame was skipped as non-finite
+    from ddsp_morph.dsp.spectral import magnitude
+
+    g = torch.Generator().manual_seed(3)
+    spec = torch.randn(2, 30, 17, dtype=torch.complex128, generator=g)
+    spec[1, 4:9] = 0
+    ours, ref = spec.clone().requires_grad_(True), spec.clone().requires_grad_(True)
+    upstream = torch.randn(spec.shape, dtype=torch.float64, generator=g)
+    (magnitude(ours) * upstream).sum().backward()
+    (ref.abs() * upstream).sum().backward()
+    assert torch.isfinite(torch.view_as_real(ours.grad)).all()
+    torch.testing.assert_close(ours.grad, ref.grad, atol=1e-12, rtol=0)
+    assert float(ours.grad[1, 4:9].abs().max()) == 0.0 and float(ours.grad.abs().max()) > 0.1
+
+
+def test_descriptors_of_audio_with_digital_silence_have_finite_gradients():
+    # a rendered corpus's rests are exact zeros, and so is a render of them: the encoder's
+    # MFCCs (the timbre cycle re-encodes renders) and the centroid must pass a gradient through
+    from ddsp_morph.dsp.descriptors import frame_magnitudes, frame_power, spectral_centroid_hz
+    from ddsp_morph.models.encoder import MFCC
+
+    t = torch.arange(16000) / 16000.0
+    audio = (0.3 * torch.sin(2 * math.pi * 330.0 * t)).repeat(2, 1)
+    audio[:, 4000:12000] = 0.0
+    audio.requires_grad_(True)
+    front = MFCC(sample_rate=16000, n_fft=1024, hop_length=128, n_mels=64, n_mfcc=20)
+    front(audio, 125).sum().backward()
+    assert torch.isfinite(audio.grad).all() and float(audio.grad.abs().max()) > 0
+    audio.grad = None
+    spectral_centroid_hz(audio, sample_rate=16000, hop_length=128).sum().backward()
+    assert torch.isfinite(audio.grad).all()
+    power = frame_power(audio, n_fft=512, hop_length=128)
+    mags = frame_magnitudes(audio, n_fft=512, hop_length=128)
+    torch.testing.assert_close(power, mags**2, rtol=1e-5, atol=1e-9)
+
+
 def test_band_statistics_hear_level_shape_and_movement_over_the_sounding_frames():
     from ddsp_morph.dsp.filters import mel_filterbank
     from ddsp_morph.dsp.spectral import band_fluctuation, band_statistics

@@ -84,3 +84,12 @@ def test_stability_summary_on_a_known_history():
     assert s["loss_spikes"] == 1 and s["nonfinite_steps_skipped"] == 1 and s["diverged"] is False
     assert stability_summary([1.0], [1, 2], [1.0, 3.0], 0)["diverged"] is True
     assert stability_summary([1.0], [1], [float("nan")], 0)["diverged"] is True
+
+
+def test_a_run_that_skipped_many_batches_says_so():
+    from ddsp_morph.training.stability import skipped_steps_line
+
+    assert skipped_steps_line(0, 2000) is None and skipped_steps_line(0, 0) is None
+    assert skipped_steps_line(20, 1980) is None  # 1.0%: an accident of the data
+    line = skipped_steps_line(255, 1981)  # what the default runs skipped before the fix
+    assert line is not None and "255 of 2236 batches (11.4%)" in line and "\n" not in line

@@ -10,7 +10,7 @@ import math
 import torch
 
 from ddsp_morph.dsp.core import check_shape
-from ddsp_morph.dsp.spectral import frame_spectrum, magnitude
+from ddsp_morph.dsp.spectral import frame_spectrum, magnitude, power_spectrum
 
 EPS = 1e-10
 
@@ -47,10 +47,27 @@ def frame_magnitudes(
     Returns:
         Shape [batch, n_frames, n_fft // 2 + 1].
     """
+    return _frame_values(audio, n_fft, hop_length, n_frames, window, magnitude)
+
+
+def frame_power(
+    audio: torch.Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    n_frames: int | None = None,
+    window: str = "hann",
+) -> torch.Tensor:
+    """``frame_magnitudes(...) ** 2``, formed as re^2 + im^2 (no square root to take back, and
+    a gradient that is finite at silent bins). Same arguments and shape."""
+    return _frame_values(audio, n_fft, hop_length, n_frames, window, power_spectrum)
+
+
+def _frame_values(audio, n_fft, hop_length, n_frames, window, value) -> torch.Tensor:
     check_shape("audio", audio, "[batch, n_samples]", 2)
     n = audio.shape[-1] // hop_length if n_frames is None else n_frames
     w = analysis_window(window, n_fft, dtype=audio.dtype, device=audio.device)
-    spec = magnitude(frame_spectrum(audio, n_fft, hop_length, w, pad_mode="constant"))[:, :n]
+    spec = value(frame_spectrum(audio, n_fft, hop_length, w, pad_mode="constant"))[:, :n]
     if spec.shape[1] < n:
         spec = torch.nn.functional.pad(spec, (0, 0, 0, n - spec.shape[1]))
     return spec
@@ -81,7 +98,7 @@ def spectral_flatness_db(
 
     Args: audio Shape [batch, n_samples]. Returns Shape [batch, n_samples // hop_length].
     """
-    power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length) ** 2 + EPS
+    power = frame_power(audio, n_fft=n_fft, hop_length=hop_length) + EPS
     log_geo = power.log().mean(-1)
     return 10.0 / math.log(10.0) * (log_geo - power.mean(-1).log())
 
@@ -109,7 +126,7 @@ def mfcc(
     """
     n_fft = (mel_basis.shape[-1] - 1) * 2
     if power is None:  # else: the caller's STFT power of these frames [batch, frames, bins]
-        power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
+        power = frame_power(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames)
     log_mel = torch.log((power @ mel_basis.T).clamp_min(EPS))
     return log_mel @ dct_basis.T
 
@@ -140,7 +157,7 @@ def harmonic_levels(
     """
     n_frames = f0_hz.shape[1]
     if power is None:  # else: the caller's STFT power of these frames [batch, frames, bins]
-        power = frame_magnitudes(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames) ** 2
+        power = frame_power(audio, n_fft=n_fft, hop_length=hop_length, n_frames=n_frames)
     db = 10.0 * torch.log10(power.clamp_min(EPS))  # [batch, frames, bins]
     n_bins = db.shape[-1]
     k = torch.arange(1, n_harmonics + 1, dtype=db.dtype, device=db.device)

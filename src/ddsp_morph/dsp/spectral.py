@@ -64,9 +64,29 @@ def power_spectrum(spec: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(re * re, im, im)
 
 
+class _Magnitude(torch.autograd.Function):
+    """|spec| with ``Tensor.abs``'s gradient, ``grad * spec / |spec|`` and 0 where |spec| = 0.
+    The gradient of sqrt(re^2 + im^2) through autograd is 0 * inf = NaN at an all-zero bin (a
+    silent frame), which made training skip every step whose batch held one."""
+
+    @staticmethod
+    def forward(ctx, spec):  # type: ignore[override]
+        mag = power_spectrum(spec).sqrt_()
+        ctx.save_for_backward(spec, mag)
+        return mag
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        spec, mag = ctx.saved_tensors
+        return spec * (grad / mag).masked_fill_(mag == 0, 0.0)
+
+
 def magnitude(spec: torch.Tensor) -> torch.Tensor:
     """|spec| as sqrt(re^2 + im^2): several times faster than ``Tensor.abs`` of a complex
-    tensor on the CPU (which calls hypot per element); not for values near float overflow."""
+    tensor on the CPU (which calls hypot per element), with the same gradient (0 at 0); not
+    for values near float overflow."""
+    if spec.requires_grad and torch.is_grad_enabled():
+        return _Magnitude.apply(spec)
     return power_spectrum(spec).sqrt_()
 
 

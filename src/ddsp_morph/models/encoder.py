@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ddsp_morph.dsp.core import hz_to_midi
-from ddsp_morph.dsp.descriptors import frame_magnitudes, harmonic_levels, mfcc
+from ddsp_morph.dsp.descriptors import frame_power, harmonic_levels, mfcc
 from ddsp_morph.dsp.filters import dct_matrix, mel_filterbank
 from ddsp_morph.models.gru import run_gru
 
@@ -41,10 +41,7 @@ class MFCC(nn.Module):
 
     def power(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
         """The STFT power the MFCCs are made of. Shape [batch, n_frames, n_fft // 2 + 1]."""
-        return (
-            frame_magnitudes(audio, n_fft=self.n_fft, hop_length=self.hop_length, n_frames=n_frames)
-            ** 2
-        )
+        return frame_power(audio, n_fft=self.n_fft, hop_length=self.hop_length, n_frames=n_frames)
 
     def forward(
         self, audio: torch.Tensor, n_frames: int, power: torch.Tensor | None = None

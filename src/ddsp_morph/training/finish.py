@@ -14,7 +14,7 @@ from ddsp_morph.data.io import save_csv, save_json
 from ddsp_morph.errors import DDSPMorphError
 from ddsp_morph.training.artifacts import write_resynthesis
 from ddsp_morph.training.module import val_history_frame
-from ddsp_morph.training.stability import stability_summary
+from ddsp_morph.training.stability import skipped_steps_line, stability_summary
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,9 @@ def write_run_files(
             f"{output_dir}: trained no step — all {trainer.global_step} had a non-finite loss or "
             "gradient and were skipped; lower latent.beta, model.lr or the loss weights"
         )
+    skipped = skipped_steps_line(module.nonfinite_steps, trainer.global_step)
+    if skipped is not None:
+        log.warning("%s: %s", output_dir, skipped)
     save_csv(output_dir / "val_history.csv", val_history_frame(module.val_history))
     save_csv(
         output_dir / "train_history.csv",
