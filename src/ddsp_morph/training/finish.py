@@ -96,7 +96,7 @@ def write_run_files(
             f"{output_dir}: trained no step — all {trainer.global_step} had a non-finite loss or "
             "gradient and were skipped; lower latent.beta, model.lr or the loss weights"
         )
-    skipped = skipped_steps_line(module.nonfinite_steps, trainer.global_step)
+    skipped = skipped_steps_line(module.nonfinite_steps, len(module.train_history))
     if skipped is not None:
         log.warning("%s: %s", output_dir, skipped)
     save_csv(output_dir / "val_history.csv", val_history_frame(module.val_history))

@@ -55,15 +55,14 @@ def stability_summary(
 SKIPPED_SHARE = 0.01  # over 1% of the batches skipped as non-finite: the run says so
 
 
-def skipped_steps_line(skipped: int, trained: int) -> str | None:
-    """One line for the end of a run when over ``SKIPPED_SHARE`` of its batches had a non-finite
-    loss or gradient and were skipped (``trained``: the optimizer steps taken); None otherwise.
-    A few are an accident of the data; many are a bug, and they cost the run those steps."""
-    batches = skipped + trained
+def skipped_steps_line(skipped: int, batches: int) -> str | None:
+    """One line for the end of a run when over ``SKIPPED_SHARE`` of its training batches had a
+    non-finite loss or gradient and were skipped; None otherwise. A few are an accident of the
+    data; many are a bug, and they cost the run those steps."""
     if batches == 0 or skipped <= SKIPPED_SHARE * batches:
         return None
     return (
-        f"{skipped} of {batches} batches ({100 * skipped / batches:.1f}%) had a non-finite loss "
-        "or gradient and were skipped (stability.json nonfinite_steps_skipped): the run trained "
-        "that much less; a share this size points at a loss term or the data, not an accident"
+        f"{skipped} of {batches} training batches ({100 * skipped / batches:.1f}%) had a "
+        "non-finite loss or gradient and were skipped (stability.json nonfinite_steps_skipped): "
+        "the run trained that much less; a share this size points at a loss term or the data"
     )
