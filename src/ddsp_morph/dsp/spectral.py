@@ -64,6 +64,12 @@ def power_spectrum(spec: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(re * re, im, im)
 
 
+def _over_magnitude(x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """x / mag in place on ``x``, 0 where mag = 0: with ``spec *`` it gives a gradient through
+    |spec| by ``torch.sgn``'s convention (0 at 0)."""
+    return x.div_(mag).masked_fill_(mag == 0, 0.0)
+
+
 class _Magnitude(torch.autograd.Function):
     """|spec| with ``Tensor.abs``'s gradient, ``grad * spec / |spec|`` and 0 where |spec| = 0.
     The gradient of sqrt(re^2 + im^2) through autograd is 0 * inf = NaN at an all-zero bin (a
@@ -78,7 +84,7 @@ class _Magnitude(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         spec, mag = ctx.saved_tensors
-        return spec * (grad / mag).masked_fill_(mag == 0, 0.0)
+        return spec * _over_magnitude(grad.clone(), mag)
 
 
 def magnitude(spec: torch.Tensor) -> torch.Tensor:
@@ -136,9 +142,7 @@ class _FusedMagnitudeLoss(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dmag = torch.sign(log_err).div_(mag + eps).mul_(log_weight / n)
             dmag.add_(torch.sign(lin_err), alpha=linear_weight / n)
-            # spec / |spec|, with 0 where |spec| = 0 (torch.sgn's convention)
-            inverse = mag.reciprocal().masked_fill_(mag == 0, 0.0)
-            ctx.save_for_backward(spec * dmag.mul_(inverse))
+            ctx.save_for_backward(spec * _over_magnitude(dmag, mag))
         return loss
 
     @staticmethod
